@@ -1,0 +1,15 @@
+//! The image promoter's library: everything that is not an entry point.
+//!
+//! The promoter copies exactly the digests named in reviewed promotion manifests from a staging
+//! registry to every production registry. This crate holds the pieces the CLI and the Lambda
+//! functions share:
+//!
+//! - [`reference`]: image names, tags and digests, parsed and validated (no IO);
+//! - [`manifest`]: promotion manifests (plain files and thin-manifest trees), loaded from disk
+//!   and validated with `FILE:LINE:COL` diagnostics;
+//! - [`plan`]: the pure planner that turns manifests (and optionally the manifests before a
+//!   change) into promotion units, plus its text, JSON and Markdown renderings.
+
+pub mod manifest;
+pub mod plan;
+pub mod reference;

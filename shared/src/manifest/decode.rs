@@ -1,0 +1,399 @@
+//! Turns YAML trees into manifest entries, reporting every problem on the way.
+//!
+//! Three kinds of file are decoded: a plain manifest (`registries` + `images`), a thin
+//! manifest's `promoter-manifest.yaml` (`registries`, and the deprecated `imagesPath`), and a
+//! thin manifest's `images.yaml` (a bare list of images). Entries with errors are left out of
+//! the result; the diagnostics say why.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::diagnostic::FileDiagnostics;
+use super::fields::{Fields, list, scalar_text, text};
+use super::yaml::{Node, Pos, ScalarKind, Value, scalar_kind};
+use super::{DigestEntry, Image, Registry};
+use crate::reference::{Digest, ImageName, RegistryName, Tag};
+
+/// What one file contributed.
+#[derive(Default)]
+pub struct Decoded {
+    /// Registry entries that decoded cleanly.
+    pub registries: Vec<Registry>,
+    /// Image entries that decoded cleanly (bad digests and tags left out).
+    pub images: Vec<Image>,
+    /// Where the deprecated `imagesPath` field was, if present.
+    pub images_path: Option<Pos>,
+}
+
+const LIST_OF_IMAGES: &str = "a list of images (`- name: …` with a `dmap`)";
+
+/// Decodes a plain manifest file's root.
+pub fn plain(root: &Node, d: &mut FileDiagnostics<'_>) -> Decoded {
+    let Some(fields) = Fields::read(root, "the manifest", &["registries", "images"], d) else {
+        d.error(
+            root.pos,
+            format!(
+                "a manifest is a mapping with `registries` and `images`, but this file holds {}",
+                root.value.describe()
+            ),
+        );
+        return Decoded::default();
+    };
+    let registries = registries_field(&fields, d);
+    let images = match fields.get("images") {
+        Some(node) => images(node, &format!("`images` is {LIST_OF_IMAGES}"), d),
+        None => {
+            d.error(fields.pos, "the manifest has no `images` list");
+            Vec::new()
+        }
+    };
+    Decoded {
+        registries,
+        images,
+        images_path: None,
+    }
+}
+
+/// Decodes a thin manifest's `promoter-manifest.yaml` root (registries only).
+pub fn thin_registries(root: &Node, d: &mut FileDiagnostics<'_>) -> Decoded {
+    if let Value::Map(entries) = &root.value
+        && let Some((key, _)) = entries
+            .iter()
+            .find(|(k, _)| scalar_text(k) == Some("images"))
+    {
+        d.error(
+            key.pos,
+            "`images` is not allowed in promoter-manifest.yaml: a thin manifest lists its images in images/<project>/images.yaml",
+        );
+    }
+    let allowed = ["registries", "imagesPath", "images"];
+    let Some(fields) = Fields::read(root, "promoter-manifest.yaml", &allowed, d) else {
+        d.error(
+            root.pos,
+            format!(
+                "promoter-manifest.yaml is a mapping with `registries`, but this file holds {}",
+                root.value.describe()
+            ),
+        );
+        return Decoded::default();
+    };
+    let registries = registries_field(&fields, d);
+    let images_path = fields.key("imagesPath").map(|k| k.pos);
+    Decoded {
+        registries,
+        images: Vec::new(),
+        images_path,
+    }
+}
+
+/// Decodes a thin manifest's `images.yaml` root (a bare list of images).
+pub fn images_file(root: &Node, d: &mut FileDiagnostics<'_>) -> Vec<Image> {
+    images(root, &format!("images.yaml is {LIST_OF_IMAGES}"), d)
+}
+
+/// Reads the `registries` field and checks the set: one source, no duplicates.
+fn registries_field(fields: &Fields<'_>, d: &mut FileDiagnostics<'_>) -> Vec<Registry> {
+    let Some(node) = fields.get("registries") else {
+        d.error(fields.pos, "the manifest has no `registries` list");
+        return Vec::new();
+    };
+    let expected = "`registries` is a list of registries (`- name: …`)";
+    let Some(items) = list(node, expected, d) else {
+        return Vec::new();
+    };
+    let mut registries: Vec<Registry> = Vec::new();
+    for item in items {
+        let Some(registry) = registry(item, d) else {
+            continue;
+        };
+        if let Some(first) = registries.iter().find(|r| r.name == registry.name) {
+            let msg = format!(
+                "registry `{}` is listed twice (first at line {})",
+                registry.name, first.pos.line
+            );
+            d.error(registry.pos, msg);
+            continue;
+        }
+        registries.push(registry);
+    }
+    check_one_source(
+        &registries,
+        fields.key("registries").map_or(fields.pos, |k| k.pos),
+        d,
+    );
+    registries
+}
+
+fn check_one_source(registries: &[Registry], at: Pos, d: &mut FileDiagnostics<'_>) {
+    let mut sources = registries.iter().filter(|r| r.src);
+    let Some(first) = sources.next() else {
+        if !registries.is_empty() {
+            d.error(
+                at,
+                "no source registry: mark the staging registry with `src: true`",
+            );
+        }
+        return;
+    };
+    for extra in sources {
+        let msg = format!(
+            "a second source registry: exactly one registry has `src: true` (the first is `{}` at line {})",
+            first.name, first.pos.line
+        );
+        d.error(extra.pos, msg);
+    }
+}
+
+fn registry(node: &Node, d: &mut FileDiagnostics<'_>) -> Option<Registry> {
+    let what = "a registry entry";
+    let Some(fields) = Fields::read(node, what, &["name", "src", "service-account"], d) else {
+        let msg = format!(
+            "a registry entry is a mapping with `name` (and `src` or `service-account`), found {}",
+            node.value.describe()
+        );
+        d.error(node.pos, msg);
+        return None;
+    };
+    let src = match fields.get("src") {
+        Some(value) => src_flag(value, d)?,
+        None => false,
+    };
+    let service_account = match fields.get("service-account") {
+        Some(value) if !value.value.is_null() => {
+            Some(text(value, "service-account", d)?.to_owned())
+        }
+        _ => None,
+    };
+    let Some(name_node) = fields.get("name") else {
+        d.error(node.pos, "a registry entry needs a `name`");
+        return None;
+    };
+    let name = text(name_node, "name", d)?;
+    let name = match name.parse::<RegistryName>() {
+        Ok(name) => name,
+        Err(e) => {
+            d.error(
+                name_node.pos,
+                format!("invalid registry name `{name}`: {e}"),
+            );
+            return None;
+        }
+    };
+    Some(Registry {
+        name,
+        src,
+        service_account,
+        pos: node.pos,
+    })
+}
+
+fn src_flag(node: &Node, d: &mut FileDiagnostics<'_>) -> Option<bool> {
+    match &node.value {
+        Value::Scalar { text, plain } => match scalar_kind(text, *plain) {
+            ScalarKind::Bool(b) => return Some(b),
+            ScalarKind::Null => return Some(false),
+            _ => {}
+        },
+        _ => {}
+    }
+    d.error(
+        node.pos,
+        format!("`src` is true or false, found {}", node.value.describe()),
+    );
+    None
+}
+
+/// Reads a list of image entries; `expected` starts the message when `node` is not a list.
+fn images(node: &Node, expected: &str, d: &mut FileDiagnostics<'_>) -> Vec<Image> {
+    if node.value.is_null() {
+        return Vec::new();
+    }
+    let Some(items) = list(node, expected, d) else {
+        return Vec::new();
+    };
+    let mut images: Vec<Image> = Vec::new();
+    for item in items {
+        let Some(image) = image(item, d) else {
+            continue;
+        };
+        if let Some(first) = images.iter().find(|i| i.name == image.name) {
+            let msg = format!(
+                "image `{}` is listed twice (first at line {})",
+                image.name, first.pos.line
+            );
+            d.error(image.pos, msg);
+            continue;
+        }
+        images.push(image);
+    }
+    images
+}
+
+fn image(node: &Node, d: &mut FileDiagnostics<'_>) -> Option<Image> {
+    let Some(fields) = Fields::read(node, "an image entry", &["name", "dmap"], d) else {
+        let msg = format!(
+            "an image entry is a mapping with `name` and `dmap`, found {}",
+            node.value.describe()
+        );
+        d.error(node.pos, msg);
+        return None;
+    };
+    let Some(name_node) = fields.get("name") else {
+        d.error(node.pos, "an image entry needs a `name`");
+        return None;
+    };
+    let name = text(name_node, "name", d)?;
+    let name = match name.parse::<ImageName>() {
+        Ok(name) => name,
+        Err(e) => {
+            d.error(name_node.pos, format!("invalid image name `{name}`: {e}"));
+            return None;
+        }
+    };
+    let Some(dmap) = fields.get("dmap") else {
+        d.error(
+            node.pos,
+            format!("image `{name}` has no `dmap` (digest → tags)"),
+        );
+        return None;
+    };
+    let digests = digest_map(dmap, &name, d);
+    Some(Image {
+        name,
+        pos: node.pos,
+        digests,
+    })
+}
+
+fn digest_map(node: &Node, image: &ImageName, d: &mut FileDiagnostics<'_>) -> Vec<DigestEntry> {
+    if node.value.is_null() {
+        return Vec::new();
+    }
+    let Value::Map(entries) = &node.value else {
+        let msg = format!(
+            "`dmap` maps digests to lists of tags, found {}",
+            node.value.describe()
+        );
+        d.error(node.pos, msg);
+        return Vec::new();
+    };
+    let mut out: Vec<DigestEntry> = Vec::with_capacity(entries.len());
+    let mut tag_owner: HashMap<Tag, (Digest, u32)> = HashMap::new();
+    for (key, value) in entries {
+        let Some(digest) = digest_key(key, d) else {
+            continue;
+        };
+        if let Some(first) = out.iter().find(|e| e.digest == digest) {
+            let msg = format!(
+                "digest {digest} is listed twice for image `{image}` (first at line {})",
+                first.pos.line
+            );
+            d.error(key.pos, msg);
+            continue;
+        }
+        let tags = tag_list(value, &digest, d);
+        for (tag, pos) in &tags {
+            match tag_owner.get(tag) {
+                Some((other, line)) => {
+                    let msg = format!(
+                        "tag `{tag}` of image `{image}` is also given to {other} at line {line}; a tag names one digest"
+                    );
+                    d.error(*pos, msg);
+                }
+                None => {
+                    tag_owner.insert(tag.clone(), (digest.clone(), pos.line));
+                }
+            }
+        }
+        let tags: Arc<[Tag]> = tags.into_iter().map(|(t, _)| t).collect();
+        out.push(DigestEntry {
+            digest,
+            tags,
+            pos: key.pos,
+        });
+    }
+    out
+}
+
+fn digest_key(key: &Node, d: &mut FileDiagnostics<'_>) -> Option<Digest> {
+    let Some(raw) = scalar_text(key) else {
+        d.error(
+            key.pos,
+            format!("a `dmap` key is a digest, found {}", key.value.describe()),
+        );
+        return None;
+    };
+    match raw.parse::<Digest>() {
+        Ok(digest) => Some(digest),
+        Err(e) => {
+            d.error(key.pos, format!("invalid digest `{raw}`: {e}"));
+            None
+        }
+    }
+}
+
+/// Reads the tags of one digest, with their positions; duplicates and bad tags are reported.
+fn tag_list(node: &Node, digest: &Digest, d: &mut FileDiagnostics<'_>) -> Vec<(Tag, Pos)> {
+    if node.value.is_null() {
+        return Vec::new();
+    }
+    let Value::Seq(items) = &node.value else {
+        let hint = match &node.value {
+            Value::Scalar { text, .. } => format!("; write [\"{text}\"]"),
+            _ => String::new(),
+        };
+        let msg = format!(
+            "the tags of {} are a list like [\"v1.0\"] (or [] for none), found {}{hint}",
+            digest.short(),
+            node.value.describe()
+        );
+        d.error(node.pos, msg);
+        return Vec::new();
+    };
+    let mut tags: Vec<(Tag, Pos)> = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(tag) = tag(item, d) else { continue };
+        if tags.iter().any(|(t, _)| *t == tag) {
+            d.error(
+                item.pos,
+                format!("tag `{tag}` is listed twice for {}", digest.short()),
+            );
+            continue;
+        }
+        tags.push((tag, item.pos));
+    }
+    tags
+}
+
+fn tag(node: &Node, d: &mut FileDiagnostics<'_>) -> Option<Tag> {
+    let Value::Scalar { text, plain } = &node.value else {
+        d.error(
+            node.pos,
+            format!("a tag is text, found {}", node.value.describe()),
+        );
+        return None;
+    };
+    let kind = match scalar_kind(text, *plain) {
+        ScalarKind::Text => None,
+        ScalarKind::Number => Some("a number"),
+        ScalarKind::Bool(_) => Some("a boolean"),
+        ScalarKind::Null => {
+            d.error(node.pos, "empty tag: remove it, or write the tag's name");
+            return None;
+        }
+    };
+    if let Some(kind) = kind {
+        d.error(
+            node.pos,
+            format!("tag {text} is read by YAML as {kind}; quote it: \"{text}\""),
+        );
+        return None;
+    }
+    match text.parse::<Tag>() {
+        Ok(tag) => Some(tag),
+        Err(e) => {
+            d.error(node.pos, format!("invalid tag `{text}`: {e}"));
+            None
+        }
+    }
+}

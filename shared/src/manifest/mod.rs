@@ -1,0 +1,95 @@
+//! Promotion manifests: the model, loading from disk, and validation.
+//!
+//! Two layouts are read, both compatible with the Kubernetes image promoter:
+//!
+//! - a **plain manifest**: one YAML file with `registries:` (exactly one `src: true`) and
+//!   `images:` (each a `name` and a `dmap` of digest → tags);
+//! - a **thin-manifest tree**: `DIR/manifests/<project>/promoter-manifest.yaml` holds only
+//!   `registries:` (tightly owned), and `DIR/images/<project>/images.yaml` holds the list of images
+//!   (owned by the project), so a change to `images.yaml` alone cannot change where images go.
+//!
+//! [`load`] reads every path it is given and returns the manifests together with *every* problem
+//! found, as [`Diagnostic`]s sorted by file and line; [`check`] adds the rules that span several
+//! manifests (two manifests sending different digests to one `repository:tag`).
+
+mod check;
+mod decode;
+mod diagnostic;
+mod fields;
+mod load;
+pub mod yaml;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::reference::{Digest, ImageName, RegistryName, Tag};
+pub use check::destination_index;
+pub use diagnostic::{Diagnostic, FileDiagnostics, Severity, has_errors, sort};
+pub use load::{LoadError, Loaded, load};
+use yaml::Pos;
+
+/// One project's promotion manifest: where its images come from and go to, and which images.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The project's name: the thin-manifest folder name, or the file's path for a plain one.
+    pub project: String,
+    /// The file holding `registries:`.
+    pub registries_file: Arc<Path>,
+    /// The file holding the images (the same file for a plain manifest).
+    pub images_file: Arc<Path>,
+    /// Every registry, source and destinations, in file order.
+    pub registries: Vec<Registry>,
+    /// Every image, in file order.
+    pub images: Vec<Image>,
+}
+
+/// A registry entry of a manifest.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    /// The registry name (host and path prefix).
+    pub name: RegistryName,
+    /// True for the staging registry images are copied from.
+    pub src: bool,
+    /// The service account the Kubernetes promoter used for this registry (kept, unused).
+    pub service_account: Option<String>,
+    /// Where the entry is, in [`Manifest::registries_file`].
+    pub pos: Pos,
+}
+
+/// An image entry: a repository path and the digests to promote, each with its tags.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The path below each registry name.
+    pub name: ImageName,
+    /// Where the entry is, in [`Manifest::images_file`].
+    pub pos: Pos,
+    /// The digests to promote, in file order.
+    pub digests: Vec<DigestEntry>,
+}
+
+/// One `dmap` entry: a digest and the tags it should carry in every destination.
+#[derive(Debug, Clone)]
+pub struct DigestEntry {
+    /// The digest.
+    pub digest: Digest,
+    /// Its tags (possibly none), shared by every destination.
+    pub tags: Arc<[Tag]>,
+    /// Where the entry is, in [`Manifest::images_file`].
+    pub pos: Pos,
+}
+
+impl Manifest {
+    /// The source registry, if exactly one is marked `src: true`.
+    pub fn source(&self) -> Option<&Registry> {
+        let mut sources = self.registries.iter().filter(|r| r.src);
+        match (sources.next(), sources.next()) {
+            (Some(source), None) => Some(source),
+            _ => None,
+        }
+    }
+
+    /// The destination registries (every registry but the source).
+    pub fn destinations(&self) -> impl Iterator<Item = &Registry> {
+        self.registries.iter().filter(|r| !r.src)
+    }
+}

@@ -1,0 +1,282 @@
+//! A YAML document as a small tree whose every node knows its line and column.
+//!
+//! Manifests are validated by walking this tree rather than by deserializing with serde, so that
+//! every problem in a file is reported at once, each at its own `LINE:COL`, in words a person
+//! understands ("expected a list of tags, found a mapping") instead of the first serde error.
+//! The tree is built from `saphyr-parser`'s spanned events.
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+
+/// A position in a file: 1-based line and 1-based column (in characters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Pos {
+    /// Line, from 1.
+    pub line: u32,
+    /// Column, from 1.
+    pub col: u32,
+}
+
+impl Pos {
+    fn of(span: &Span) -> Pos {
+        let line = u32::try_from(span.start.line()).unwrap_or(u32::MAX);
+        let col = u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX);
+        Pos { line, col }
+    }
+}
+
+/// One node of the tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Where the node starts.
+    pub pos: Pos,
+    /// What the node is.
+    pub value: Value,
+}
+
+/// The value of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A scalar: its text and whether it was written plain (unquoted).
+    Scalar {
+        /// The scalar's text, after YAML escapes were resolved.
+        text: String,
+        /// True when written without quotes, so that YAML's type resolution applies.
+        plain: bool,
+    },
+    /// A sequence (list).
+    Seq(Vec<Node>),
+    /// A mapping, in file order (duplicate keys kept, so that they can be reported).
+    Map(Vec<(Node, Node)>),
+    /// A `*alias`: manifests do not use anchors, and they are reported as an error.
+    Alias,
+}
+
+/// What a scalar means under YAML 1.2's core schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarKind {
+    /// `null`, `~` or nothing at all.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// An integer or a floating-point number.
+    Number,
+    /// Anything else, and every quoted scalar.
+    Text,
+}
+
+/// A YAML syntax error (the file is not YAML at all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// Where the parser stopped.
+    pub pos: Pos,
+    /// The parser's explanation.
+    pub message: String,
+}
+
+impl Value {
+    /// What kind of thing this is, in words, for messages: "a list", "a mapping", "the number 1.0".
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Seq(_) => "a list".to_owned(),
+            Value::Map(_) => "a mapping".to_owned(),
+            Value::Alias => "an alias".to_owned(),
+            Value::Scalar { text, plain } => match scalar_kind(text, *plain) {
+                ScalarKind::Null => "nothing (null)".to_owned(),
+                ScalarKind::Bool(b) => format!("the boolean {b}"),
+                ScalarKind::Number => format!("the number {text}"),
+                ScalarKind::Text => format!("the text \"{text}\""),
+            },
+        }
+    }
+
+    /// True for an empty plain scalar, `~` or `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Scalar { text, plain } if scalar_kind(text, *plain) == ScalarKind::Null)
+    }
+}
+
+/// Resolves a scalar's type the way YAML 1.2's core schema does.
+pub fn scalar_kind(text: &str, plain: bool) -> ScalarKind {
+    if !plain {
+        return ScalarKind::Text;
+    }
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => ScalarKind::Null,
+        "true" | "True" | "TRUE" => ScalarKind::Bool(true),
+        "false" | "False" | "FALSE" => ScalarKind::Bool(false),
+        _ if is_number(text) => ScalarKind::Number,
+        _ => ScalarKind::Text,
+    }
+}
+
+fn is_number(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if matches!(unsigned, ".inf" | ".Inf" | ".INF") || matches!(text, ".nan" | ".NaN" | ".NAN") {
+        return true;
+    }
+    let is_hex = unsigned
+        .strip_prefix("0x")
+        .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    let is_octal = unsigned
+        .strip_prefix("0o")
+        .is_some_and(|o| !o.is_empty() && o.bytes().all(|b| (b'0'..=b'7').contains(&b)));
+    is_hex || is_octal || is_decimal(unsigned)
+}
+
+/// `[0-9]*(\.[0-9]*)?([eE][-+]?[0-9]+)?` with at least one digit in the mantissa.
+fn is_decimal(text: &str) -> bool {
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = digits(int) && digits(frac) && !(int.is_empty() && frac.is_empty());
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && digits(e)
+    });
+    mantissa_ok && exponent_ok
+}
+
+/// Parses `text` into its single document's tree; `Ok(None)` for a file with no document.
+///
+/// A second document (`---`) is a syntax error: a manifest file holds one.
+pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
+    let mut builder = Builder::default();
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|e| SyntaxError {
+            pos: Pos {
+                line: u32::try_from(e.marker().line()).unwrap_or(u32::MAX),
+                col: u32::try_from(e.marker().col() + 1).unwrap_or(u32::MAX),
+            },
+            message: e.info().to_owned(),
+        })?;
+        builder.on_event(event, &span)?;
+    }
+    Ok(builder.root)
+}
+
+/// Builds the tree from the event stream with a stack of open collections.
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Node>,
+    /// Map keys waiting for their value, one slot per open mapping on the stack.
+    pending_keys: Vec<Option<Node>>,
+    root: Option<Node>,
+    documents: u32,
+}
+
+impl Builder {
+    fn on_event(&mut self, event: Event<'_>, span: &Span) -> Result<(), SyntaxError> {
+        let pos = Pos::of(span);
+        match event {
+            Event::DocumentStart(_) => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    return Err(SyntaxError {
+                        pos,
+                        message: "a manifest file holds one YAML document, this is a second one"
+                            .to_owned(),
+                    });
+                }
+            }
+            Event::Scalar(text, style, _, _) => {
+                let plain = style == ScalarStyle::Plain;
+                let value = Value::Scalar {
+                    text: text.into_owned(),
+                    plain,
+                };
+                self.add(Node { pos, value });
+            }
+            Event::Alias(_) => self.add(Node {
+                pos,
+                value: Value::Alias,
+            }),
+            Event::SequenceStart(..) => self.open(pos, Value::Seq(Vec::new())),
+            Event::MappingStart(..) => self.open(pos, Value::Map(Vec::new())),
+            Event::SequenceEnd | Event::MappingEnd => self.close(),
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, pos: Pos, value: Value) {
+        self.stack.push(Node { pos, value });
+        self.pending_keys.push(None);
+    }
+
+    fn close(&mut self) {
+        self.pending_keys.pop();
+        if let Some(node) = self.stack.pop() {
+            self.add(node);
+        }
+    }
+
+    fn add(&mut self, node: Node) {
+        let Some(parent) = self.stack.last_mut() else {
+            self.root = Some(node);
+            return;
+        };
+        match &mut parent.value {
+            Value::Seq(items) => items.push(node),
+            Value::Map(entries) => {
+                let slot = self.pending_keys.last_mut();
+                match slot {
+                    Some(slot) => match slot.take() {
+                        Some(key) => entries.push((key, node)),
+                        None => *slot = Some(node),
+                    },
+                    None => self.root = Some(node),
+                }
+            }
+            Value::Scalar { .. } | Value::Alias => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_a_tree_with_positions() {
+        let root = parse("a:\n  - x\n  - \"1.0\"\nb: {c: 1}\n")
+            .expect("parses")
+            .expect("one document");
+        let Value::Map(entries) = &root.value else {
+            panic!("root is a map")
+        };
+        assert_eq!(entries.len(), 2);
+        let (key, list) = &entries[0];
+        assert_eq!(key.pos, Pos { line: 1, col: 1 });
+        let Value::Seq(items) = &list.value else {
+            panic!("a list")
+        };
+        assert_eq!(items[1].pos, Pos { line: 3, col: 5 });
+        assert_eq!(items[1].value.describe(), "the text \"1.0\"");
+        assert_eq!(entries[1].1.pos.line, 4);
+    }
+
+    #[test]
+    fn resolves_core_schema_types() {
+        assert_eq!(scalar_kind("1.0", true), ScalarKind::Number);
+        assert_eq!(scalar_kind("1.0", false), ScalarKind::Text);
+        assert_eq!(scalar_kind("-1e5", true), ScalarKind::Number);
+        assert_eq!(scalar_kind("0x1F", true), ScalarKind::Number);
+        assert_eq!(scalar_kind("v1.0", true), ScalarKind::Text);
+        assert_eq!(scalar_kind("1.0.1", true), ScalarKind::Text);
+        assert_eq!(scalar_kind("", true), ScalarKind::Null);
+        assert_eq!(scalar_kind("True", true), ScalarKind::Bool(true));
+        assert_eq!(scalar_kind("yes", true), ScalarKind::Text);
+    }
+
+    #[test]
+    fn reports_syntax_errors_and_second_documents() {
+        let err = parse("a: [1, 2\n").expect_err("unclosed flow sequence");
+        assert_eq!(err.pos.line, 2);
+        let err = parse("a: 1\n---\nb: 2\n").expect_err("two documents");
+        assert_eq!(err.pos.line, 2);
+        assert_eq!(parse("# only a comment\n").expect("parses"), None);
+    }
+}

@@ -1,0 +1,146 @@
+//! The promotion plan: what to copy where, computed from manifests without any IO.
+//!
+//! A plan is a list of **units**, one per (source repository, digest), each with every
+//! destination repository it goes to and the tags it gets there. A unit is what one
+//! `copy-digest` invocation does: read the source once, write it to every destination.
+//!
+//! Given the manifests *before* a change (`base`), the plan holds only what the change adds
+//! (new digests, and new tags on digests already promoted), and lists what the change removes:
+//! the promoter never deletes from production, so removals are refused unless allowed.
+//!
+//! [`build`] computes a plan; [`render`] prints it as text, JSON or Markdown.
+
+mod build;
+mod desired;
+pub mod render;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use build::{build, removal_diagnostics, unit_id};
+pub use desired::Desired;
+
+use crate::manifest::yaml::Pos;
+use crate::reference::{Digest, ImageName, Tag};
+
+/// What to promote.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    /// One per (source repository, digest), sorted by source then digest.
+    pub units: Vec<Unit>,
+    /// What the base promoted and the change no longer asks for (only with a base).
+    pub removals: Vec<Removal>,
+    /// Per project, what the change adds (for people: the Markdown summary).
+    #[serde(skip)]
+    pub projects: Vec<ProjectChanges>,
+}
+
+/// One source digest and everywhere it goes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unit {
+    /// A stable identifier: the first 16 hex digits of sha256(`SOURCE@DIGEST`).
+    pub id: String,
+    /// The source repository, e.g. `gcr.io/k8s-staging-coredns/coredns`.
+    pub source: Arc<str>,
+    /// The digest to copy.
+    pub digest: Digest,
+    /// Every destination repository, sorted, with the tags to set there.
+    pub destinations: Vec<Destination>,
+}
+
+/// One destination of a unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Destination {
+    /// The destination repository, e.g. `us.gcr.io/k8s-artifacts-prod/coredns/coredns`.
+    pub repository: Arc<str>,
+    /// The tags to point at the digest there (only the new ones, when planned against a base).
+    pub tags: Arc<[Tag]>,
+}
+
+/// Something the base manifests promoted that the change no longer lists.
+#[derive(Debug, Clone, Serialize)]
+pub struct Removal {
+    /// The destination repository.
+    pub repository: Arc<str>,
+    /// The digest.
+    pub digest: Digest,
+    /// True when the digest itself is gone from the repository's manifests (else only tags).
+    pub digest_removed: bool,
+    /// The tags no longer listed.
+    pub tags: Vec<Tag>,
+    /// The base file that listed it.
+    #[serde(skip)]
+    pub file: Arc<Path>,
+    /// Where in that file.
+    #[serde(skip)]
+    pub pos: Pos,
+}
+
+/// What a change adds to one project.
+#[derive(Debug, Clone)]
+pub struct ProjectChanges {
+    /// The project (thin-manifest folder name, or the manifest file).
+    pub project: String,
+    /// Its number of destination registries.
+    pub destinations: usize,
+    /// Each digest that gains something in at least one destination.
+    pub images: Vec<ImageChange>,
+}
+
+/// One digest of one image that the change promotes (or tags anew).
+#[derive(Debug, Clone)]
+pub struct ImageChange {
+    /// The image name (below the registries).
+    pub image: ImageName,
+    /// The digest.
+    pub digest: Digest,
+    /// Tags added anywhere.
+    pub tags: Vec<Tag>,
+    /// How many destinations gain the digest or a tag.
+    pub destinations: usize,
+    /// False when every destination already had the digest (a retag only).
+    pub new_digest: bool,
+}
+
+/// Counts, for summaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Units (source digests).
+    pub units: usize,
+    /// (unit, destination) pairs: digest copies into a repository.
+    pub edges: usize,
+    /// (unit, destination, tag) triples: tags to set.
+    pub tags: usize,
+    /// Distinct destination repositories.
+    pub repositories: usize,
+    /// Removals (with `--allow-removal`).
+    pub removals: usize,
+}
+
+impl Plan {
+    /// Counts units, edges, tags and repositories.
+    pub fn summary(&self) -> Summary {
+        let mut repositories = std::collections::HashSet::new();
+        let mut summary = Summary {
+            units: self.units.len(),
+            removals: self.removals.len(),
+            ..Summary::default()
+        };
+        for unit in &self.units {
+            summary.edges += unit.destinations.len();
+            for d in &unit.destinations {
+                summary.tags += d.tags.len();
+                repositories.insert(&*d.repository);
+            }
+        }
+        summary.repositories = repositories.len();
+        summary
+    }
+
+    /// True when there is nothing to copy, tag or remove.
+    pub fn is_empty(&self) -> bool {
+        self.units.is_empty() && self.removals.is_empty()
+    }
+}

@@ -1,0 +1,1 @@
+//! Printing plans (to be written).

@@ -1,0 +1,119 @@
+//! Content digests (`sha256:` followed by 64 lowercase hex digits).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The only digest algorithm the promoter accepts, as the manifests name it.
+const ALGORITHM: &str = "sha256:";
+/// Number of hex digits in a sha256 digest.
+const HEX_LEN: usize = 64;
+
+/// A validated content digest such as `sha256:0c58…`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Digest(String);
+
+/// Why a string is not a valid digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    /// The algorithm prefix is missing or is not `sha256:`.
+    #[error("a digest starts with `sha256:`")]
+    Algorithm,
+    /// The hex part does not have exactly 64 characters.
+    #[error("a sha256 digest has 64 hex digits after `sha256:`, this one has {0}")]
+    Length(usize),
+    /// The hex part has a character outside `0-9a-f` (upper case included).
+    #[error("a digest's hex part uses only 0-9 and lowercase a-f")]
+    NotLowerHex,
+}
+
+impl Digest {
+    /// The digest as text, e.g. `sha256:0c58…`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The hex part, without the `sha256:` prefix.
+    pub fn hex(&self) -> &str {
+        &self.0[ALGORITHM.len()..]
+    }
+
+    /// A short form for people: `sha256:` and the first 12 hex digits.
+    pub fn short(&self) -> &str {
+        &self.0[..ALGORITHM.len() + 12]
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s.strip_prefix(ALGORITHM).ok_or(DigestError::Algorithm)?;
+        if hex.len() != HEX_LEN {
+            return Err(DigestError::Length(hex.chars().count()));
+        }
+        if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(DigestError::NotLowerHex);
+        }
+        Ok(Digest(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rejects_wrong_algorithm_length_and_case() {
+        let hex = "a".repeat(64);
+        assert_eq!(
+            format!("sha512:{hex}").parse::<Digest>(),
+            Err(DigestError::Algorithm)
+        );
+        assert_eq!("sha256:abc".parse::<Digest>(), Err(DigestError::Length(3)));
+        assert_eq!(
+            format!("sha256:{}", "A".repeat(64)).parse::<Digest>(),
+            Err(DigestError::NotLowerHex)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn accepts_every_lowercase_hex_digest(hex in "[0-9a-f]{64}") {
+            let text = format!("sha256:{hex}");
+            let digest: Digest = text.parse().expect("valid digest");
+            prop_assert_eq!(digest.as_str(), text.as_str());
+            prop_assert_eq!(digest.hex(), hex.as_str());
+        }
+
+        #[test]
+        fn rejects_any_other_length(hex in "[0-9a-f]{0,100}") {
+            prop_assume!(hex.len() != 64);
+            prop_assert_eq!(
+                format!("sha256:{hex}").parse::<Digest>(),
+                Err(DigestError::Length(hex.len()))
+            );
+        }
+
+        #[test]
+        fn rejects_any_non_hex_character(
+            prefix in "[0-9a-f]{0,63}",
+            bad in "[^0-9a-f]",
+        ) {
+            let mut hex = format!("{prefix}{bad}");
+            while hex.chars().count() < 64 {
+                hex.push('0');
+            }
+            prop_assume!(hex.chars().count() == 64);
+            let parsed = format!("sha256:{hex}").parse::<Digest>();
+            prop_assert!(parsed.is_err());
+        }
+    }
+}
