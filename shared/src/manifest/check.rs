@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::diagnostic::{Diagnostic, FileDiagnostics};
 use super::yaml::Pos;
 use super::{DigestEntry, Manifest};
-use crate::reference::{Digest, Tag};
+use crate::reference::{Digest, MAX_REPOSITORY_LEN, Tag};
 
 /// Every destination repository (`REGISTRY/IMAGE`) and which `(manifest, image)` pairs send
 /// images to it, as indexes into the manifest list.
@@ -105,4 +105,28 @@ fn report(c: &Conflict, example: &str, count: usize, out: &mut Vec<Diagnostic>) 
         c.other_pos.col
     );
     FileDiagnostics::new(Arc::clone(&c.file), out).error(c.pos, msg);
+}
+
+/// Reports images whose full repository name (`REGISTRY/IMAGE`) is longer than registries
+/// accept, once per image, naming the longest registry.
+pub fn repository_lengths(manifests: &[Manifest], out: &mut Vec<Diagnostic>) {
+    for manifest in manifests {
+        let Some(longest) = manifest
+            .registries
+            .iter()
+            .max_by_key(|r| r.name.as_str().len())
+        else {
+            continue;
+        };
+        for image in &manifest.images {
+            let repository = longest.name.repository(&image.name);
+            if repository.len() > MAX_REPOSITORY_LEN {
+                let msg = format!(
+                    "repository `{repository}` is {} characters long; registries accept at most {MAX_REPOSITORY_LEN}",
+                    repository.len()
+                );
+                FileDiagnostics::new(Arc::clone(&manifest.images_file), out).error(image.pos, msg);
+            }
+        }
+    }
 }

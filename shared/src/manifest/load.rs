@@ -82,6 +82,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
     }
     warn_images_path_once(&mut images_path_seen, &mut loaded.diagnostics);
     check::overlapping_destinations(&loaded.manifests, &mut loaded.diagnostics);
+    check::repository_lengths(&loaded.manifests, &mut loaded.diagnostics);
     loaded.manifests.sort_by(|a, b| a.project.cmp(&b.project));
     diagnostic::sort(&mut loaded.diagnostics);
     Ok(loaded)

@@ -9,5 +9,5 @@ mod name;
 mod tag;
 
 pub use digest::{Digest, DigestError};
-pub use name::{ImageName, NameError, RegistryName};
+pub use name::{ImageName, MAX_REPOSITORY_LEN, NameError, RegistryName};
 pub use tag::{Tag, TagError};

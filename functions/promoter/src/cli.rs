@@ -1,0 +1,74 @@
+//! The command line: subcommands, arguments and their help.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Promote container images from a staging registry to production registries, exactly as
+/// reviewed promotion manifests say.
+///
+/// A promotion manifest lists a source (staging) registry, the destination (production)
+/// registries, and for each image the digests to publish with their tags. It is either one
+/// YAML file (`registries:` + `images:`) or a thin-manifest tree
+/// (DIR/manifests/<project>/promoter-manifest.yaml + DIR/images/<project>/images.yaml), the
+/// layout of the Kubernetes image promoter.
+///
+/// Exit codes: 0 success, 1 invalid manifests or refused plan, 2 usage error (bad arguments,
+/// a path that cannot be read).
+#[derive(Debug, Parser)]
+#[command(name = "promoter", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifests and report every problem at once, as FILE:LINE:COL: message.
+    ///
+    /// All PATHs are checked together, so two manifests that send different digests to the
+    /// same destination tag are caught. A PATH is a manifest file, a thin-manifest tree (a
+    /// folder with manifests/ and images/), or a folder of manifest files.
+    ///
+    /// Example: promoter validate examples/thin
+    Validate {
+        /// Manifest files or folders.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Show what a promotion would copy: one unit per source digest, with every destination
+    /// repository and the tags it gets there. Contacts no registry.
+    ///
+    /// With --base (the manifests before the change, e.g. a checkout of the target branch),
+    /// only what the change adds is planned, and removing anything the base promoted is refused
+    /// unless --allow-removal is given (the promoter never deletes from production).
+    ///
+    /// Example: promoter plan examples/thin --base /tmp/main/examples/thin --output markdown
+    Plan {
+        /// The manifests: a file, a thin-manifest tree, or a folder of manifest files.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// The manifests before the change; plan only the difference.
+        #[arg(long, value_name = "PATH")]
+        base: Option<PathBuf>,
+        /// Accept a change that drops images or tags the base promoted (production keeps them).
+        #[arg(long, requires = "base")]
+        allow_removal: bool,
+        /// How to print the plan.
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+/// Output formats of `promoter plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people at a terminal.
+    Text,
+    /// For machines (schema `promoter.plan/v1`, see the README).
+    Json,
+    /// A summary for a pull-request comment.
+    Markdown,
+}

@@ -1,0 +1,125 @@
+//! Runs each subcommand: load, check, plan, print.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use promoter::manifest::{self, Diagnostic, Loaded};
+use promoter::plan::{self, render};
+
+use crate::cli::{Cli, Command, Output};
+
+/// Exit code 1: the manifests are invalid, or the plan was refused.
+pub const INVALID: ExitCode = ExitCode::FAILURE;
+/// Exit code 2: bad arguments or unreadable paths (as clap's own usage errors).
+pub fn usage_error() -> ExitCode {
+    ExitCode::from(2)
+}
+
+/// Runs the command; `Err` is a usage error (exit 2).
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate { paths } => validate(&paths),
+        Command::Plan {
+            path,
+            base,
+            allow_removal,
+            output,
+        } => plan(path, base, allow_removal, output),
+    }
+}
+
+fn validate(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let loaded = manifest::load(paths)?;
+    print_diagnostics(&loaded.diagnostics);
+    if !loaded.is_valid() {
+        return Ok(INVALID);
+    }
+    let digests: usize = loaded
+        .manifests
+        .iter()
+        .flat_map(|m| &m.images)
+        .map(|i| i.digests.len())
+        .sum();
+    println!(
+        "OK: {} manifests, {} images, {digests} digests.",
+        loaded.manifests.len(),
+        loaded
+            .manifests
+            .iter()
+            .map(|m| m.images.len())
+            .sum::<usize>(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan(
+    path: PathBuf,
+    base: Option<PathBuf>,
+    allow_removal: bool,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let current = manifest::load(&[path])?;
+    print_diagnostics(&current.diagnostics);
+    if !current.is_valid() {
+        return Ok(INVALID);
+    }
+    let base = match base {
+        Some(base) => Some(load_base(base)?),
+        None => None,
+    };
+    let base = match &base {
+        Some(Ok(loaded)) => Some(loaded.manifests.as_slice()),
+        Some(Err(code)) => return Ok(*code),
+        None => None,
+    };
+    let plan = plan::build(&current.manifests, base);
+    if !allow_removal && !plan.removals.is_empty() {
+        print_diagnostics(&plan::removal_diagnostics(&plan.removals));
+        return Ok(INVALID);
+    }
+    let format = match output {
+        Output::Text => render::Format::Text,
+        Output::Json => render::Format::Json,
+        Output::Markdown => render::Format::Markdown,
+    };
+    let mut stdout = io::stdout().lock();
+    match render::render(&plan, format, &mut stdout).and_then(|()| stdout.flush()) {
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("writing the plan"),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Loads the base manifests; `Err(exit code)` when they are invalid (reported on stderr).
+fn load_base(path: PathBuf) -> anyhow::Result<Result<Loaded, ExitCode>> {
+    let loaded = manifest::load(std::slice::from_ref(&path))
+        .with_context(|| format!("reading the base manifests (--base {})", path.display()))?;
+    if loaded.is_valid() {
+        return Ok(Ok(loaded));
+    }
+    print_diagnostics(&loaded.diagnostics);
+    eprintln!(
+        "error: the base manifests (--base) are invalid; fix them first or plan without --base"
+    );
+    Ok(Err(INVALID))
+}
+
+/// Prints diagnostics to stderr, then a count of errors.
+fn print_diagnostics(diagnostics: &[Diagnostic]) {
+    let mut stderr = io::stderr().lock();
+    let mut errors = 0;
+    for d in diagnostics {
+        // A closed stderr leaves nothing to report to.
+        let _ = writeln!(stderr, "{d}");
+        errors += usize::from(d.severity == manifest::Severity::Error);
+    }
+    if errors > 0 {
+        let _ = writeln!(
+            stderr,
+            "{errors} error{}",
+            if errors == 1 { "" } else { "s" }
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! The JSON form of a plan. The schema is stable: fields may be added, never renamed or removed.
+//!
+//! ```json
+//! {
+//!   "schema": "promoter.plan/v1",
+//!   "summary": { "units": 1, "edges": 2, "tags": 2, "repositories": 2, "removals": 0 },
+//!   "units": [
+//!     {
+//!       "id": "0f3c…(16 hex)",
+//!       "source": "gcr.io/k8s-staging-foo/controller",
+//!       "digest": "sha256:…",
+//!       "destinations": [
+//!         { "repository": "us-docker.pkg.dev/prod/images/foo/controller", "tags": ["v1.2.0"] }
+//!       ]
+//!     }
+//!   ],
+//!   "removals": [
+//!     { "repository": "…", "digest": "sha256:…", "digest_removed": true, "tags": ["v1.0"] }
+//!   ]
+//! }
+//! ```
+//!
+//! - `units` are sorted by `source`, then `digest`; `destinations` by `repository`; one unit per
+//!   (source repository, digest). An *edge* is one (unit, destination) pair.
+//! - With `--base`, `tags` lists only the tags the change adds; a destination whose digest and
+//!   tags the base already had does not appear.
+//! - `removals` is empty unless `--base` is given with `--allow-removal`.
+
+use std::io::{self, BufWriter, Write};
+
+use serde::Serialize;
+
+use crate::plan::{Plan, Removal, Summary, Unit};
+
+/// The value of the `schema` field.
+pub const SCHEMA: &str = "promoter.plan/v1";
+
+#[derive(Serialize)]
+struct Document<'p> {
+    schema: &'static str,
+    summary: Summary,
+    units: &'p [Unit],
+    removals: &'p [Removal],
+}
+
+/// Writes the plan as one JSON document followed by a newline, streaming (no copy of the plan).
+pub fn write(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 16, out);
+    let document = Document {
+        schema: SCHEMA,
+        summary: plan.summary(),
+        units: &plan.units,
+        removals: &plan.removals,
+    };
+    serde_json::to_writer_pretty(&mut out, &document)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
