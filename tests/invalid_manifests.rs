@@ -1,0 +1,1 @@
+//! Malformed manifests (to be written).

@@ -1,0 +1,25 @@
+//! Helpers shared by the workspace integration tests.
+
+use std::path::{Path, PathBuf};
+
+/// The `tests/data` folder of this crate.
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
+}
+
+/// The reference corpus of real manifests beside the project (`../shared/corpus/k8s.io`), if
+/// present (CI has it).
+pub fn k8s_corpus() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/k8s.io");
+    dir.is_dir().then_some(dir)
+}
+
+/// Renders diagnostics one per line, with `root` stripped from file names.
+pub fn render_diagnostics(diagnostics: &[promoter::manifest::Diagnostic], root: &Path) -> String {
+    let prefix = format!("{}/", root.display());
+    diagnostics
+        .iter()
+        .map(|d| d.to_string().replace(&prefix, ""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

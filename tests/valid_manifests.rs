@@ -1,0 +1,1 @@
+//! Valid manifests (to be written).
