@@ -305,7 +305,10 @@ fn digest_map(node: &Node, image: &ImageName, d: &mut FileDiagnostics<'_>) -> Ve
                 }
             }
         }
-        let tags: Arc<[Tag]> = tags.into_iter().map(|(t, _)| t).collect();
+        // Sorted, so that every output lists tags in one stable order.
+        let mut tags: Vec<Tag> = tags.into_iter().map(|(t, _)| t).collect();
+        tags.sort();
+        let tags: Arc<[Tag]> = tags.into();
         out.push(DigestEntry {
             digest,
             tags,

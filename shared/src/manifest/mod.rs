@@ -72,7 +72,7 @@ pub struct Image {
 pub struct DigestEntry {
     /// The digest.
     pub digest: Digest,
-    /// Its tags (possibly none), shared by every destination.
+    /// Its tags (possibly none), sorted, shared by every destination.
     pub tags: Arc<[Tag]>,
     /// Where the entry is, in [`Manifest::images_file`].
     pub pos: Pos,
