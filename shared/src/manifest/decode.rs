@@ -188,13 +188,12 @@ fn registry(node: &Node, d: &mut FileDiagnostics<'_>) -> Option<Registry> {
 }
 
 fn src_flag(node: &Node, d: &mut FileDiagnostics<'_>) -> Option<bool> {
-    match &node.value {
-        Value::Scalar { text, plain } => match scalar_kind(text, *plain) {
+    if let Value::Scalar { text, plain } = &node.value {
+        match scalar_kind(text, *plain) {
             ScalarKind::Bool(b) => return Some(b),
             ScalarKind::Null => return Some(false),
-            _ => {}
-        },
-        _ => {}
+            ScalarKind::Number | ScalarKind::Text => {}
+        }
     }
     d.error(
         node.pos,
