@@ -278,18 +278,19 @@ fn digest_map(node: &Node, image: &ImageName, d: &mut FileDiagnostics<'_>) -> Ve
     };
     let mut out: Vec<DigestEntry> = Vec::with_capacity(entries.len());
     let mut tag_owner: HashMap<Tag, (Digest, u32)> = HashMap::new();
+    let mut digest_lines: HashMap<Digest, u32> = HashMap::with_capacity(entries.len());
     for (key, value) in entries {
         let Some(digest) = digest_key(key, d) else {
             continue;
         };
-        if let Some(first) = out.iter().find(|e| e.digest == digest) {
+        if let Some(first_line) = digest_lines.get(&digest) {
             let msg = format!(
-                "digest {digest} is listed twice for image `{image}` (first at line {})",
-                first.pos.line
+                "digest {digest} is listed twice for image `{image}` (first at line {first_line})"
             );
             d.error(key.pos, msg);
             continue;
         }
+        digest_lines.insert(digest.clone(), key.pos.line);
         let tags = tag_list(value, &digest, d);
         for (tag, pos) in &tags {
             match tag_owner.get(tag) {
