@@ -159,6 +159,7 @@ fn plan_of_invalid_manifests_prints_no_plan() {
     assert_eq!(stdout(&out), "");
     assert_eq!(
         stderr(&out),
-        "m.yaml:3:1: unknown field `extra` in the manifest; expected `registries` or `images`\n1 error\n"
+        "m.yaml:1:1: `registries` is empty: list the staging registry (with `src: true`) and the production registries\n\
+         m.yaml:3:1: unknown field `extra` in the manifest; expected `registries` or `images`\n2 errors\n"
     );
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::diagnostic::FileDiagnostics;
-use super::fields::{Fields, list, scalar_text, text};
+use super::fields::{Fields, Shape, list, scalar_text, text};
 use super::yaml::{Node, Pos, ScalarKind, Value, scalar_kind};
 use super::{DigestEntry, Image, Registry};
 use crate::reference::{Digest, ImageName, RegistryName, Tag};
@@ -25,11 +25,39 @@ pub struct Decoded {
     pub images_path: Option<Pos>,
 }
 
+const PLAIN_MANIFEST: Shape = Shape {
+    what: "the manifest",
+    fields: &["registries", "images"],
+    deprecated: &[],
+    refused: &[],
+};
+const THIN_MANIFEST: Shape = Shape {
+    what: "promoter-manifest.yaml",
+    fields: &["registries"],
+    deprecated: &["imagesPath"],
+    refused: &[(
+        "images",
+        "a thin manifest lists its images in images/<project>/images.yaml",
+    )],
+};
+const REGISTRY: Shape = Shape {
+    what: "a registry entry",
+    fields: &["name", "src", "service-account"],
+    deprecated: &[],
+    refused: &[],
+};
+const IMAGE: Shape = Shape {
+    what: "an image entry",
+    fields: &["name", "dmap"],
+    deprecated: &[],
+    refused: &[],
+};
+
 const LIST_OF_IMAGES: &str = "a list of images (`- name: …` with a `dmap`)";
 
 /// Decodes a plain manifest file's root.
 pub fn plain(root: &Node, d: &mut FileDiagnostics<'_>) -> Decoded {
-    let Some(fields) = Fields::read(root, "the manifest", &["registries", "images"], d) else {
+    let Some(fields) = Fields::read(root, &PLAIN_MANIFEST, d) else {
         d.error(
             root.pos,
             format!(
@@ -56,18 +84,7 @@ pub fn plain(root: &Node, d: &mut FileDiagnostics<'_>) -> Decoded {
 
 /// Decodes a thin manifest's `promoter-manifest.yaml` root (registries only).
 pub fn thin_registries(root: &Node, d: &mut FileDiagnostics<'_>) -> Decoded {
-    if let Value::Map(entries) = &root.value
-        && let Some((key, _)) = entries
-            .iter()
-            .find(|(k, _)| scalar_text(k) == Some("images"))
-    {
-        d.error(
-            key.pos,
-            "`images` is not allowed in promoter-manifest.yaml: a thin manifest lists its images in images/<project>/images.yaml",
-        );
-    }
-    let allowed = ["registries", "imagesPath", "images"];
-    let Some(fields) = Fields::read(root, "promoter-manifest.yaml", &allowed, d) else {
+    let Some(fields) = Fields::read(root, &THIN_MANIFEST, d) else {
         d.error(
             root.pos,
             format!(
@@ -101,9 +118,17 @@ fn registries_field(fields: &Fields<'_>, d: &mut FileDiagnostics<'_>) -> Vec<Reg
     let Some(items) = list(node, expected, d) else {
         return Vec::new();
     };
+    let at = fields.key("registries").map_or(fields.pos, |k| k.pos);
+    if items.is_empty() {
+        let msg = "`registries` is empty: list the staging registry (with `src: true`) and the production registries";
+        d.error(at, msg);
+        return Vec::new();
+    }
     let mut registries: Vec<Registry> = Vec::new();
+    let mut all_decoded = true;
     for item in items {
         let Some(registry) = registry(item, d) else {
+            all_decoded = false;
             continue;
         };
         if let Some(first) = registries.iter().find(|r| r.name == registry.name) {
@@ -116,23 +141,20 @@ fn registries_field(fields: &Fields<'_>, d: &mut FileDiagnostics<'_>) -> Vec<Reg
         }
         registries.push(registry);
     }
-    check_one_source(
-        &registries,
-        fields.key("registries").map_or(fields.pos, |k| k.pos),
-        d,
-    );
+    // An entry with an error may be the source: "no source" would then be a false alarm.
+    if all_decoded {
+        check_one_source(&registries, at, d);
+    }
     registries
 }
 
 fn check_one_source(registries: &[Registry], at: Pos, d: &mut FileDiagnostics<'_>) {
     let mut sources = registries.iter().filter(|r| r.src);
     let Some(first) = sources.next() else {
-        if !registries.is_empty() {
-            d.error(
-                at,
-                "no source registry: mark the staging registry with `src: true`",
-            );
-        }
+        d.error(
+            at,
+            "no source registry: mark the staging registry with `src: true`",
+        );
         return;
     };
     for extra in sources {
@@ -145,8 +167,7 @@ fn check_one_source(registries: &[Registry], at: Pos, d: &mut FileDiagnostics<'_
 }
 
 fn registry(node: &Node, d: &mut FileDiagnostics<'_>) -> Option<Registry> {
-    let what = "a registry entry";
-    let Some(fields) = Fields::read(node, what, &["name", "src", "service-account"], d) else {
+    let Some(fields) = Fields::read(node, &REGISTRY, d) else {
         let msg = format!(
             "a registry entry is a mapping with `name` (and `src` or `service-account`), found {}",
             node.value.describe()
@@ -229,7 +250,7 @@ fn images(node: &Node, expected: &str, d: &mut FileDiagnostics<'_>) -> Vec<Image
 }
 
 fn image(node: &Node, d: &mut FileDiagnostics<'_>) -> Option<Image> {
-    let Some(fields) = Fields::read(node, "an image entry", &["name", "dmap"], d) else {
+    let Some(fields) = Fields::read(node, &IMAGE, d) else {
         let msg = format!(
             "an image entry is a mapping with `name` and `dmap`, found {}",
             node.value.describe()
@@ -285,7 +306,8 @@ fn digest_map(node: &Node, image: &ImageName, d: &mut FileDiagnostics<'_>) -> Ve
         };
         if let Some(first_line) = digest_lines.get(&digest) {
             let msg = format!(
-                "digest {digest} is listed twice for image `{image}` (first at line {first_line})"
+                "digest {} is listed twice for image `{image}` (first at line {first_line})",
+                digest.short()
             );
             d.error(key.pos, msg);
             continue;
@@ -296,7 +318,8 @@ fn digest_map(node: &Node, image: &ImageName, d: &mut FileDiagnostics<'_>) -> Ve
             match tag_owner.get(tag) {
                 Some((other, line)) => {
                     let msg = format!(
-                        "tag `{tag}` of image `{image}` is also given to {other} at line {line}; a tag names one digest"
+                        "tag `{tag}` of image `{image}` is also given to {} at line {line}; a tag names one digest",
+                        other.short()
                     );
                     d.error(*pos, msg);
                 }
@@ -377,6 +400,10 @@ fn tag(node: &Node, d: &mut FileDiagnostics<'_>) -> Option<Tag> {
         return None;
     };
     let kind = match scalar_kind(text, *plain) {
+        ScalarKind::Text if text.is_empty() => {
+            d.error(node.pos, "empty tag: remove it, or write the tag's name");
+            return None;
+        }
         ScalarKind::Text => None,
         ScalarKind::Number => Some("a number"),
         ScalarKind::Bool(_) => Some("a boolean"),

@@ -29,9 +29,9 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// The key diagnostics are sorted by: file, then line, then column, then message.
-    pub fn sort_key(&self) -> (&Path, Pos, &str) {
-        (&self.file, self.pos, &self.message)
+    /// The key diagnostics are sorted by: file, line, column, errors first, then message.
+    pub fn sort_key(&self) -> (&Path, Pos, Severity, &str) {
+        (&self.file, self.pos, self.severity, &self.message)
     }
 }
 

@@ -79,7 +79,10 @@ impl Value {
         match self {
             Value::Seq(_) => "a list".to_owned(),
             Value::Map(_) => "a mapping".to_owned(),
-            Value::Alias => "an alias".to_owned(),
+            Value::Alias => {
+                "an alias (`*name`; manifests do not support anchors and aliases: write the value out)"
+                    .to_owned()
+            }
             Value::Scalar { text, plain } => match scalar_kind(text, *plain) {
                 ScalarKind::Null => "nothing (null)".to_owned(),
                 ScalarKind::Bool(b) => format!("the boolean {b}"),

@@ -49,8 +49,9 @@ impl FromStr for Digest {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let hex = s.strip_prefix(ALGORITHM).ok_or(DigestError::Algorithm)?;
-        if hex.len() != HEX_LEN {
-            return Err(DigestError::Length(hex.chars().count()));
+        let chars = hex.chars().count();
+        if chars != HEX_LEN {
+            return Err(DigestError::Length(chars));
         }
         if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(DigestError::NotLowerHex);
