@@ -94,7 +94,14 @@ fn plan_text_snapshot() {
 fn plan_json_snapshot() {
     let out = promoter(&["plan", "thin", "--base", "thin-base", "--output", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    insta::assert_snapshot!(stdout(&out));
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "compact JSON, one document per line"
+    );
+    let plan: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    insta::assert_json_snapshot!(plan);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Building a plan from manifests (and the manifests before the change).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -58,24 +59,20 @@ fn plan_manifest(
             .collect();
         for entry in &image.digests {
             let mut tags_added = BTreeSet::new();
-            let (mut count, mut new_digest) = (0, false);
+            let mut new_digest = false;
+            let mut added = Vec::with_capacity(repositories.len());
             for repository in &repositories {
                 let Some((tags, is_new)) = to_add(base, repository, &entry.digest, &entry.tags)
                 else {
                     continue;
                 };
                 tags_added.extend(tags.iter().cloned());
-                count += 1;
                 new_digest |= is_new;
-                units.add(
-                    &source_repository,
-                    &entry.digest,
-                    Destination {
-                        repository: Arc::clone(repository),
-                        tags,
-                    },
-                );
+                let repository = Arc::clone(repository);
+                added.push(Destination { repository, tags });
             }
+            let count = added.len();
+            units.add(&source_repository, &entry.digest, added);
             if count > 0 {
                 changes.images.push(ImageChange {
                     image: image.name.clone(),
@@ -196,11 +193,17 @@ struct UnitsBuilder {
 }
 
 impl UnitsBuilder {
-    fn add(&mut self, source: &Arc<str>, digest: &Digest, destination: Destination) {
-        self.units
-            .entry((Arc::clone(source), digest.clone()))
-            .or_default()
-            .push(destination);
+    /// Adds destinations to the unit of (`source`, `digest`), one lookup for them all.
+    fn add(&mut self, source: &Arc<str>, digest: &Digest, destinations: Vec<Destination>) {
+        if destinations.is_empty() {
+            return;
+        }
+        match self.units.entry((Arc::clone(source), digest.clone())) {
+            Entry::Occupied(mut unit) => unit.get_mut().extend(destinations),
+            Entry::Vacant(slot) => {
+                slot.insert(destinations);
+            }
+        }
     }
 
     /// Sorts everything and merges destinations that two manifests share.
