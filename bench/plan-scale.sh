@@ -120,10 +120,11 @@ measure "$cmd_base" "$promoter" plan "$tree" --base "$base" --output json
 show_stderr() { cat "$work/size.err" >&2; }
 trap show_stderr ERR
 json_bytes=$("$promoter" plan "$tree" --output json 2>"$work/size.err" |
-  tee -p >(head -n 12 >"$work/head.json") | wc -c)
+  tee -p >(head -c 400 >"$work/head.json") | wc -c)
 base_json_bytes=$("$promoter" plan "$tree" --base "$base" --output json 2>"$work/size.err" | wc -c)
 trap - ERR
-summary_edges=$(sed -n 's/^ *"edges": \([0-9]*\),*$/\1/p' "$work/head.json" | head -n 1)
+# The summary comes first in the (compact) JSON document.
+summary_edges=$(grep -o '"edges": *[0-9]*' "$work/head.json" | grep -o '[0-9]*$' | head -n 1)
 
 # --- report ---------------------------------------------------------------------------------
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
