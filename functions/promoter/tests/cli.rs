@@ -170,3 +170,42 @@ fn plan_of_invalid_manifests_prints_no_plan() {
          m.yaml:3:1: unknown field `extra` in the manifest; expected `registries` or `images`\n2 errors\n"
     );
 }
+
+#[test]
+fn validate_prints_all_hundred_errors_sorted_by_file_and_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let head = "registries:\n- name: gcr.io/staging\n  src: true\n- name: gcr.io/prod\nimages:\n- name: app\n  dmap:\n";
+    // Written in reverse file order, to show that the output is sorted, not in load order.
+    for (file, count) in [("c.yaml", 30), ("b.yaml", 30), ("a.yaml", 40)] {
+        let mut text = head.to_owned();
+        for i in 0..count {
+            text.push_str(&format!("    \"sha256:{i:064x}\": [\"-bad{i}\"]\n"));
+        }
+        std::fs::write(dir.path().join(file), text).expect("write manifest");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .args(["validate", "c.yaml", "b.yaml", "a.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run promoter");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 101, "{err}");
+    assert_eq!(lines[100], "100 errors");
+    let keys: Vec<(String, u32)> = lines[..100]
+        .iter()
+        .map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let file = parts.next().expect("file").to_owned();
+            let line = parts.next().expect("line").parse().expect("line number");
+            (file, line)
+        })
+        .collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "sorted by file and line:\n{err}"
+    );
+    assert_eq!(keys[0], ("a.yaml".to_owned(), 8));
+    assert_eq!(keys[99], ("c.yaml".to_owned(), 37));
+}
