@@ -12,4 +12,5 @@
 
 pub mod manifest;
 pub mod plan;
+pub mod registry;
 pub mod reference;

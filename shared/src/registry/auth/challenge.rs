@@ -1,0 +1,1 @@
+//! `Www-Authenticate` challenges (to be written).
