@@ -10,7 +10,8 @@
 //! - [`plan`]: the pure planner that turns manifests (and optionally the manifests before a
 //!   change) into promotion units, plus its text, JSON and Markdown renderings.
 
+pub mod copy;
 pub mod manifest;
 pub mod plan;
-pub mod registry;
 pub mod reference;
+pub mod registry;

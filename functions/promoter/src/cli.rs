@@ -60,6 +60,51 @@ pub enum Command {
         #[arg(long, short, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Copy every planned digest from the source registry to every destination, exactly, and
+    /// add its tags. Already promoted digests are skipped; a tag already pointing at another
+    /// digest is never moved (that unit fails, the others go on).
+    ///
+    /// Credentials come from Docker's config.json ($DOCKER_CONFIG, or ~/.docker), including
+    /// credential helpers. Exit code 1 when any unit failed.
+    ///
+    /// Example: promoter promote examples/promoter-manifest.yaml --dry-run
+    Promote(PromoteArgs),
+}
+
+/// Options of `promoter promote`.
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// The manifests: a file, a thin-manifest tree, or a folder of manifest files.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// Contact registries read-only and print exactly what would be copied, mounted, skipped
+    /// and tagged.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How to print the result.
+    #[arg(long, short, value_enum, default_value_t = PromoteOutput::Text)]
+    pub output: PromoteOutput,
+    /// A registry host (HOST[:PORT]) to reach over plain HTTP. Loopback hosts always are.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Requests in flight per registry host.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_concurrent_requests: usize,
+    /// Requests per second per registry host (Artifact Registry's quota suits ~50).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub max_requests_per_second: u32,
+    /// Units (source digests) copied at the same time.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub parallel_units: usize,
+}
+
+/// Output formats of `promoter promote`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PromoteOutput {
+    /// A progress bar on a terminal, then a summary naming each failure.
+    Text,
+    /// One JSON document (schema `promoter.promote/v1`) with every unit and action.
+    Json,
 }
 
 /// Output formats of `promoter plan`.

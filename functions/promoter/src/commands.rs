@@ -27,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             allow_removal,
             output,
         } => plan(path, base, allow_removal, output),
+        Command::Promote(args) => crate::promote::run(args),
     }
 }
 
@@ -107,7 +108,7 @@ fn load_base(path: PathBuf) -> anyhow::Result<Result<Loaded, ExitCode>> {
 }
 
 /// Prints diagnostics to stderr, then a count of errors.
-fn print_diagnostics(diagnostics: &[Diagnostic]) {
+pub fn print_diagnostics(diagnostics: &[Diagnostic]) {
     let mut stderr = io::stderr().lock();
     let mut errors = 0;
     for d in diagnostics {

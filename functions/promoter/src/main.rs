@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod promote;
 
 use std::process::ExitCode;
 
@@ -12,6 +13,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    init_tracing();
     match commands::run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -19,4 +21,14 @@ fn main() -> ExitCode {
             commands::usage_error()
         }
     }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings), as text on a terminal.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

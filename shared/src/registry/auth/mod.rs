@@ -6,3 +6,4 @@
 
 pub mod challenge;
 pub mod docker_config;
+pub mod session;

@@ -1,0 +1,94 @@
+//! Why a unit could not be promoted.
+
+use crate::registry::RegistryError;
+
+use super::document::DocumentError;
+
+/// A unit that failed, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// A registry request failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The digest to promote is not in the source repository.
+    #[error("source digest missing: {repository}@{digest} does not exist in staging")]
+    SourceMissing {
+        /// The source repository.
+        repository: String,
+        /// The digest.
+        digest: String,
+    },
+    /// A destination tag already points at another digest; tags are never moved.
+    #[error(
+        "tag move refused: {repository}:{tag} points at {current}, the manifest asks for {wanted} (tags are never moved)"
+    )]
+    TagMove {
+        /// The destination repository.
+        repository: String,
+        /// The tag.
+        tag: String,
+        /// The digest it points at now.
+        current: String,
+        /// The digest the manifest gives it.
+        wanted: String,
+    },
+    /// A staging blob whose bytes do not match its digest.
+    #[error(
+        "corrupt source blob: content has digest {actual}, expected {expected}; nothing was committed"
+    )]
+    BlobDigestMismatch {
+        /// The digest the manifest names.
+        expected: String,
+        /// The digest of the bytes read.
+        actual: String,
+    },
+    /// A staging blob whose size is not the one its manifest declares.
+    #[error(
+        "corrupt source blob {digest}: {actual} bytes, the manifest says {expected}; nothing was committed"
+    )]
+    BlobSizeMismatch {
+        /// The blob.
+        digest: String,
+        /// The size the manifest declares.
+        expected: u64,
+        /// The bytes read (so far, when too many).
+        actual: u64,
+    },
+    /// Reading a staging blob failed midway.
+    #[error("reading source blob {digest}: {reason}")]
+    SourceRead {
+        /// The blob.
+        digest: String,
+        /// The transport error.
+        reason: String,
+    },
+    /// A manifest that cannot be copied.
+    #[error("manifest {digest}")]
+    Document {
+        /// The manifest.
+        digest: String,
+        /// Why.
+        #[source]
+        source: DocumentError,
+    },
+    /// A repository name that is not `HOST/PATH`.
+    #[error(transparent)]
+    Repository(#[from] crate::registry::RepositoryError),
+}
+
+impl CopyError {
+    /// True when a later try may succeed (network, throttling, server errors, a broken
+    /// download); false for tag moves, missing or corrupt sources and bad manifests.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CopyError::Registry(e) => e.is_retryable(),
+            CopyError::SourceRead { .. } => true,
+            CopyError::SourceMissing { .. }
+            | CopyError::TagMove { .. }
+            | CopyError::BlobDigestMismatch { .. }
+            | CopyError::BlobSizeMismatch { .. }
+            | CopyError::Document { .. }
+            | CopyError::Repository(_) => false,
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Single-flight for blobs: each blob moves into a destination registry at most once, even
+//! when many units need it at the same time. The first unit to need blob D in registry H
+//! uploads it; the others wait, then mount it from the repository it went to.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::watch;
+
+type Key = (String, String);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    InFlight,
+    /// Uploaded into this repository path of the host.
+    Done(String),
+    Failed,
+}
+
+/// The blobs in flight or done, per (registry host, digest), for one process.
+#[derive(Default)]
+pub struct Flights {
+    map: Mutex<HashMap<Key, watch::Receiver<State>>>,
+}
+
+/// The outcome of asking for a blob.
+pub enum Flight {
+    /// The blob is already in this repository path of the host: mount it from there.
+    Done(String),
+    /// The caller moves it, and must report how that went through the claim.
+    Owner(Claim),
+}
+
+/// The duty to move one blob into one host. Dropped without [`Claim::done`], it reports a
+/// failure and lets the next asker try.
+pub struct Claim {
+    key: Key,
+    sender: watch::Sender<State>,
+    flights: Arc<Flights>,
+    finished: bool,
+}
+
+impl Flights {
+    /// Claims blob `digest` for `host`, or waits for whoever has it and says where it went.
+    pub async fn claim(self: &Arc<Self>, host: &str, digest: &str) -> Flight {
+        let key = (host.to_owned(), digest.to_owned());
+        loop {
+            let mut receiver = {
+                let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+                match map.get(&key) {
+                    Some(receiver) => receiver.clone(),
+                    None => {
+                        let (sender, receiver) = watch::channel(State::InFlight);
+                        map.insert(key.clone(), receiver);
+                        return Flight::Owner(Claim {
+                            key,
+                            sender,
+                            flights: Arc::clone(self),
+                            finished: false,
+                        });
+                    }
+                }
+            };
+            let state = match receiver.wait_for(|s| *s != State::InFlight).await {
+                Ok(state) => state.clone(),
+                Err(_) => State::Failed,
+            };
+            if let State::Done(repository) = state {
+                return Flight::Done(repository);
+            }
+            // Failed: the owner removed the entry; loop to claim it anew.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Records that `host` holds `digest` in `repository` (found there by a HEAD), so later
+    /// units mount from it instead of uploading.
+    pub fn record(&self, host: &str, digest: &str, repository: &str) {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry((host.to_owned(), digest.to_owned()))
+            .or_insert_with(|| watch::channel(State::Done(repository.to_owned())).1);
+    }
+}
+
+impl Claim {
+    /// The blob is now in `repository` (a path of the claimed host).
+    pub fn done(mut self, repository: &str) {
+        self.finished = true;
+        self.sender.send_replace(State::Done(repository.to_owned()));
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut map = self
+            .flights
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.remove(&self.key);
+        self.sender.send_replace(State::Failed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_owner_others_wait_and_mount() {
+        let flights = Arc::new(Flights::default());
+        let Flight::Owner(claim) = flights.claim("h", "d").await else {
+            panic!("first asker owns")
+        };
+        let waiter = {
+            let flights = Arc::clone(&flights);
+            tokio::spawn(async move {
+                matches!(flights.claim("h", "d").await, Flight::Done(r) if r == "repo/a")
+            })
+        };
+        tokio::task::yield_now().await;
+        claim.done("repo/a");
+        assert!(waiter.await.expect("waiter"));
+        // Another host is separate.
+        assert!(matches!(
+            flights.claim("other", "d").await,
+            Flight::Owner(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_failed_owner_hands_over() {
+        let flights = Arc::new(Flights::default());
+        let Flight::Owner(claim) = flights.claim("h", "d").await else {
+            panic!("owner")
+        };
+        let waiter = {
+            let flights = Arc::clone(&flights);
+            tokio::spawn(async move { matches!(flights.claim("h", "d").await, Flight::Owner(_)) })
+        };
+        tokio::task::yield_now().await;
+        drop(claim);
+        assert!(
+            waiter.await.expect("waiter"),
+            "the waiter becomes the owner"
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! The transfer engine: copies each planned unit (one source digest) to all its destinations,
+//! exactly, once, and safely.
+//!
+//! Per unit: observe every destination first (HEAD the digest and each tag); refuse the unit if
+//! a tag points at another digest (tags are never moved); fetch the source manifest (verified
+//! against its digest); copy an index's children before the index; copy each image's blobs
+//! before its manifest; add missing tags last. Blobs move at most once per destination
+//! registry (single-flight, then cross-repository mounts), and a blob going to several
+//! registries is read from staging once and streamed to all of them, verified before commit.
+
+mod blob;
+mod document;
+mod error;
+mod fanout;
+mod flights;
+mod progress;
+mod unit;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+pub use document::{Descriptor, Document, DocumentError};
+pub use error::CopyError;
+pub use flights::Flights;
+pub use progress::Progress;
+
+use crate::plan::Unit;
+use crate::registry::Client;
+
+/// How the engine works.
+#[derive(Clone, Copy, Debug)]
+pub struct CopyOptions {
+    /// Contact registries read-only and report what would be done.
+    pub dry_run: bool,
+    /// Units copied at the same time.
+    pub units_in_parallel: usize,
+    /// Blobs of one image copied at the same time.
+    pub blobs_in_parallel: usize,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            dry_run: false,
+            units_in_parallel: 16,
+            blobs_in_parallel: 4,
+        }
+    }
+}
+
+/// One thing done (or, in a dry run, to be done) to a destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// A blob uploaded (streamed from staging).
+    CopyBlob {
+        /// The blob.
+        digest: String,
+        /// Its size.
+        size: u64,
+        /// The destination repository.
+        to: String,
+    },
+    /// A blob mounted from another repository of the same registry.
+    MountBlob {
+        /// The blob.
+        digest: String,
+        /// The destination repository.
+        to: String,
+        /// The repository it was mounted from.
+        from: String,
+    },
+    /// A manifest (image, index or index child) written by digest.
+    PutManifest {
+        /// The manifest.
+        digest: String,
+        /// The destination repository.
+        to: String,
+    },
+    /// A tag written.
+    PutTag {
+        /// The tag.
+        tag: String,
+        /// The destination repository.
+        to: String,
+    },
+    /// The digest was already there: nothing to copy.
+    Present {
+        /// The destination repository.
+        at: String,
+    },
+}
+
+/// What happened to one unit.
+#[derive(Debug)]
+pub struct UnitReport {
+    /// The unit's id.
+    pub id: String,
+    /// The source repository.
+    pub source: String,
+    /// The digest.
+    pub digest: String,
+    /// What was done (or would be, in a dry run), in order.
+    pub actions: Vec<Action>,
+    /// `None` on success, else why the unit failed.
+    pub error: Option<CopyError>,
+    /// Wall time spent on the unit.
+    pub seconds: f64,
+}
+
+impl UnitReport {
+    /// True when every destination holds the digest and its tags (or would, in a dry run).
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// True when nothing had to be written.
+    pub fn was_present(&self) -> bool {
+        self.succeeded()
+            && self
+                .actions
+                .iter()
+                .all(|a| matches!(a, Action::Present { .. }))
+    }
+}
+
+/// The transfer engine, shared by every unit of a run.
+pub struct Engine {
+    client: Arc<Client>,
+    flights: Arc<Flights>,
+    progress: Arc<Progress>,
+    options: CopyOptions,
+}
+
+impl Engine {
+    /// An engine copying with `client`.
+    pub fn new(client: Arc<Client>, options: CopyOptions) -> Self {
+        Engine {
+            client,
+            flights: Arc::new(Flights::default()),
+            progress: Arc::new(Progress::default()),
+            options,
+        }
+    }
+
+    /// Live counters, for a progress display.
+    pub fn progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
+    }
+
+    /// Copies every unit, several at a time; reports come back in the units' order.
+    pub async fn promote(&self, units: &[Unit]) -> Vec<UnitReport> {
+        let mut reports: Vec<(usize, UnitReport)> =
+            futures_util::stream::iter(units.iter().enumerate())
+                .map(|(i, unit)| async move { (i, self.copy_unit(unit).await) })
+                .buffer_unordered(self.options.units_in_parallel.max(1))
+                .collect()
+                .await;
+        reports.sort_by_key(|(i, _)| *i);
+        reports.into_iter().map(|(_, report)| report).collect()
+    }
+
+    /// Copies one unit to all its destinations.
+    pub async fn copy_unit(&self, unit: &Unit) -> UnitReport {
+        let started = Instant::now();
+        let mut run = unit::UnitRun::new(self, unit);
+        let result = run.run().await;
+        self.progress
+            .units_done
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(error) = &result {
+            tracing::warn!(unit = %unit.id, source = %unit.source, digest = %unit.digest, %error, "unit failed");
+        }
+        UnitReport {
+            id: unit.id.clone(),
+            source: unit.source.to_string(),
+            digest: unit.digest.to_string(),
+            actions: run.into_actions(),
+            error: result.err(),
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Copying one unit: observe, refuse tag moves, copy the manifest tree, then tag.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::future::{join_all, try_join_all};
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::document::{self, Document};
+use super::error::CopyError;
+use super::{Action, Engine};
+use crate::plan::Unit;
+use crate::reference::Tag;
+use crate::registry::{Manifest, Repository};
+
+/// What a destination already holds for the unit.
+struct Observed {
+    repository: Repository,
+    /// The digest is there.
+    present: bool,
+    /// Tags to add (absent there).
+    missing_tags: Vec<Tag>,
+}
+
+/// The work on one unit, collecting the actions taken.
+pub struct UnitRun<'e> {
+    pub(super) engine: &'e Engine,
+    unit: &'e Unit,
+    pub(super) actions: std::sync::Mutex<Vec<Action>>,
+}
+
+type BoxedFuture<'a> = Pin<Box<dyn Future<Output = Result<(), CopyError>> + Send + 'a>>;
+
+impl<'e> UnitRun<'e> {
+    pub fn new(engine: &'e Engine, unit: &'e Unit) -> Self {
+        UnitRun {
+            engine,
+            unit,
+            actions: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn into_actions(self) -> Vec<Action> {
+        self.actions
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn record(&self, action: Action) {
+        self.actions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(action);
+    }
+
+    pub(super) fn dry_run(&self) -> bool {
+        self.engine.options.dry_run
+    }
+
+    pub async fn run(&mut self) -> Result<(), CopyError> {
+        let source = Repository::parse(&self.unit.source)?;
+        let digest = self.unit.digest.as_str();
+        let observed = try_join_all(
+            self.unit
+                .destinations
+                .iter()
+                .map(|d| self.observe(&d.repository, &d.tags)),
+        )
+        .await?;
+        let needing: Vec<Repository> = observed
+            .iter()
+            .filter(|o| !o.present)
+            .map(|o| o.repository.clone())
+            .collect();
+        for o in observed.iter().filter(|o| o.present) {
+            self.record(Action::Present {
+                at: o.repository.to_string(),
+            });
+        }
+        let tagging = observed.iter().any(|o| !o.missing_tags.is_empty());
+        if needing.is_empty() && !tagging {
+            return Ok(());
+        }
+        let manifest = self
+            .engine
+            .client
+            .manifest_get(&source, digest)
+            .await?
+            .ok_or_else(|| CopyError::SourceMissing {
+                repository: source.to_string(),
+                digest: digest.to_owned(),
+            })?;
+        if !needing.is_empty() {
+            self.copy_manifest(&source, &manifest, &needing).await?;
+        }
+        for o in &observed {
+            for tag in &o.missing_tags {
+                if !self.dry_run() {
+                    self.engine
+                        .client
+                        .manifest_put(&o.repository, tag.as_str(), &manifest)
+                        .await?;
+                }
+                self.record(Action::PutTag {
+                    tag: tag.to_string(),
+                    to: o.repository.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// HEADs the digest and each tag in one destination; a tag on another digest is refused.
+    async fn observe(&self, repository: &str, tags: &[Tag]) -> Result<Observed, CopyError> {
+        let client = &self.engine.client;
+        let repository = Repository::parse(repository)?;
+        let wanted = self.unit.digest.as_str();
+        let present = client.manifest_head(&repository, wanted).await?.is_some();
+        let current = try_join_all(
+            tags.iter()
+                .map(|tag| client.resolve(&repository, tag.as_str())),
+        )
+        .await?;
+        let mut missing_tags = Vec::new();
+        for (tag, current) in tags.iter().zip(current) {
+            match current {
+                None => missing_tags.push(tag.clone()),
+                Some(current) if current == wanted => {}
+                Some(current) => {
+                    return Err(CopyError::TagMove {
+                        repository: repository.to_string(),
+                        tag: tag.to_string(),
+                        current,
+                        wanted: wanted.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(Observed {
+            repository,
+            present,
+            missing_tags,
+        })
+    }
+
+    /// Copies `manifest` (and everything it references) into `targets`, then writes it there
+    /// by digest. Index children go first, each only where missing.
+    fn copy_manifest<'a>(
+        &'a self,
+        source: &'a Repository,
+        manifest: &'a Manifest,
+        targets: &'a [Repository],
+    ) -> BoxedFuture<'a> {
+        Box::pin(async move {
+            let client = &self.engine.client;
+            let parsed =
+                document::parse(&manifest.media_type, &manifest.bytes).map_err(|source| {
+                    CopyError::Document {
+                        digest: manifest.digest.clone(),
+                        source,
+                    }
+                })?;
+            match parsed {
+                Document::Index { children } => {
+                    for child in &children {
+                        let heads = join_all(
+                            targets
+                                .iter()
+                                .map(|t| client.manifest_head(t, &child.digest)),
+                        )
+                        .await;
+                        let mut lacking = Vec::new();
+                        for (target, head) in targets.iter().zip(heads) {
+                            if head?.is_none() {
+                                lacking.push(target.clone());
+                            }
+                        }
+                        if lacking.is_empty() {
+                            continue;
+                        }
+                        let child_manifest = client
+                            .manifest_get(source, &child.digest)
+                            .await?
+                            .ok_or_else(|| CopyError::SourceMissing {
+                                repository: source.to_string(),
+                                digest: child.digest.clone(),
+                            })?;
+                        self.copy_manifest(source, &child_manifest, &lacking)
+                            .await?;
+                    }
+                }
+                Document::Image { blobs } => {
+                    // Indexes, not `blobs.iter()`: a closure over `&Descriptor` trips the
+                    // compiler's higher-ranked lifetime check inside this boxed future.
+                    let blobs = &blobs;
+                    futures_util::stream::iter(0..blobs.len())
+                        .map(|i| self.ensure_blob(source, &blobs[i], targets))
+                        .buffer_unordered(self.engine.options.blobs_in_parallel.max(1))
+                        .try_collect::<Vec<()>>()
+                        .await?;
+                }
+            }
+            for target in targets {
+                if !self.dry_run() {
+                    client
+                        .manifest_put(target, &manifest.digest, manifest)
+                        .await?;
+                }
+                self.record(Action::PutManifest {
+                    digest: manifest.digest.clone(),
+                    to: target.to_string(),
+                });
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,126 @@
+//! Per-host request limits shared by every request the process makes: a concurrency limit
+//! (requests in flight, headers round trip) and a rate limit (requests per second).
+//!
+//! Registries throttle by host (Artifact Registry answers 429 past its quota; the Kubernetes
+//! promoter needs ~50 req/s against it), so the limits are keyed by `HOST[:PORT]` and shared by
+//! copying, observing and signing alike. A permit covers sending a request and receiving the
+//! response headers, not streaming a body: a blob being streamed from staging to production
+//! holds no permit, so a fan-out can never wait on itself.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Limits applied to each registry host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitConfig {
+    /// Requests in flight per host.
+    pub concurrency: usize,
+    /// Requests started per second per host (with a burst of the same size).
+    pub requests_per_second: NonZeroU32,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        LimitConfig {
+            concurrency: 32,
+            requests_per_second: NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN),
+        }
+    }
+}
+
+struct HostLimit {
+    in_flight: Arc<Semaphore>,
+    rate: DefaultDirectRateLimiter,
+}
+
+/// The limits of every host seen so far.
+pub struct Limits {
+    config: LimitConfig,
+    hosts: Mutex<HashMap<String, Arc<HostLimit>>>,
+}
+
+/// Permission to send one request to a host; dropping it frees the slot.
+pub struct Permit {
+    _in_flight: Option<OwnedSemaphorePermit>,
+}
+
+impl Limits {
+    /// Limits with `config` for every host.
+    pub fn new(config: LimitConfig) -> Self {
+        Limits {
+            config,
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for a concurrency slot and a rate token for `host`.
+    pub async fn acquire(&self, host: &str) -> Permit {
+        let limit = self.host(host);
+        // `acquire_owned` fails only on a closed semaphore, and these are never closed.
+        let permit = Arc::clone(&limit.in_flight).acquire_owned().await.ok();
+        limit.rate.until_ready().await;
+        Permit { _in_flight: permit }
+    }
+
+    fn host(&self, host: &str) -> Arc<HostLimit> {
+        let mut hosts = self
+            .hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let config = self.config;
+        Arc::clone(hosts.entry(host.to_owned()).or_insert_with(|| {
+            Arc::new(HostLimit {
+                in_flight: Arc::new(Semaphore::new(config.concurrency.max(1))),
+                rate: RateLimiter::direct(Quota::per_second(config.requests_per_second)),
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[tokio::test]
+    async fn rate_limit_spaces_requests_per_host() {
+        let limits = Limits::new(LimitConfig {
+            concurrency: 4,
+            requests_per_second: NonZeroU32::new(20).expect("non-zero"),
+        });
+        let start = Instant::now();
+        // The burst is 20; 30 requests need at least ~0.5 s more at 20/s.
+        for _ in 0..30 {
+            drop(limits.acquire("a:1").await);
+        }
+        assert!(start.elapsed().as_millis() >= 400, "{:?}", start.elapsed());
+        // Another host has its own budget.
+        let other = Instant::now();
+        drop(limits.acquire("b:1").await);
+        assert!(other.elapsed().as_millis() < 50);
+    }
+
+    #[tokio::test]
+    async fn concurrency_limit_holds_back_the_next_request() {
+        let limits = Limits::new(LimitConfig {
+            concurrency: 2,
+            ..LimitConfig::default()
+        });
+        let a = limits.acquire("h").await;
+        let _b = limits.acquire("h").await;
+        let third =
+            tokio::time::timeout(std::time::Duration::from_millis(50), limits.acquire("h")).await;
+        assert!(
+            third.is_err(),
+            "a third request waits while two are in flight"
+        );
+        drop(a);
+        let third =
+            tokio::time::timeout(std::time::Duration::from_millis(50), limits.acquire("h")).await;
+        assert!(third.is_ok());
+    }
+}

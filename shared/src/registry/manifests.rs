@@ -1,0 +1,221 @@
+//! Manifests: HEAD, GET and PUT by tag or digest, with exact bytes and Content-Type.
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use sha2::{Digest as _, Sha256};
+
+use super::Repository;
+use super::client::{Client, Target, describe, status_error};
+use super::error::RegistryError;
+
+/// Manifest media types the promoter copies.
+pub mod media_type {
+    /// OCI image manifest.
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    /// OCI image index.
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    /// Docker image manifest, schema 2.
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    /// Docker manifest list.
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+}
+
+const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// A manifest exactly as the registry served it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// The `Content-Type` it was served with, sent back unchanged on PUT.
+    pub media_type: String,
+    /// The exact bytes (the digest is computed over these).
+    pub bytes: Bytes,
+    /// `sha256:` of the bytes.
+    pub digest: String,
+}
+
+/// What a manifest HEAD tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestHead {
+    /// `Docker-Content-Digest`, when the registry sends it.
+    pub digest: Option<String>,
+    /// `Content-Type`.
+    pub media_type: Option<String>,
+}
+
+/// `sha256:HEX` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    digest_of_hash(Sha256::digest(bytes).as_slice())
+}
+
+/// `sha256:HEX` for a finished sha256 hash.
+pub fn digest_of_hash(hash: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for byte in hash {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+fn is_digest(reference: &str) -> bool {
+    reference.starts_with("sha256:")
+}
+
+impl Client {
+    /// HEADs a manifest; `None` when absent.
+    pub async fn manifest_head(
+        &self,
+        repository: &Repository,
+        reference: &str,
+    ) -> Result<Option<ManifestHead>, RegistryError> {
+        let url = self.url(repository, "manifests", reference);
+        let target = Target {
+            repository,
+            push: false,
+            mount_from: None,
+        };
+        let what = || describe(&Method::HEAD, &url);
+        let response = self
+            .send(&target, &what, &|http| {
+                http.head(&url).header(ACCEPT, ACCEPT_MANIFESTS)
+            })
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                Ok(Some(ManifestHead {
+                    digest: header("docker-content-digest"),
+                    media_type: header(CONTENT_TYPE.as_str()),
+                }))
+            }
+            _ => Err(status_error(what(), response).await),
+        }
+    }
+
+    /// The digest `reference` resolves to in `repository`, or `None` when absent.
+    ///
+    /// Uses HEAD, and GET when the registry sends no `Docker-Content-Digest`.
+    pub async fn resolve(
+        &self,
+        repository: &Repository,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        match self.manifest_head(repository, reference).await? {
+            None => Ok(None),
+            Some(ManifestHead {
+                digest: Some(digest),
+                ..
+            }) => Ok(Some(digest)),
+            Some(_) => Ok(self
+                .manifest_get(repository, reference)
+                .await?
+                .map(|m| m.digest)),
+        }
+    }
+
+    /// GETs a manifest, exact bytes and Content-Type; `None` when absent. A manifest fetched
+    /// by digest is verified against it.
+    pub async fn manifest_get(
+        &self,
+        repository: &Repository,
+        reference: &str,
+    ) -> Result<Option<Manifest>, RegistryError> {
+        let url = self.url(repository, "manifests", reference);
+        let target = Target {
+            repository,
+            push: false,
+            mount_from: None,
+        };
+        let what = || describe(&Method::GET, &url);
+        let response = self
+            .send(&target, &what, &|http| {
+                http.get(&url).header(ACCEPT, ACCEPT_MANIFESTS)
+            })
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(status_error(what(), response).await);
+        }
+        let media_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| RegistryError::MissingHeader {
+                what: what(),
+                header: "Content-Type",
+            })?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| RegistryError::Transport {
+                what: what(),
+                source,
+            })?;
+        let digest = sha256_digest(&bytes);
+        if is_digest(reference) && digest != reference {
+            return Err(RegistryError::DigestMismatch {
+                what: what(),
+                expected: reference.to_owned(),
+                actual: digest,
+            });
+        }
+        Ok(Some(Manifest {
+            media_type,
+            bytes,
+            digest,
+        }))
+    }
+
+    /// PUTs `manifest` under `reference` (its digest, or a tag), exact bytes and Content-Type.
+    pub async fn manifest_put(
+        &self,
+        repository: &Repository,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<(), RegistryError> {
+        let url = self.url(repository, "manifests", reference);
+        let target = Target {
+            repository,
+            push: true,
+            mount_from: None,
+        };
+        let what = || describe(&Method::PUT, &url);
+        let response = self
+            .send(&target, &what, &|http| {
+                http.put(&url)
+                    .header(CONTENT_TYPE, &manifest.media_type)
+                    .header(CONTENT_LENGTH, manifest.bytes.len())
+                    .body(manifest.bytes.clone())
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(status_error(what(), response).await);
+        }
+        if let Some(got) = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            && got != manifest.digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                what: what(),
+                expected: manifest.digest.clone(),
+                actual: got.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,116 @@
+//! When and how long to wait before retrying a request: exponential backoff with full jitter,
+//! and the server's `Retry-After` when it gives one.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::StatusCode;
+
+/// How many times to try a request, and how long to wait in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries in all (1 = no retry).
+    pub attempts: u32,
+    /// The first backoff ceiling; it doubles on each retry.
+    pub base: Duration,
+    /// The largest wait, for backoff and for `Retry-After` alike.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 6,
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (1 for the first retry): the server's
+    /// `Retry-After` if given, else a random time up to `base × 2^(retry-1)`, capped at `max`.
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(after) = retry_after {
+            return after.min(self.max);
+        }
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
+            .min(self.max);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(fastrand::u64(0..=millis))
+    }
+}
+
+/// True for answers worth retrying: 429 Too Many Requests, and 5xx except 501 (not implemented)
+/// and 505 (HTTP version not supported), which will not change.
+pub fn is_retryable_status(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS
+        || (status.is_server_error()
+            && status != StatusCode::NOT_IMPLEMENTED
+            && status != StatusCode::HTTP_VERSION_NOT_SUPPORTED)
+}
+
+/// Reads a `Retry-After` value: delay-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = RetryPolicy {
+            attempts: 10,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        for _ in 0..100 {
+            assert!(policy.delay(1, None) <= Duration::from_millis(100));
+            assert!(policy.delay(3, None) <= Duration::from_millis(400));
+            assert!(policy.delay(30, None) <= Duration::from_secs(1));
+        }
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_millis(700))),
+            Duration::from_millis(700)
+        );
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(90))),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        for code in [429, 500, 502, 503, 504] {
+            assert!(
+                is_retryable_status(StatusCode::from_u16(code).expect("status")),
+                "{code}"
+            );
+        }
+        for code in [400, 401, 403, 404, 501, 505] {
+            assert!(
+                !is_retryable_status(StatusCode::from_u16(code).expect("status")),
+                "{code}"
+            );
+        }
+    }
+}
