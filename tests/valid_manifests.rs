@@ -120,25 +120,26 @@ fn base_plans_only_additions_and_a_retag_is_an_addition() {
     let plan = plan::build(&current.manifests, Some(&base.manifests));
     assert!(plan.removals.is_empty());
     assert_eq!(plan.units.len(), 3);
+    // `latest` is added to a digest the base already promoted with `1.0`: a retag.
     let retag = plan
         .units
         .iter()
-        .find(|u| u.source.ends_with("/tools/debug"))
+        .find(|u| u.source.ends_with("/hello/hello"))
         .expect("the retagged digest is planned");
     assert_eq!(retag.destinations.len(), 3);
     for d in &retag.destinations {
         let tags: Vec<&str> = d.tags.iter().map(|t| t.as_str()).collect();
         assert_eq!(
             tags,
-            ["stable"],
-            "only the new tag, not v1.0 which the base set"
+            ["latest"],
+            "only the new tag, not 1.0 which the base set"
         );
     }
     let change = plan
         .projects
         .iter()
         .flat_map(|p| &p.images)
-        .find(|i| i.image.as_str() == "debug")
+        .find(|i| i.image.as_str() == "hello")
         .expect("retag listed for the summary");
     assert!(!change.new_digest);
 }
@@ -155,7 +156,7 @@ fn removals_are_listed_with_the_base_location() {
     let current = load_valid(&[examples().join("thin-removal")]);
     let base = load_valid(&[examples().join("thin-base")]);
     let plan = plan::build(&current.manifests, Some(&base.manifests));
-    // hello:v1.0.0 gone from 3 mirrors; tag v1.0 of tools/debug gone from 3 mirrors.
+    // hello/hello gone from 3 mirrors; tag v1 of tools/debug gone from 3 mirrors.
     assert_eq!(plan.removals.len(), 6);
     assert_eq!(plan.removals.iter().filter(|r| r.digest_removed).count(), 3);
     let diagnostics = plan::removal_diagnostics(&plan.removals);
@@ -166,10 +167,10 @@ fn removals_are_listed_with_the_base_location() {
     );
     let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
     assert!(lines[0].ends_with(
-        "thin-base/images/hello/images.yaml:4:5: the change removes sha256:b3062183b330 (tags `v1.0.0`) from 3 destinations (e.g. `127.0.0.1:5002/asia/hello/hello`), which the base promoted; the promoter never deletes from production: keep the entry, or pass --allow-removal (production keeps the image either way)"
+        "thin-base/images/hello/images.yaml:4:5: the change removes sha256:589cfe70f8f0 (tags `1.0`) from 3 destinations (e.g. `127.0.0.1:5002/asia/hello/hello`), which the base promoted; the promoter never deletes from production: keep the entry, or pass --allow-removal (production keeps the image either way)"
     ), "{}", lines[0]);
     assert!(
-        lines[1].contains("removes tag `v1.0` of sha256:b553db25996c"),
+        lines[1].contains("removes tag `v1` of sha256:7ebf941186ca"),
         "{}",
         lines[1]
     );
