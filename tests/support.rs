@@ -23,3 +23,5 @@ pub fn render_diagnostics(diagnostics: &[promoter::manifest::Diagnostic], root: 
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+pub mod harness;
