@@ -30,6 +30,9 @@ pub use progress::Progress;
 use crate::plan::Unit;
 use crate::registry::Client;
 
+/// Tries per unit when failures are retryable.
+pub const UNIT_ATTEMPTS: u32 = 3;
+
 /// How the engine works.
 #[derive(Clone, Copy, Debug)]
 pub struct CopyOptions {
@@ -164,10 +167,24 @@ impl Engine {
     }
 
     /// Copies one unit to all its destinations.
+    ///
+    /// A unit that fails for a reason that may pass (network, throttling past the client's
+    /// own retries, a broken download) is tried again, up to [`UNIT_ATTEMPTS`] times; every
+    /// step is idempotent, so a retry only does what is still missing.
     pub async fn copy_unit(&self, unit: &Unit) -> UnitReport {
         let started = Instant::now();
         let mut run = unit::UnitRun::new(self, unit);
-        let result = run.run().await;
+        let mut result = run.run().await;
+        for attempt in 2..=UNIT_ATTEMPTS {
+            match &result {
+                Err(error) if error.is_retryable() => {
+                    tracing::info!(unit = %unit.id, attempt, %error, "retrying unit");
+                    tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
+                    result = run.run().await;
+                }
+                _ => break,
+            }
+        }
         self.progress
             .units_done
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

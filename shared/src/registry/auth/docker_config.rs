@@ -352,11 +352,11 @@ impl DockerConfig {
             tracing::debug!(%host, helper, "using credHelpers entry");
             return run_helper(helper, &server_url(&host), search_path, timeout).await;
         }
-        if let Some((key, entry)) = find_entry_by_host(&self.auths, &host) {
-            if let Some(credential) = entry.credential(key)? {
-                tracing::debug!(%host, key, "using auths entry");
-                return Ok(Some(credential));
-            }
+        if let Some((key, entry)) = find_entry_by_host(&self.auths, &host)
+            && let Some(credential) = entry.credential(key)?
+        {
+            tracing::debug!(%host, key, "using auths entry");
+            return Ok(Some(credential));
         }
         if let Some(store) = self.creds_store.as_deref().filter(|s| !s.is_empty()) {
             tracing::debug!(%host, helper = store, "using credsStore");
