@@ -1,0 +1,169 @@
+//! `promoter promote` as a user runs it, against real registries (CNCF distribution started by
+//! the test harness): JSON output, exit codes, a no-op rerun, and a refused tag move.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use promoter_tests::harness::image::{IndexFormat, ManifestFormat, push_multi, push_single};
+use promoter_tests::harness::registry::TestRegistry;
+use promoter_tests::harness::skopeo;
+
+fn promote(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .arg("promote")
+        .args(args)
+        .current_dir(dir)
+        .env("DOCKER_CONFIG", dir.join("docker"))
+        .output()
+        .expect("run the promoter binary")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// A staging registry with an index and an image, a production registry with htpasswd auth,
+/// a manifest promoting both to two repositories, and Docker credentials for production.
+fn setup() -> (TestRegistry, TestRegistry, tempfile::TempDir, [String; 2]) {
+    let staging = TestRegistry::start();
+    let production = TestRegistry::with_htpasswd("promoter", "s3cret");
+    let index = push_multi(
+        &staging,
+        "staging/app",
+        IndexFormat::Oci,
+        "cli-app",
+        Some("v1"),
+    );
+    let image = push_single(
+        &staging,
+        "staging/tool",
+        ManifestFormat::Docker,
+        "cli-tool",
+        None,
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = format!(
+        "registries:\n- name: {s}/staging\n  src: true\n- name: {p}/us\n- name: {p}/eu\nimages:\n- name: app\n  dmap:\n    \"{}\": [\"v1\", \"latest\"]\n- name: tool\n  dmap:\n    \"{}\": [\"1.0\"]\n",
+        index.digest,
+        image.digest,
+        s = staging.host(),
+        p = production.host(),
+    );
+    std::fs::write(dir.path().join("m.yaml"), manifest).expect("write manifest");
+    let auth = base64::engine::general_purpose::STANDARD.encode("promoter:s3cret");
+    std::fs::create_dir(dir.path().join("docker")).expect("docker config dir");
+    let config = format!(
+        "{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}",
+        production.host()
+    );
+    std::fs::write(dir.path().join("docker/config.json"), config).expect("write docker config");
+    (staging, production, dir, [index.digest, image.digest])
+}
+
+#[test]
+fn promotes_then_finds_everything_present() {
+    let (staging, production, dir, [index, image]) = setup();
+
+    let first = promote(dir.path(), &["m.yaml", "--output", "json"]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let report = json(&first);
+    assert_eq!(report["schema"], "promoter.promote/v1");
+    assert_eq!(report["summary"]["units"], 2);
+    assert_eq!(report["summary"]["copied"], 2);
+    assert_eq!(report["summary"]["failed"], 0);
+    assert_eq!(report["summary"]["tags_written"], 6);
+
+    let creds = production.credentials();
+    for (repo, reference, digest) in [
+        ("us/app", "latest", &index),
+        ("eu/app", "v1", &index),
+        ("us/tool", "1.0", &image),
+        ("eu/tool", image.as_str(), &image),
+    ] {
+        let bytes = skopeo::inspect_raw(&production, repo, reference, creds);
+        assert_eq!(&skopeo::digest_of(&bytes), digest, "{repo}:{reference}");
+        let staged = if digest == &index {
+            "staging/app"
+        } else {
+            "staging/tool"
+        };
+        assert_eq!(
+            bytes,
+            skopeo::inspect_raw(&staging, staged, digest, None),
+            "{repo} bytes"
+        );
+    }
+
+    let second = promote(dir.path(), &["m.yaml", "--output", "json"]);
+    assert_eq!(second.status.code(), Some(0));
+    let rerun = json(&second);
+    assert_eq!(rerun["summary"]["present"], 2);
+    assert_eq!(rerun["summary"]["blobs_copied"], 0);
+    assert_eq!(rerun["summary"]["manifests_written"], 0);
+    let (cold, warm) = (
+        report["summary"]["requests"].as_u64(),
+        rerun["summary"]["requests"].as_u64(),
+    );
+    assert!(
+        warm.zip(cold).is_some_and(|(w, c)| w * 3 < c),
+        "no-op rerun: {warm:?} vs cold {cold:?} requests"
+    );
+}
+
+#[test]
+fn dry_run_writes_nothing_and_a_tag_move_fails_the_unit() {
+    let (staging, production, dir, [_, image]) = setup();
+    // Production's `us/app:v1` already names another image: the app unit must not move it.
+    let other = push_single(
+        &production,
+        "us/app",
+        ManifestFormat::Oci,
+        "squatter",
+        Some("v1"),
+    );
+    let _ = &staging;
+
+    let dry = promote(dir.path(), &["m.yaml", "--dry-run"]);
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(text.contains("Dry run: nothing was written"), "{text}");
+    assert!(
+        skopeo::try_inspect_raw(&production, "eu/tool", &image, production.credentials()).is_err()
+    );
+
+    let out = promote(dir.path(), &["m.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed unit makes the exit code 1"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1 copied, 0 already present, 1 failed"),
+        "{text}"
+    );
+    assert!(text.contains("tag move refused"), "{text}");
+    assert!(
+        text.contains(&other.digest),
+        "the message names the digest in production: {text}"
+    );
+    let still = skopeo::inspect_raw(&production, "us/app", "v1", production.credentials());
+    assert_eq!(
+        skopeo::digest_of(&still),
+        other.digest,
+        "the tag was not moved"
+    );
+    // The other unit went through.
+    let tool = skopeo::inspect_raw(&production, "eu/tool", "1.0", production.credentials());
+    assert_eq!(skopeo::digest_of(&tool), image);
+}
