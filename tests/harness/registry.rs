@@ -315,10 +315,8 @@ fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             return Err(format!("exited with {status}"));
         }
-        if let Some(status) = probe(port) {
-            if status == 200 || status == 401 {
-                return Ok(());
-            }
+        if let Some(200 | 401) = probe(port) {
+            return Ok(());
         }
         if Instant::now() > deadline {
             return Err("GET /v2/ did not answer 200 or 401 within 15 s".into());
