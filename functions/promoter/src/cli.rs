@@ -87,6 +87,14 @@ pub struct PromoteArgs {
     /// A registry host (HOST[:PORT]) to reach over plain HTTP. Loopback hosts always are.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
+    /// A registry host to authenticate with Amazon ECR tokens besides `*.dkr.ecr.*.amazonaws.com`
+    /// (e.g. a VPC endpoint). AWS credentials and region come from the usual AWS chain.
+    #[arg(long = "ecr-registry", value_name = "HOST")]
+    pub ecr_registries: Vec<String>,
+    /// A registry host to authenticate with a Google access token besides `gcr.io`, `*.gcr.io`
+    /// and `*.pkg.dev` (GOOGLE_APPLICATION_CREDENTIALS, gcloud, or the metadata server).
+    #[arg(long = "google-registry", value_name = "HOST")]
+    pub google_registries: Vec<String>,
     /// Requests in flight per registry host.
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub max_concurrent_requests: usize,

@@ -12,6 +12,8 @@ use promoter::copy::{Action, CopyOptions, Engine, UnitReport};
 use promoter::manifest;
 use promoter::plan;
 use promoter::registry::auth::docker_config::DockerConfig;
+use promoter::registry::auth::ecr::EcrCredentials;
+use promoter::registry::auth::google::GoogleCredentials;
 use promoter::registry::auth::session::CredentialSources;
 use promoter::registry::limits::LimitConfig;
 use promoter::registry::{Client, ClientConfig};
@@ -33,7 +35,7 @@ pub fn run(args: PromoteArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode> {
-    let client = Arc::new(client(&args)?);
+    let client = Arc::new(client(&args).await?);
     let options = CopyOptions {
         dry_run: args.dry_run,
         units_in_parallel: args.parallel_units,
@@ -61,7 +63,7 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
     })
 }
 
-fn client(args: &PromoteArgs) -> anyhow::Result<Client> {
+async fn client(args: &PromoteArgs) -> anyhow::Result<Client> {
     let docker = DockerConfig::load().context("reading Docker's config.json")?;
     let rate = NonZeroU32::new(args.max_requests_per_second)
         .context("--max-requests-per-second must be at least 1")?;
@@ -75,6 +77,8 @@ fn client(args: &PromoteArgs) -> anyhow::Result<Client> {
     };
     let sources = CredentialSources {
         docker,
+        ecr: Some(EcrCredentials::from_env(args.ecr_registries.clone()).await),
+        google: Some(GoogleCredentials::from_env(args.google_registries.clone())),
         ..CredentialSources::default()
     };
     Ok(Client::new(config, sources)?)

@@ -55,6 +55,24 @@ pub enum RegistryError {
         #[source]
         source: DockerConfigError,
     },
+    /// An ECR authorization token could not be had.
+    #[error("getting an ECR token for {host}")]
+    EcrCredentials {
+        /// The registry host.
+        host: String,
+        /// Why.
+        #[source]
+        source: super::auth::ecr::EcrError,
+    },
+    /// A Google access token could not be had.
+    #[error("getting a Google access token for {host}")]
+    GoogleCredentials {
+        /// The registry host.
+        host: String,
+        /// Why.
+        #[source]
+        source: super::auth::google::GoogleError,
+    },
     /// Content whose sha256 is not the digest it was asked for (or announced).
     #[error("{what}: content has digest {actual}, expected {expected}")]
     DigestMismatch {
@@ -86,6 +104,8 @@ impl RegistryError {
             RegistryError::Auth { .. }
             | RegistryError::Challenge { .. }
             | RegistryError::Credentials { .. }
+            | RegistryError::EcrCredentials { .. }
+            | RegistryError::GoogleCredentials { .. }
             | RegistryError::DigestMismatch { .. }
             | RegistryError::MissingHeader { .. } => false,
         }

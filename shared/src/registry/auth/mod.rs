@@ -6,4 +6,6 @@
 
 pub mod challenge;
 pub mod docker_config;
+pub mod ecr;
+pub mod google;
 pub mod session;

@@ -10,15 +10,25 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::challenge::{self, BearerChallenge, Challenge, TokenResponse};
 use super::docker_config::{Credential, DockerConfig};
+use super::ecr::EcrCredentials;
+use super::google::GoogleCredentials;
 use crate::registry::error::RegistryError;
 
-/// Where credentials come from, tried in order: explicit ones first, then Docker's config.
+/// Where credentials come from, tried in order: explicit ones, Docker's config (with its
+/// credential helpers, as `docker login` and `docker-credential-gcr`/`ecr-login` leave them),
+/// then the clouds' own: ECR's `GetAuthorizationToken` for ECR hosts, Google's access token
+/// (key file, gcloud, metadata server) for `gcr.io` and `*.pkg.dev`. The same order as
+/// crane's keychains: what the user configured wins over what the environment provides.
 #[derive(Default)]
 pub struct CredentialSources {
     /// Credentials given explicitly, by host (e.g. from flags or the environment).
     pub explicit: HashMap<String, Credential>,
     /// Docker's `config.json`, with its credential helpers.
     pub docker: Option<DockerConfig>,
+    /// Amazon ECR tokens, for ECR hosts.
+    pub ecr: Option<EcrCredentials>,
+    /// Google access tokens, for Container Registry and Artifact Registry hosts.
+    pub google: Option<GoogleCredentials>,
 }
 
 impl CredentialSources {
@@ -26,18 +36,36 @@ impl CredentialSources {
         if let Some(credential) = self.explicit.get(host) {
             return Ok(Some(credential.clone()));
         }
-        match &self.docker {
-            Some(docker) => {
+        if let Some(docker) = &self.docker {
+            let found =
                 docker
                     .credential_for(host)
                     .await
                     .map_err(|source| RegistryError::Credentials {
                         host: host.to_owned(),
                         source,
-                    })
+                    })?;
+            if found.is_some() {
+                return Ok(found);
             }
-            None => Ok(None),
         }
+        if let Some(ecr) = self.ecr.as_ref().filter(|e| e.handles(host)) {
+            return ecr.credential(host).await.map(Some).map_err(|source| {
+                RegistryError::EcrCredentials {
+                    host: host.to_owned(),
+                    source,
+                }
+            });
+        }
+        if let Some(google) = self.google.as_ref().filter(|g| g.handles(host)) {
+            return google.credential(host).await.map(Some).map_err(|source| {
+                RegistryError::GoogleCredentials {
+                    host: host.to_owned(),
+                    source,
+                }
+            });
+        }
+        Ok(None)
     }
 }
 
