@@ -1,0 +1,201 @@
+//! Cloud credentials end to end: a promotion into a real registry that only accepts what ECR's
+//! `GetAuthorizationToken` (served by a real moto server) or Google's metadata server (a small
+//! fake on loopback) hands out, as those clouds' registries do.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ecr::config::Credentials as AwsCredentials;
+use promoter::copy::{CopyOptions, Engine};
+use promoter::plan::{Destination, Unit};
+use promoter::registry::auth::ecr::EcrCredentials;
+use promoter::registry::auth::google::GoogleCredentials;
+use promoter::registry::auth::session::CredentialSources;
+use promoter::registry::{Client, ClientConfig};
+use promoter_tests::harness::image::{ManifestFormat, push_single};
+use promoter_tests::harness::registry::TestRegistry;
+use promoter_tests::harness::skopeo;
+
+/// What moto's `GetAuthorizationToken` answers (see FACTS.md).
+const MOTO_ECR_PASSWORD: &str = "123456789012-auth-token";
+
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn start_moto() -> Moto {
+    let binary = std::env::var_os("MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("moto_server"));
+    let port = free_port();
+    let child = Command::new(&binary)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}): infra/local/test.sh installs moto",
+                binary.display()
+            )
+        });
+    let moto = Moto { child, port };
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "moto_server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    moto
+}
+
+/// A one-unit plan copying `digest` from `source` to `destination` with tag `v1`.
+fn unit(source: &str, destination: &str, digest: &str) -> Unit {
+    Unit {
+        id: "cloud".to_owned(),
+        source: Arc::from(source),
+        digest: digest.parse().expect("digest"),
+        destinations: vec![Destination {
+            repository: Arc::from(destination),
+            tags: Arc::from(vec!["v1".parse().expect("tag")]),
+        }],
+    }
+}
+
+async fn promote_with(sources: CredentialSources, unit: &Unit) -> Arc<Client> {
+    let client = Arc::new(Client::new(ClientConfig::default(), sources).expect("client"));
+    let engine = Engine::new(Arc::clone(&client), CopyOptions::default());
+    let report = engine.copy_unit(unit).await;
+    assert!(report.succeeded(), "{:?}", report.error);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecr_token_from_moto_opens_the_production_registry() {
+    let moto = start_moto();
+    let staging = TestRegistry::start();
+    let production = TestRegistry::with_htpasswd("AWS", MOTO_ECR_PASSWORD);
+    let image = push_single(
+        &staging,
+        "staging/app",
+        ManifestFormat::Oci,
+        "ecr-app",
+        None,
+    );
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(format!("http://127.0.0.1:{}", moto.port))
+        .region(Region::new("us-east-1"))
+        .credentials_provider(AwsCredentials::new("test", "test", None, None, "test"))
+        .load()
+        .await;
+    let ecr = EcrCredentials::with_config(config, vec![production.host()]);
+    let sources = CredentialSources {
+        ecr: Some(ecr),
+        ..CredentialSources::default()
+    };
+    let unit = unit(
+        &format!("{}/staging/app", staging.host()),
+        &format!("{}/prod/app", production.host()),
+        &image.digest,
+    );
+    promote_with(sources, &unit).await;
+    let bytes = skopeo::inspect_raw(&production, "prod/app", "v1", production.credentials());
+    assert_eq!(
+        bytes, image.bytes,
+        "production serves staging's exact bytes"
+    );
+}
+
+/// A fake GCE metadata server answering every request with one access token, counting them.
+fn start_metadata(token: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let host = format!(
+        "127.0.0.1:{}",
+        listener.local_addr().expect("address").port()
+    );
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&requests);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut flavor = false;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                flavor |= line
+                    .to_ascii_lowercase()
+                    .starts_with("metadata-flavor: google");
+                line.clear();
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (status, body) = if flavor {
+                (
+                    "200 OK",
+                    format!(
+                        "{{\"access_token\":\"{token}\",\"expires_in\":3599,\"token_type\":\"Bearer\"}}"
+                    ),
+                )
+            } else {
+                ("403 Forbidden", "missing Metadata-Flavor".to_owned())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = (&stream).write_all(response.as_bytes());
+        }
+    });
+    (host, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_access_token_from_the_metadata_server_opens_the_production_registry() {
+    let (metadata, requests) = start_metadata("ya29.test-token");
+    let staging = TestRegistry::start();
+    let production = TestRegistry::with_htpasswd("oauth2accesstoken", "ya29.test-token");
+    let image = push_single(
+        &staging,
+        "staging/app",
+        ManifestFormat::Docker,
+        "gcp-app",
+        None,
+    );
+    let google = GoogleCredentials::with_metadata_host(metadata, vec![production.host()]);
+    let sources = CredentialSources {
+        google: Some(google),
+        ..CredentialSources::default()
+    };
+    let unit = unit(
+        &format!("{}/staging/app", staging.host()),
+        &format!("{}/prod/app", production.host()),
+        &image.digest,
+    );
+    promote_with(sources, &unit).await;
+    let bytes = skopeo::inspect_raw(&production, "prod/app", "v1", production.credentials());
+    assert_eq!(bytes, image.bytes);
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the access token is cached"
+    );
+}
