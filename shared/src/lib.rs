@@ -4,11 +4,13 @@
 //! registry to every production registry. This crate holds the pieces the CLI and the Lambda
 //! functions share:
 //!
-//! - [`reference`]: image names, tags and digests, parsed and validated (no IO);
+//! - [`reference`](mod@reference): image names, tags and digests, parsed and validated (no IO);
 //! - [`manifest`]: promotion manifests (plain files and thin-manifest trees), loaded from disk
 //!   and validated with `FILE:LINE:COL` diagnostics;
 //! - [`plan`]: the pure planner that turns manifests (and optionally the manifests before a
-//!   change) into promotion units, plus its text, JSON and Markdown renderings.
+//!   change) into promotion units, plus its text, JSON and Markdown renderings;
+//! - [`registry`]: the OCI distribution client (auth, retries, per-host limits);
+//! - [`copy`]: the transfer engine that copies planned units between registries.
 
 pub mod copy;
 pub mod manifest;

@@ -9,7 +9,7 @@
 //!   (owned by the project), so a change to `images.yaml` alone cannot change where images go.
 //!
 //! [`load`] reads every path it is given and returns the manifests together with *every* problem
-//! found, as [`Diagnostic`]s sorted by file and line; [`check`] adds the rules that span several
+//! found, as [`Diagnostic`]s sorted by file and line; `check` adds the rules that span several
 //! manifests (two manifests sending different digests to one `repository:tag`).
 
 mod check;

@@ -1,5 +1,5 @@
 //! Printing a plan: `text` for people at a terminal, `json` for machines (a stable schema,
-//! documented in [`json`]), and `markdown` for a bot to post on the pull request.
+//! documented in the README and at [`SCHEMA`]), and `markdown` for a bot to post on the pull request.
 
 mod json;
 mod markdown;
@@ -16,7 +16,7 @@ use super::Plan;
 pub enum Format {
     /// Human-readable text (the default).
     Text,
-    /// JSON, in the schema documented in [`json`](self).
+    /// JSON, in the schema [`SCHEMA`].
     Json,
     /// A Markdown summary for a pull-request comment.
     Markdown,
