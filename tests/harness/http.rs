@@ -239,7 +239,12 @@ impl RawClient {
             .get("scope")
             .cloned()
             .unwrap_or_else(|| default_scope.to_owned());
+        // Ask for the client's own scope too, so the cached token serves every later request
+        // of the repository (a pull-only token cached under the push scope would not).
         let mut url = format!("{realm}?scope={}", percent_encode(&scope));
+        if scope != default_scope {
+            url.push_str(&format!("&scope={}", percent_encode(default_scope)));
+        }
         if let Some(service) = params.get("service") {
             url.push_str(&format!("&service={}", percent_encode(service)));
         }

@@ -98,9 +98,11 @@ pub struct PromoteArgs {
     /// Requests in flight per registry host.
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub max_concurrent_requests: usize,
-    /// Requests per second per registry host (Artifact Registry's quota suits ~50).
-    #[arg(long, default_value_t = 50, value_name = "N")]
-    pub max_requests_per_second: u32,
+    /// Requests per second per registry host. By default only Google's registries (gcr.io,
+    /// *.pkg.dev) are rate limited, at 50/s (Artifact Registry's quota); 429 answers are
+    /// always honoured through Retry-After.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_requests_per_second: Option<u32>,
     /// Units (source digests) copied at the same time.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub parallel_units: usize,

@@ -65,13 +65,11 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
 
 async fn client(args: &PromoteArgs) -> anyhow::Result<Client> {
     let docker = DockerConfig::load().context("reading Docker's config.json")?;
-    let rate = NonZeroU32::new(args.max_requests_per_second)
-        .context("--max-requests-per-second must be at least 1")?;
     let config = ClientConfig {
         insecure_hosts: args.insecure_registries.clone(),
         limits: LimitConfig {
             concurrency: args.max_concurrent_requests.max(1),
-            requests_per_second: rate,
+            requests_per_second: args.max_requests_per_second.and_then(NonZeroU32::new),
         },
         ..ClientConfig::default()
     };

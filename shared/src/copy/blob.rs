@@ -30,19 +30,27 @@ impl UnitRun<'_> {
         targets: &[Repository],
     ) -> Result<(), CopyError> {
         let client = &self.engine.client;
-        let exists = join_all(targets.iter().map(|t| client.blob_exists(t, &blob.digest))).await;
+        let flights = &self.engine.flights;
+        let mut plans: Vec<Plan> = Vec::new();
+        // Where this process already put the blob, a mount does it in one request (and is a
+        // no-op where the blob already is): no HEAD first.
+        let mut unknown: Vec<&Repository> = Vec::new();
+        for target in targets {
+            match flights.known(&target.host, &blob.digest) {
+                Some(from) => plans.push(Plan::MountLater(target.clone(), from)),
+                None => unknown.push(target),
+            }
+        }
+        let exists = join_all(unknown.iter().map(|t| client.blob_exists(t, &blob.digest))).await;
         let mut by_host: BTreeMap<&str, Vec<&Repository>> = BTreeMap::new();
-        for (target, exists) in targets.iter().zip(exists) {
+        for (target, exists) in unknown.into_iter().zip(exists) {
             if exists? {
-                self.engine
-                    .flights
-                    .record(&target.host, &blob.digest, &target.path);
+                flights.record(&target.host, &blob.digest, &target.path);
             } else {
                 by_host.entry(&target.host).or_default().push(target);
             }
         }
         let mut claims: Vec<(Claim, String)> = Vec::new();
-        let mut plans: Vec<Plan> = Vec::new();
         for (host, group) in by_host {
             let (mount_from, owner) = match self.engine.flights.claim(host, &blob.digest).await {
                 Flight::Done(from) => (Some(from), None),

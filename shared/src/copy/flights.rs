@@ -73,6 +73,15 @@ impl Flights {
         }
     }
 
+    /// The repository of `host` known to hold `digest` already, without waiting.
+    pub fn known(&self, host: &str, digest: &str) -> Option<String> {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*map.get(&(host.to_owned(), digest.to_owned()))?.borrow() {
+            State::Done(repository) => Some(repository.clone()),
+            State::InFlight | State::Failed => None,
+        }
+    }
+
     /// Records that `host` holds `digest` in `repository` (found there by a HEAD), so later
     /// units mount from it instead of uploading.
     pub fn record(&self, host: &str, digest: &str, repository: &str) {

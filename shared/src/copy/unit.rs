@@ -60,25 +60,20 @@ impl<'e> UnitRun<'e> {
     pub async fn run(&mut self) -> Result<(), CopyError> {
         let source = Repository::parse(&self.unit.source)?;
         let digest = self.unit.digest.as_str();
-        let observed = try_join_all(
-            self.unit
-                .destinations
-                .iter()
-                .map(|d| self.observe(&d.repository, &d.tags)),
-        )
-        .await?;
-        let needing: Vec<Repository> = observed
-            .iter()
-            .filter(|o| !o.present)
-            .map(|o| o.repository.clone())
-            .collect();
+        let destinations = self.unit.destinations.iter();
+        let observed =
+            try_join_all(destinations.map(|d| self.observe(&d.repository, &d.tags))).await?;
         for o in observed.iter().filter(|o| o.present) {
             self.record(Action::Present {
                 at: o.repository.to_string(),
             });
         }
-        let tagging = observed.iter().any(|o| !o.missing_tags.is_empty());
-        if needing.is_empty() && !tagging {
+        let needing: Vec<Repository> = observed
+            .iter()
+            .filter(|o| !o.present)
+            .map(|o| o.repository.clone())
+            .collect();
+        if needing.is_empty() && observed.iter().all(|o| o.missing_tags.is_empty()) {
             return Ok(());
         }
         let manifest = self
@@ -91,10 +86,23 @@ impl<'e> UnitRun<'e> {
                 digest: digest.to_owned(),
             })?;
         if !needing.is_empty() {
-            self.copy_manifest(&source, &manifest, &needing).await?;
+            self.copy_contents(&source, &manifest, &needing).await?;
         }
         for o in &observed {
-            for tag in &o.missing_tags {
+            let mut tags = o.missing_tags.iter();
+            if !o.present {
+                // One PUT stores the manifest and its first tag (a digest-only entry: by digest).
+                let first = tags.next();
+                let reference = first.map_or(digest, Tag::as_str);
+                self.write(&o.repository, reference, &manifest).await?;
+                if let Some(tag) = first {
+                    self.record(Action::PutTag {
+                        tag: tag.to_string(),
+                        to: o.repository.to_string(),
+                    });
+                }
+            }
+            for tag in tags {
                 if !self.dry_run() {
                     self.engine
                         .client
@@ -110,22 +118,43 @@ impl<'e> UnitRun<'e> {
         Ok(())
     }
 
-    /// HEADs the digest and each tag in one destination; a tag on another digest is refused.
+    /// Writes `manifest` under `reference` (its digest or a tag) in `target`.
+    async fn write(
+        &self,
+        target: &Repository,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<(), CopyError> {
+        if !self.dry_run() {
+            self.engine
+                .client
+                .manifest_put(target, reference, manifest)
+                .await?;
+        }
+        self.record(Action::PutManifest {
+            digest: manifest.digest.clone(),
+            to: target.to_string(),
+        });
+        Ok(())
+    }
+
+    /// HEADs each tag and, unless a tag already names it, the digest, in one destination; a
+    /// tag on another digest is refused.
     async fn observe(&self, repository: &str, tags: &[Tag]) -> Result<Observed, CopyError> {
         let client = &self.engine.client;
         let repository = Repository::parse(repository)?;
         let wanted = self.unit.digest.as_str();
-        let present = client.manifest_head(&repository, wanted).await?.is_some();
         let current = try_join_all(
             tags.iter()
                 .map(|tag| client.resolve(&repository, tag.as_str())),
         )
         .await?;
         let mut missing_tags = Vec::new();
+        let mut tagged = false;
         for (tag, current) in tags.iter().zip(current) {
             match current {
                 None => missing_tags.push(tag.clone()),
-                Some(current) if current == wanted => {}
+                Some(current) if current == wanted => tagged = true,
                 Some(current) => {
                     return Err(CopyError::TagMove {
                         repository: repository.to_string(),
@@ -136,6 +165,7 @@ impl<'e> UnitRun<'e> {
                 }
             }
         }
+        let present = tagged || client.manifest_head(&repository, wanted).await?.is_some();
         Ok(Observed {
             repository,
             present,
@@ -143,9 +173,9 @@ impl<'e> UnitRun<'e> {
         })
     }
 
-    /// Copies `manifest` (and everything it references) into `targets`, then writes it there
-    /// by digest. Index children go first, each only where missing.
-    fn copy_manifest<'a>(
+    /// Copies what `manifest` references into `targets`: an index's children (each written by
+    /// digest where missing), or an image's blobs. The manifest itself is written by the caller.
+    fn copy_contents<'a>(
         &'a self,
         source: &'a Repository,
         manifest: &'a Manifest,
@@ -185,8 +215,11 @@ impl<'e> UnitRun<'e> {
                                 repository: source.to_string(),
                                 digest: child.digest.clone(),
                             })?;
-                        self.copy_manifest(source, &child_manifest, &lacking)
+                        self.copy_contents(source, &child_manifest, &lacking)
                             .await?;
+                        for target in &lacking {
+                            self.write(target, &child.digest, &child_manifest).await?;
+                        }
                     }
                 }
                 Document::Image { blobs } => {
@@ -199,17 +232,6 @@ impl<'e> UnitRun<'e> {
                         .try_collect::<Vec<()>>()
                         .await?;
                 }
-            }
-            for target in targets {
-                if !self.dry_run() {
-                    client
-                        .manifest_put(target, &manifest.digest, manifest)
-                        .await?;
-                }
-                self.record(Action::PutManifest {
-                    digest: manifest.digest.clone(),
-                    to: target.to_string(),
-                });
             }
             Ok(())
         })

@@ -14,27 +14,52 @@ use std::sync::{Arc, Mutex};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Requests per second per host for Google's registries (`gcr.io`, `*.gcr.io`, `*.pkg.dev`)
+/// when no rate is configured: Artifact Registry's per-project quota throttles past roughly
+/// this (the Kubernetes promoter settled on ~50 req/s).
+pub const GOOGLE_REQUESTS_PER_SECOND: u32 = 50;
+
 /// Limits applied to each registry host.
+///
+/// The rate limit is there to stay inside a registry's quota, and only quota'd registries have
+/// one by default: Google's (see [`GOOGLE_REQUESTS_PER_SECOND`]). Other hosts (ECR, Docker Hub
+/// mirrors, self-hosted registries) are limited only by `concurrency` unless a rate is set;
+/// their 429 answers are still honoured through `Retry-After`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LimitConfig {
     /// Requests in flight per host.
     pub concurrency: usize,
-    /// Requests started per second per host (with a burst of the same size).
-    pub requests_per_second: NonZeroU32,
+    /// Requests started per second per host (with a burst of the same size), for every host;
+    /// `None` for the defaults above.
+    pub requests_per_second: Option<NonZeroU32>,
 }
 
 impl Default for LimitConfig {
     fn default() -> Self {
         LimitConfig {
             concurrency: 32,
-            requests_per_second: NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN),
+            requests_per_second: None,
         }
+    }
+}
+
+impl LimitConfig {
+    /// The rate limit for `host`, if any.
+    pub fn rate_for(&self, host: &str) -> Option<NonZeroU32> {
+        self.requests_per_second.or_else(|| {
+            let name = host.split(':').next().unwrap_or(host);
+            let google =
+                name == "gcr.io" || name.ends_with(".gcr.io") || name.ends_with(".pkg.dev");
+            google
+                .then(|| NonZeroU32::new(GOOGLE_REQUESTS_PER_SECOND))
+                .flatten()
+        })
     }
 }
 
 struct HostLimit {
     in_flight: Arc<Semaphore>,
-    rate: DefaultDirectRateLimiter,
+    rate: Option<DefaultDirectRateLimiter>,
 }
 
 /// The limits of every host seen so far.
@@ -62,7 +87,9 @@ impl Limits {
         let limit = self.host(host);
         // `acquire_owned` fails only on a closed semaphore, and these are never closed.
         let permit = Arc::clone(&limit.in_flight).acquire_owned().await.ok();
-        limit.rate.until_ready().await;
+        if let Some(rate) = &limit.rate {
+            rate.until_ready().await;
+        }
         Permit { _in_flight: permit }
     }
 
@@ -75,7 +102,9 @@ impl Limits {
         Arc::clone(hosts.entry(host.to_owned()).or_insert_with(|| {
             Arc::new(HostLimit {
                 in_flight: Arc::new(Semaphore::new(config.concurrency.max(1))),
-                rate: RateLimiter::direct(Quota::per_second(config.requests_per_second)),
+                rate: config
+                    .rate_for(host)
+                    .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
             })
         }))
     }
@@ -90,7 +119,7 @@ mod tests {
     async fn rate_limit_spaces_requests_per_host() {
         let limits = Limits::new(LimitConfig {
             concurrency: 4,
-            requests_per_second: NonZeroU32::new(20).expect("non-zero"),
+            requests_per_second: NonZeroU32::new(20),
         });
         let start = Instant::now();
         // The burst is 20; 30 requests need at least ~0.5 s more at 20/s.
@@ -102,6 +131,27 @@ mod tests {
         let other = Instant::now();
         drop(limits.acquire("b:1").await);
         assert!(other.elapsed().as_millis() < 50);
+    }
+
+    #[test]
+    fn google_hosts_are_rate_limited_by_default_others_not() {
+        let config = LimitConfig::default();
+        assert_eq!(
+            config.rate_for("us-docker.pkg.dev").map(NonZeroU32::get),
+            Some(50)
+        );
+        assert_eq!(config.rate_for("gcr.io").map(NonZeroU32::get), Some(50));
+        assert_eq!(
+            config.rate_for("eu.gcr.io:443").map(NonZeroU32::get),
+            Some(50)
+        );
+        assert_eq!(config.rate_for("127.0.0.1:5000"), None);
+        assert_eq!(config.rate_for("123.dkr.ecr.us-east-1.amazonaws.com"), None);
+        let set = LimitConfig {
+            requests_per_second: NonZeroU32::new(7),
+            ..config
+        };
+        assert_eq!(set.rate_for("127.0.0.1:5000").map(NonZeroU32::get), Some(7));
     }
 
     #[tokio::test]
