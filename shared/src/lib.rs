@@ -10,10 +10,14 @@
 //! - [`plan`]: the pure planner that turns manifests (and optionally the manifests before a
 //!   change) into promotion units, plus its text, JSON and Markdown renderings;
 //! - [`registry`]: the OCI distribution client (auth, retries, per-host limits);
-//! - [`copy`]: the transfer engine that copies planned units between registries.
+//! - [`copy`]: the transfer engine that copies planned units between registries;
+//! - [`state`]: runs, units, leases and the desired state, in object storage;
+//! - [`steps`]: the step handlers the CLI and the functions run.
 
 pub mod copy;
 pub mod manifest;
 pub mod plan;
 pub mod reference;
 pub mod registry;
+pub mod state;
+pub mod steps;

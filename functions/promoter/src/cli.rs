@@ -69,6 +69,11 @@ pub enum Command {
     ///
     /// Example: promoter promote examples/promoter-manifest.yaml --dry-run
     Promote(PromoteArgs),
+    /// Inspect and re-drive recorded promotion runs (on-call).
+    ///
+    /// Example: promoter runs list --state s3://promoter-state/prod
+    #[command(subcommand)]
+    Runs(RunsCommand),
 }
 
 /// Options of `promoter promote`.
@@ -78,12 +83,52 @@ pub struct PromoteArgs {
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
     /// Contact registries read-only and print exactly what would be copied, mounted, skipped
-    /// and tagged.
+    /// and tagged. Writes no state.
     #[arg(long)]
     pub dry_run: bool,
     /// How to print the result.
     #[arg(long, short, value_enum, default_value_t = PromoteOutput::Text)]
     pub output: PromoteOutput,
+    /// The revision being promoted (e.g. the merged commit); it names the run, so promoting the
+    /// same revision again resumes that run. Default: a hash of the plan.
+    #[arg(long, value_name = "REV")]
+    pub revision: Option<String>,
+    /// Copy without recording state: no resume after a crash, no run history.
+    #[arg(long)]
+    pub no_state: bool,
+    /// Units (source digests) copied at the same time.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub parallel_units: usize,
+    /// Registries.
+    #[command(flatten)]
+    pub registries: RegistryArgs,
+    /// State.
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// Where promotion state lives.
+#[derive(Debug, clap::Args)]
+pub struct StateArgs {
+    /// Where promotion state lives: a folder, file:///path, s3://bucket/prefix (configured the
+    /// AWS way, AWS_ENDPOINT_URL_S3 included) or gs://bucket/prefix (STORAGE_EMULATOR_HOST
+    /// honoured).
+    #[arg(
+        long = "state",
+        env = "PROMOTER_STATE",
+        default_value = ".promoter",
+        value_name = "URL"
+    )]
+    pub url: String,
+    /// Seconds a unit's lease lasts without renewal; a worker that dies holding one is replaced
+    /// after this (at once on its own machine).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub lease_seconds: u64,
+}
+
+/// How to reach registries.
+#[derive(Debug, clap::Args)]
+pub struct RegistryArgs {
     /// A registry host (HOST[:PORT]) to reach over plain HTTP. Loopback hosts always are.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
@@ -103,9 +148,49 @@ pub struct PromoteArgs {
     /// always honoured through Retry-After.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_requests_per_second: Option<u32>,
-    /// Units (source digests) copied at the same time.
-    #[arg(long, default_value_t = 16, value_name = "N")]
-    pub parallel_units: usize,
+}
+
+/// `promoter runs …`: on-call commands over the recorded runs.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List the runs, newest first: id, status, unit counts, revision.
+    List {
+        /// State.
+        #[command(flatten)]
+        state: StateArgs,
+        /// How to print.
+        #[arg(long, short, value_enum, default_value_t = PromoteOutput::Text)]
+        output: PromoteOutput,
+    },
+    /// Show one run: every unit with its status, attempts, duration and error.
+    Show {
+        /// The run id (from `promoter runs list`).
+        run: String,
+        /// State.
+        #[command(flatten)]
+        state: StateArgs,
+        /// How to print.
+        #[arg(long, short, value_enum, default_value_t = PromoteOutput::Text)]
+        output: PromoteOutput,
+    },
+    /// Re-drive a run's failed (or unfinished) units now, or one unit with --unit.
+    Retry {
+        /// The run id.
+        run: String,
+        /// Only this unit (even if it is done: production is observed first, so this only
+        /// repairs what is missing).
+        #[arg(long, value_name = "ID")]
+        unit: Option<String>,
+        /// State.
+        #[command(flatten)]
+        state: StateArgs,
+        /// Registries.
+        #[command(flatten)]
+        registries: RegistryArgs,
+        /// How to print.
+        #[arg(long, short, value_enum, default_value_t = PromoteOutput::Text)]
+        output: PromoteOutput,
+    },
 }
 
 /// Output formats of `promoter promote`.

@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
         } => plan(path, base, allow_removal, output),
         Command::Promote(args) => crate::promote::run(args),
+        Command::Runs(command) => crate::runs::run(command),
     }
 }
 

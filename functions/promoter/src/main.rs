@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod promote;
+mod runs;
 
 use std::process::ExitCode;
 

@@ -1,4 +1,5 @@
-//! `promoter promote`: validate, plan, observe and copy, with a progress bar or JSON.
+//! `promoter promote`: validate, plan, observe and copy, recorded in state, with a progress
+//! bar or JSON.
 
 use std::io::{IsTerminal, Write};
 use std::num::NonZeroU32;
@@ -17,9 +18,12 @@ use promoter::registry::auth::google::GoogleCredentials;
 use promoter::registry::auth::session::CredentialSources;
 use promoter::registry::limits::LimitConfig;
 use promoter::registry::{Client, ClientConfig};
+use promoter::state::StateStore;
+use promoter::state::records::Trigger;
+use promoter::steps::promote::{self as steps, RunOptions, RunOutcome, UnitOutcome, error_chain};
 use serde::Serialize;
 
-use crate::cli::{PromoteArgs, PromoteOutput};
+use crate::cli::{PromoteArgs, PromoteOutput, RegistryArgs, StateArgs};
 use crate::commands::{INVALID, print_diagnostics};
 
 /// Runs `promoter promote`.
@@ -35,7 +39,7 @@ pub fn run(args: PromoteArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode> {
-    let client = Arc::new(client(&args).await?);
+    let client = Arc::new(client(&args.registries).await?);
     let options = CopyOptions {
         dry_run: args.dry_run,
         units_in_parallel: args.parallel_units,
@@ -43,17 +47,72 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
     };
     let engine = Engine::new(Arc::clone(&client), options);
     let started = Instant::now();
-    let bar = progress_bar(&args, &engine, plan.units.len());
-    let reports = engine.promote(&plan.units).await;
+    let bar = progress_bar(args.output, &engine, plan.units.len());
+    let (rows, run) = if args.dry_run || args.no_state {
+        let reports = engine.promote(&plan.units).await;
+        (
+            reports.into_iter().map(Row::Copied).collect::<Vec<_>>(),
+            None,
+        )
+    } else {
+        let store = StateStore::open(&args.state.url).await?;
+        let revision = args
+            .revision
+            .clone()
+            .unwrap_or_else(|| steps::plan_revision(&plan));
+        let options = run_options(&args.state, "cli", revision, args.parallel_units);
+        let outcome = steps::run(&store, &engine, &plan, &options).await?;
+        let run = RunInfo::of(&outcome, &store);
+        (rows_of(outcome, &plan.units), Some(run))
+    };
     if let Some((bar, ticker)) = bar {
         ticker.abort();
         bar.finish_and_clear();
     }
-    let summary = Summary::of(&reports, &client, &engine, started.elapsed());
+    report(
+        args.output,
+        args.dry_run,
+        &rows,
+        run,
+        &client,
+        &engine,
+        started.elapsed(),
+    )
+}
+
+/// Options of a recorded run.
+pub fn run_options(
+    state: &StateArgs,
+    kind: &str,
+    revision: String,
+    units_in_parallel: usize,
+) -> RunOptions {
+    RunOptions {
+        trigger: Trigger {
+            kind: kind.to_owned(),
+            revision,
+        },
+        lease_ttl: Duration::from_secs(state.lease_seconds.max(3)),
+        units_in_parallel,
+        poll: Duration::from_millis(500),
+    }
+}
+
+/// Prints the result; exit code 1 when a unit failed.
+pub fn report(
+    output: PromoteOutput,
+    dry_run: bool,
+    rows: &[Row],
+    run: Option<RunInfo>,
+    client: &Client,
+    engine: &Engine,
+    elapsed: Duration,
+) -> anyhow::Result<ExitCode> {
+    let summary = Summary::of(rows, run, client, engine, elapsed);
     let mut stdout = std::io::stdout().lock();
-    match args.output {
-        PromoteOutput::Json => write_json(&mut stdout, args.dry_run, &summary, &reports)?,
-        PromoteOutput::Text => write_text(&mut stdout, args.dry_run, &summary, &reports)?,
+    match output {
+        PromoteOutput::Json => write_json(&mut stdout, dry_run, &summary, rows)?,
+        PromoteOutput::Text => write_text(&mut stdout, dry_run, &summary, rows)?,
     }
     stdout.flush()?;
     Ok(if summary.failed > 0 {
@@ -63,7 +122,102 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
     })
 }
 
-async fn client(args: &PromoteArgs) -> anyhow::Result<Client> {
+/// One unit's line in the result.
+pub enum Row {
+    /// This process copied it (or tried).
+    Copied(UnitReport),
+    /// Done before this process looked, or by another worker.
+    Done {
+        /// The unit.
+        id: String,
+        /// Source repository.
+        source: String,
+        /// Digest.
+        digest: String,
+        /// `done-earlier` or `done-by-other-worker`.
+        status: &'static str,
+    },
+}
+
+/// Pairs a run's outcomes with the plan's units.
+pub fn rows_of(outcome: RunOutcome, units: &[plan::Unit]) -> Vec<Row> {
+    outcome
+        .units
+        .into_iter()
+        .map(|(id, unit_outcome)| {
+            let unit = units.iter().find(|u| u.id == id);
+            let (source, digest) = unit.map_or_else(Default::default, |u| {
+                (u.source.to_string(), u.digest.to_string())
+            });
+            match unit_outcome {
+                UnitOutcome::Copied(report) => Row::Copied(report),
+                UnitOutcome::AlreadyDone => Row::Done {
+                    id,
+                    source,
+                    digest,
+                    status: "done-earlier",
+                },
+                UnitOutcome::DoneByOther(_) => Row::Done {
+                    id,
+                    source,
+                    digest,
+                    status: "done-by-other-worker",
+                },
+            }
+        })
+        .collect()
+}
+
+impl Row {
+    fn status(&self) -> &'static str {
+        match self {
+            Row::Copied(r) if !r.succeeded() => "failed",
+            Row::Copied(r) if r.was_present() => "present",
+            Row::Copied(_) => "copied",
+            Row::Done { status, .. } => status,
+        }
+    }
+
+    fn actions(&self) -> &[Action] {
+        match self {
+            Row::Copied(r) => &r.actions,
+            Row::Done { .. } => &[],
+        }
+    }
+
+    fn names(&self) -> (&str, &str, &str) {
+        match self {
+            Row::Copied(r) => (&r.id, &r.source, &r.digest),
+            Row::Done {
+                id, source, digest, ..
+            } => (id, source, digest),
+        }
+    }
+}
+
+/// The run a promotion was recorded as.
+#[derive(Serialize)]
+pub struct RunInfo {
+    id: String,
+    status: String,
+    state: String,
+    state_requests: u64,
+}
+
+impl RunInfo {
+    /// From a run's outcome.
+    pub fn of(outcome: &RunOutcome, store: &StateStore) -> Self {
+        RunInfo {
+            id: outcome.run.id.clone(),
+            status: format!("{:?}", outcome.run.status).to_lowercase(),
+            state: store.url(),
+            state_requests: store.requests(),
+        }
+    }
+}
+
+/// Builds the registry client from the command line and Docker's config.
+pub async fn client(args: &RegistryArgs) -> anyhow::Result<Client> {
     let docker = DockerConfig::load().context("reading Docker's config.json")?;
     let config = ClientConfig {
         insecure_hosts: args.insecure_registries.clone(),
@@ -83,12 +237,12 @@ async fn client(args: &PromoteArgs) -> anyhow::Result<Client> {
 }
 
 /// A progress bar on stderr (units, bytes, rate), only on a terminal and with text output.
-fn progress_bar(
-    args: &PromoteArgs,
+pub fn progress_bar(
+    output: PromoteOutput,
     engine: &Engine,
     units: usize,
 ) -> Option<(indicatif::ProgressBar, tokio::task::JoinHandle<()>)> {
-    if args.output != PromoteOutput::Text || !std::io::stderr().is_terminal() {
+    if output != PromoteOutput::Text || !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = indicatif::ProgressBar::new(units as u64);
@@ -122,6 +276,8 @@ struct Summary {
     units: usize,
     copied: usize,
     present: usize,
+    done_earlier: usize,
+    done_by_other_worker: usize,
     failed: usize,
     blobs_copied: usize,
     blobs_mounted: usize,
@@ -131,24 +287,29 @@ struct Summary {
     requests: u64,
     requests_retried: u64,
     seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<RunInfo>,
 }
 
 impl Summary {
-    fn of(reports: &[UnitReport], client: &Client, engine: &Engine, elapsed: Duration) -> Self {
+    fn of(
+        rows: &[Row],
+        run: Option<RunInfo>,
+        client: &Client,
+        engine: &Engine,
+        elapsed: Duration,
+    ) -> Self {
         let count = |f: &dyn Fn(&Action) -> bool| {
-            reports
-                .iter()
-                .flat_map(|r| &r.actions)
-                .filter(|a| f(a))
-                .count()
+            rows.iter().flat_map(Row::actions).filter(|a| f(a)).count()
         };
-        let failed = reports.iter().filter(|r| !r.succeeded()).count();
-        let present = reports.iter().filter(|r| r.was_present()).count();
+        let with = |status: &str| rows.iter().filter(|r| r.status() == status).count();
         Summary {
-            units: reports.len(),
-            copied: reports.len() - failed - present,
-            present,
-            failed,
+            units: rows.len(),
+            copied: with("copied"),
+            present: with("present"),
+            done_earlier: with("done-earlier"),
+            done_by_other_worker: with("done-by-other-worker"),
+            failed: with("failed"),
             blobs_copied: count(&|a| matches!(a, Action::CopyBlob { .. })),
             blobs_mounted: count(&|a| matches!(a, Action::MountBlob { .. })),
             manifests_written: count(&|a| matches!(a, Action::PutManifest { .. })),
@@ -157,6 +318,7 @@ impl Summary {
             requests: client.counts.total.load(Ordering::Relaxed),
             requests_retried: client.counts.retried.load(Ordering::Relaxed),
             seconds: elapsed.as_secs_f64(),
+            run,
         }
     }
 }
@@ -169,36 +331,34 @@ struct UnitJson<'r> {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
-    seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds: Option<f64>,
     actions: &'r [Action],
-}
-
-fn status(report: &UnitReport) -> &'static str {
-    if !report.succeeded() {
-        "failed"
-    } else if report.was_present() {
-        "present"
-    } else {
-        "copied"
-    }
 }
 
 fn write_json(
     out: &mut dyn Write,
     dry_run: bool,
     summary: &Summary,
-    reports: &[UnitReport],
+    rows: &[Row],
 ) -> anyhow::Result<()> {
-    let units: Vec<UnitJson<'_>> = reports
+    let units: Vec<UnitJson<'_>> = rows
         .iter()
-        .map(|r| UnitJson {
-            id: &r.id,
-            source: &r.source,
-            digest: &r.digest,
-            status: status(r),
-            error: r.error.as_ref().map(|e| format!("{e:#}")),
-            seconds: r.seconds,
-            actions: &r.actions,
+        .map(|row| {
+            let (id, source, digest) = row.names();
+            let (error, seconds) = match row {
+                Row::Copied(r) => (r.error.as_ref().map(|e| error_chain(e)), Some(r.seconds)),
+                Row::Done { .. } => (None, None),
+            };
+            UnitJson {
+                id,
+                source,
+                digest,
+                status: row.status(),
+                error,
+                seconds,
+                actions: row.actions(),
+            }
         })
         .collect();
     let document = serde_json::json!({
@@ -212,35 +372,29 @@ fn write_json(
     Ok(())
 }
 
-fn write_text(
-    out: &mut dyn Write,
-    dry_run: bool,
-    s: &Summary,
-    reports: &[UnitReport],
-) -> anyhow::Result<()> {
+fn write_text(out: &mut dyn Write, dry_run: bool, s: &Summary, rows: &[Row]) -> anyhow::Result<()> {
     if dry_run {
         writeln!(
             out,
             "Dry run: nothing was written. What a promotion would do:"
         )?;
-        for report in reports {
-            writeln!(
-                out,
-                "\n{}@{}  [{}]",
-                report.source,
-                report.digest,
-                status(report)
-            )?;
-            for action in &report.actions {
+        for row in rows {
+            let (_, source, digest) = row.names();
+            writeln!(out, "\n{source}@{digest}  [{}]", row.status())?;
+            for action in row.actions() {
                 writeln!(out, "  {}", describe(action))?;
             }
         }
         writeln!(out)?;
     }
     let verb = if dry_run { "would be " } else { "" };
+    let earlier = match (s.done_earlier, s.done_by_other_worker) {
+        (0, 0) => String::new(),
+        (a, b) => format!(" {a} done by an earlier attempt, {b} by another worker,"),
+    };
     writeln!(
         out,
-        "{} units: {} {verb}copied, {} already present, {} failed. Blobs: {} {verb}copied, {} {verb}mounted; {} manifests and {} tags {verb}written; {:.1} MiB read from staging; {} requests ({} retried) in {:.1}s.",
+        "{} units: {} {verb}copied, {} already present,{earlier} {} failed. Blobs: {} {verb}copied, {} {verb}mounted; {} manifests and {} tags {verb}written; {:.1} MiB read from staging; {} requests ({} retried) in {:.1}s.",
         s.units,
         s.copied,
         s.present,
@@ -254,8 +408,17 @@ fn write_text(
         s.requests_retried,
         s.seconds,
     )?;
-    for report in reports.iter().filter(|r| !r.succeeded()) {
-        if let Some(error) = &report.error {
+    if let Some(run) = &s.run {
+        writeln!(
+            out,
+            "Run {} is {} (state: {}, {} state requests).",
+            run.id, run.status, run.state, run.state_requests
+        )?;
+    }
+    for row in rows {
+        if let Row::Copied(report) = row
+            && let Some(error) = &report.error
+        {
             writeln!(
                 out,
                 "FAILED {}@{}: {}",
@@ -266,18 +429,6 @@ fn write_text(
         }
     }
     Ok(())
-}
-
-/// An error and its causes, as one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 fn describe(action: &Action) -> String {

@@ -38,7 +38,7 @@ pub struct Plan {
 }
 
 /// One source digest and everywhere it goes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Unit {
     /// A stable identifier: the first 16 hex digits of sha256(`SOURCE@DIGEST`).
     pub id: String,
@@ -51,7 +51,7 @@ pub struct Unit {
 }
 
 /// One destination of a unit.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Destination {
     /// The destination repository, e.g. `us.gcr.io/k8s-artifacts-prod/coredns/coredns`.
     pub repository: Arc<str>,

@@ -7,9 +7,25 @@ use std::str::FromStr;
 const MAX_LEN: usize = 128;
 
 /// A validated tag such as `v1.2.0` or `latest`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "String", try_from = "String")]
 pub struct Tag(String);
+
+impl From<Tag> for String {
+    fn from(value: Tag) -> String {
+        value.0
+    }
+}
+
+impl TryFrom<String> for Tag {
+    type Error = TagError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
 
 /// Why a string is not a valid tag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

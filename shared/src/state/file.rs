@@ -1,0 +1,218 @@
+//! The embedded default: state in a local directory (`.promoter/` unless told otherwise).
+//!
+//! Keys are relative paths below the root. Writes go to a temporary file renamed into place, so
+//! a reader never sees half a record, even after a crash. Conditional writes hold an exclusive
+//! lock on `ROOT/.lock` (`flock`, released by the kernel if the process dies), so two processes
+//! on one machine cannot both win. Versions are the sha256 of the content: a write of
+//! identical bytes keeps the version, which is harmless for compare-and-swap on records that
+//! carry their own counters and timestamps.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Component, Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::{Object, StateError, Version};
+use crate::registry::sha256_digest;
+
+/// A state store in a local directory.
+pub struct FileStore {
+    root: PathBuf,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl FileStore {
+    /// Opens (creating if needed) the directory at `path`.
+    pub fn open(path: &str) -> Result<Self, StateError> {
+        let root = PathBuf::from(path);
+        fs::create_dir_all(&root).map_err(io_error(&root))?;
+        Ok(FileStore { root })
+    }
+
+    /// `file:///ABSOLUTE/PATH`.
+    pub fn url(&self) -> String {
+        let absolute = fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        format!("file://{}", absolute.display())
+    }
+
+    /// The file of `key`, refusing keys that would leave the root.
+    fn path(&self, key: &str) -> Result<PathBuf, StateError> {
+        let relative = Path::new(key);
+        let safe = !key.is_empty()
+            && relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+            && !key.ends_with('/');
+        if !safe {
+            return Err(StateError::BadUrl {
+                url: key.to_owned(),
+                reason: "not a valid state key".to_owned(),
+            });
+        }
+        Ok(self.root.join(relative))
+    }
+
+    /// Runs `f` holding the store's exclusive lock (blocking; called from `spawn_blocking`).
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T, StateError>) -> Result<T, StateError> {
+        let lock_path = self.root.join(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path))?;
+        lock.lock().map_err(io_error(&lock_path))?;
+        let result = f();
+        // Closing the file releases the lock too; unlock explicitly to say so.
+        let _ = lock.unlock();
+        result
+    }
+
+    fn read(path: &Path) -> Result<Option<Object>, StateError> {
+        match fs::read(path) {
+            Ok(bytes) => {
+                let version = Version(sha256_digest(&bytes));
+                Ok(Some(Object {
+                    bytes: Bytes::from(bytes),
+                    version,
+                }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(path)(e)),
+        }
+    }
+
+    /// Writes `bytes` to `path` atomically: a temporary file beside it, synced, renamed.
+    fn write(path: &Path, bytes: &[u8]) -> Result<Version, StateError> {
+        let parent = path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(io_error(parent))?;
+        let temporary = parent.join(format!(
+            ".{}.{}.tmp",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("record"),
+            std::process::id()
+        ));
+        let mut file = File::create(&temporary).map_err(io_error(&temporary))?;
+        file.write_all(bytes).map_err(io_error(&temporary))?;
+        file.sync_all().map_err(io_error(&temporary))?;
+        fs::rename(&temporary, path).map_err(io_error(path))?;
+        Ok(Version(sha256_digest(bytes)))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        f: impl FnOnce() -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
+        tokio::task::spawn_blocking(f).await.unwrap_or_else(|join| {
+            Err(StateError::Io {
+                path: "(state task)".to_owned(),
+                source: std::io::Error::other(join.to_string()),
+            })
+        })
+    }
+
+    /// See [`super::StateStore::get`].
+    pub async fn get(&self, key: &str) -> Result<Option<Object>, StateError> {
+        let path = self.path(key)?;
+        Self::blocking(move || Self::read(&path)).await
+    }
+
+    /// See [`super::StateStore::create`].
+    pub async fn create(&self, key: &str, bytes: Bytes) -> Result<Option<Version>, StateError> {
+        let path = self.path(key)?;
+        let store = FileStore {
+            root: self.root.clone(),
+        };
+        Self::blocking(move || {
+            store.locked(|| match Self::read(&path)? {
+                Some(_) => Ok(None),
+                None => Self::write(&path, &bytes).map(Some),
+            })
+        })
+        .await
+    }
+
+    /// See [`super::StateStore::update`].
+    pub async fn update(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        expected: &Version,
+    ) -> Result<Option<Version>, StateError> {
+        let path = self.path(key)?;
+        let store = FileStore {
+            root: self.root.clone(),
+        };
+        let expected = expected.clone();
+        Self::blocking(move || {
+            store.locked(|| match Self::read(&path)? {
+                Some(current) if current.version == expected => {
+                    Self::write(&path, &bytes).map(Some)
+                }
+                _ => Ok(None),
+            })
+        })
+        .await
+    }
+
+    /// See [`super::StateStore::list`].
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StateError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        Self::blocking(move || {
+            // Walk only the deepest folder the prefix names.
+            let folder = match prefix.rfind('/') {
+                Some(i) => root.join(&prefix[..i]),
+                None => root.clone(),
+            };
+            let mut keys = Vec::new();
+            let mut pending = vec![folder];
+            while let Some(dir) = pending.pop() {
+                let entries = match fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_error(&dir)(e)),
+                };
+                for entry in entries {
+                    let path = entry.map_err(io_error(&dir))?.path();
+                    let hidden = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with('.'));
+                    if hidden {
+                        continue;
+                    }
+                    if path.is_dir() {
+                        pending.push(path);
+                    } else if let Ok(relative) = path.strip_prefix(&root) {
+                        let key = relative.to_string_lossy().replace('\\', "/");
+                        if key.starts_with(&prefix) {
+                            keys.push(key);
+                        }
+                    }
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+    }
+
+    /// See [`super::StateStore::delete`].
+    pub async fn delete(&self, key: &str) -> Result<(), StateError> {
+        let path = self.path(key)?;
+        Self::blocking(move || match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error(&path)(e)),
+        })
+        .await
+    }
+}

@@ -1,0 +1,212 @@
+//! Leases: exactly one worker copies a unit at a time.
+//!
+//! A lease is the object `leases/<unit-id>`, created with create-if-absent, renewed and taken
+//! over with update-if-version-matches, so two workers racing for it cannot both win. A lease
+//! whose holder stopped renewing it expires; on the holder's own machine a dead holder is
+//! recognised at once (its process is gone), so a rerun after `kill -9` resumes without waiting.
+
+use std::time::Duration;
+
+use super::records::{LeaseRecord, encode, lease_key, now, read};
+use super::{StateError, StateStore, Version};
+
+/// Who is working: `host:pid:start-time`, unique per process even across pid reuse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Worker {
+    /// The identity written into leases and unit records.
+    pub id: String,
+}
+
+impl Worker {
+    /// This process.
+    pub fn current() -> Self {
+        let pid = std::process::id();
+        Worker {
+            id: format!(
+                "{}:{pid}:{}",
+                host_name(),
+                start_time(pid).unwrap_or_default()
+            ),
+        }
+    }
+
+    /// True when `owner` is a process of this machine that no longer runs.
+    fn is_dead(owner: &str) -> bool {
+        let mut parts = owner.rsplitn(3, ':');
+        let (Some(start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        if host != host_name() {
+            return false;
+        }
+        let Ok(pid) = pid.parse::<u32>() else {
+            return false;
+        };
+        start_time(pid).is_none_or(|running| running != start)
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`), if it runs.
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.rsplit_once(')')?.1;
+    after_name.split_whitespace().nth(19).map(str::to_owned)
+}
+
+/// A lease held by this worker.
+#[derive(Debug)]
+pub struct Lease {
+    unit: String,
+    record: LeaseRecord,
+    version: Version,
+}
+
+/// The outcome of asking for a lease.
+#[derive(Debug)]
+pub enum Claim {
+    /// This worker holds it now.
+    Acquired(Lease),
+    /// Another live worker holds it.
+    HeldBy(LeaseRecord),
+}
+
+/// Asks for the lease of `unit`, for `ttl`.
+pub async fn acquire(
+    store: &StateStore,
+    unit: &str,
+    run: &str,
+    worker: &Worker,
+    ttl: Duration,
+) -> Result<Claim, StateError> {
+    let key = lease_key(unit);
+    let record = LeaseRecord {
+        schema: "promoter.lease/v1".to_owned(),
+        unit: unit.to_owned(),
+        run: run.to_owned(),
+        owner: worker.id.clone(),
+        expires_at: now() + ttl.as_secs(),
+    };
+    for _ in 0..3 {
+        if let Some(version) = store.create(&key, encode(&record)).await? {
+            return Ok(Claim::Acquired(Lease {
+                unit: unit.to_owned(),
+                record,
+                version,
+            }));
+        }
+        let Some((held, version)) = read::<LeaseRecord>(store, &key, "lease").await? else {
+            continue; // released meanwhile: try to create it again
+        };
+        let expired = held.expires_at <= now() || Worker::is_dead(&held.owner);
+        if !expired {
+            return Ok(Claim::HeldBy(held));
+        }
+        if let Some(version) = store.update(&key, encode(&record), &version).await? {
+            tracing::info!(unit, previous = %held.owner, "took over an expired lease");
+            return Ok(Claim::Acquired(Lease {
+                unit: unit.to_owned(),
+                record,
+                version,
+            }));
+        }
+    }
+    match read::<LeaseRecord>(store, &key, "lease").await? {
+        Some((held, _)) => Ok(Claim::HeldBy(held)),
+        None => Box::pin(acquire(store, unit, run, worker, ttl)).await,
+    }
+}
+
+impl Lease {
+    /// Extends the lease by `ttl`; false when it was lost (taken over as expired).
+    pub async fn renew(&mut self, store: &StateStore, ttl: Duration) -> Result<bool, StateError> {
+        let mut record = self.record.clone();
+        record.expires_at = now() + ttl.as_secs();
+        match store
+            .update(&lease_key(&self.unit), encode(&record), &self.version)
+            .await?
+        {
+            Some(version) => {
+                self.record = record;
+                self.version = version;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Gives the lease up (if it is still this worker's).
+    pub async fn release(self, store: &StateStore) -> Result<(), StateError> {
+        let key = lease_key(&self.unit);
+        match read::<LeaseRecord>(store, &key, "lease").await? {
+            Some((held, _)) if held.owner == self.record.owner => store.delete(&key).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MemoryStore;
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_and_dead_holders_are_taken_over() {
+        let store = StateStore::from(MemoryStore::default());
+        let me = Worker::current();
+        let other = Worker {
+            id: "elsewhere:1:1".to_owned(),
+        };
+        let ttl = Duration::from_secs(60);
+        let Claim::Acquired(lease) = acquire(&store, "u1", "r", &me, ttl).await.expect("acquire")
+        else {
+            panic!("a free lease is acquired")
+        };
+        assert!(
+            matches!(acquire(&store, "u1", "r", &other, ttl).await, Ok(Claim::HeldBy(h)) if h.owner == me.id)
+        );
+        lease.release(&store).await.expect("release");
+        assert!(matches!(
+            acquire(&store, "u1", "r", &other, ttl).await,
+            Ok(Claim::Acquired(_))
+        ));
+        // A holder on this machine whose process is gone: taken over at once.
+        let dead = Worker {
+            id: format!("{}:999999999:0", host_name()),
+        };
+        let Claim::Acquired(_) = acquire(&store, "u2", "r", &dead, ttl)
+            .await
+            .expect("acquire")
+        else {
+            panic!("free")
+        };
+        assert!(matches!(
+            acquire(&store, "u2", "r", &me, ttl).await,
+            Ok(Claim::Acquired(_))
+        ));
+        // An expired lease of another machine: taken over.
+        let Claim::Acquired(_) = acquire(&store, "u3", "r", &other, Duration::ZERO)
+            .await
+            .expect("acquire")
+        else {
+            panic!("free")
+        };
+        assert!(matches!(
+            acquire(&store, "u3", "r", &me, ttl).await,
+            Ok(Claim::Acquired(_))
+        ));
+    }
+
+    #[test]
+    fn this_process_is_alive() {
+        assert!(!Worker::is_dead(&Worker::current().id));
+    }
+}

@@ -1,0 +1,215 @@
+//! The records kept in state, their keys, and reading and writing them as JSON.
+//!
+//! ```text
+//! runs/<run-id>/run.json               RunRecord: trigger, revision, timings, status, counts
+//! runs/<run-id>/plan.json              the planned units (what `runs retry` re-drives)
+//! runs/<run-id>/units/<unit-id>.json   UnitRecord: status, attempts, worker, timings, bytes, error
+//! leases/<unit-id>                     LeaseRecord: who copies that unit, until when
+//! desired/<revision>/index.json        DesiredIndex: what production should hold
+//! desired/current                      the revision of the latest desired index
+//! ```
+//!
+//! Every record carries a `schema` field; a record that does not parse (truncated, foreign) is
+//! reported as [`StateError::Corrupt`] naming its key, never silently replaced.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{Object, StateError, StateStore, Version};
+
+/// `runs/<run-id>/run.json`.
+pub fn run_key(run: &str) -> String {
+    format!("runs/{run}/run.json")
+}
+
+/// `runs/<run-id>/plan.json`.
+pub fn plan_key(run: &str) -> String {
+    format!("runs/{run}/plan.json")
+}
+
+/// `runs/<run-id>/units/<unit-id>.json`.
+pub fn unit_key(run: &str, unit: &str) -> String {
+    format!("runs/{run}/units/{unit}.json")
+}
+
+/// `leases/<unit-id>`.
+pub fn lease_key(unit: &str) -> String {
+    format!("leases/{unit}")
+}
+
+/// `desired/<revision>/index.json`.
+pub fn desired_key(revision: &str) -> String {
+    format!("desired/{revision}/index.json")
+}
+
+/// `desired/current`.
+pub const DESIRED_CURRENT: &str = "desired/current";
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Units are being copied (or a worker died and the run awaits a rerun).
+    Running,
+    /// Every unit is done.
+    Complete,
+    /// Every unit finished, some failed.
+    Failed,
+}
+
+/// What started a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// `cli`, `github-push`, `manual`.
+    pub kind: String,
+    /// The manifests' revision (a commit, or a hash of the plan).
+    pub revision: String,
+}
+
+/// Unit counts of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Units done.
+    pub done: usize,
+    /// Units failed.
+    pub failed: usize,
+    /// Units not finished.
+    pub pending: usize,
+}
+
+/// `runs/<run-id>/run.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// `promoter.run/v1`.
+    pub schema: String,
+    /// The run's id, derived from its trigger.
+    pub id: String,
+    /// What started it.
+    pub trigger: Trigger,
+    /// Units planned.
+    pub units: usize,
+    /// Unix seconds.
+    pub started_at: u64,
+    /// Unix seconds, once every unit finished.
+    pub finished_at: Option<u64>,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// Unit counts when last finished.
+    pub counts: Counts,
+}
+
+/// Where a unit stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitStatus {
+    /// A worker is copying it (see its lease).
+    Running,
+    /// Every destination holds the digest and its tags.
+    Done,
+    /// The last attempt failed.
+    Failed,
+}
+
+/// Why a unit failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitFailure {
+    /// The error and its causes.
+    pub message: String,
+    /// Whether retrying may help.
+    pub retryable: bool,
+}
+
+/// `runs/<run-id>/units/<unit-id>.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnitRecord {
+    /// `promoter.unit/v1`.
+    pub schema: String,
+    /// The run.
+    pub run: String,
+    /// The unit.
+    pub id: String,
+    /// Source repository.
+    pub source: String,
+    /// Digest.
+    pub digest: String,
+    /// Where it stands.
+    pub status: UnitStatus,
+    /// Attempts started.
+    pub attempts: u32,
+    /// The worker of the last attempt (`host:pid:nonce`).
+    pub worker: String,
+    /// Unix seconds, last attempt.
+    pub started_at: u64,
+    /// Unix seconds, when finished.
+    pub finished_at: Option<u64>,
+    /// Seconds the last attempt took.
+    pub seconds: Option<f64>,
+    /// Blobs uploaded, blobs mounted, manifests and tags written by the last attempt.
+    pub writes: usize,
+    /// Bytes uploaded by the last attempt (blob sizes, per destination).
+    pub bytes: u64,
+    /// Why the last attempt failed.
+    pub error: Option<UnitFailure>,
+}
+
+/// `leases/<unit-id>`: one worker copies a unit at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// `promoter.lease/v1`.
+    pub schema: String,
+    /// The unit.
+    pub unit: String,
+    /// The run the holder works for.
+    pub run: String,
+    /// `host:pid:nonce` of the holder.
+    pub owner: String,
+    /// Unix seconds after which another worker may take the lease over.
+    pub expires_at: u64,
+}
+
+/// `desired/<revision>/index.json`: for each destination repository, each digest it should
+/// hold and its tags. What the auditor compares pushes against.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredIndex {
+    /// `promoter.desired/v1`.
+    pub schema: String,
+    /// The manifests' revision.
+    pub revision: String,
+    /// repository → digest → tags.
+    pub repositories: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
+/// Reads and parses `key`; a record that does not parse is [`StateError::Corrupt`].
+pub async fn read<T: DeserializeOwned>(
+    store: &StateStore,
+    key: &str,
+    expected: &'static str,
+) -> Result<Option<(T, Version)>, StateError> {
+    let Some(Object { bytes, version }) = store.get(key).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(|value| Some((value, version)))
+        .map_err(|e| StateError::Corrupt {
+            url: store.url(),
+            key: key.to_owned(),
+            expected,
+            reason: e.to_string(),
+        })
+}
+
+/// Serializes a record.
+pub fn encode<T: Serialize>(record: &T) -> Bytes {
+    // Serializing these plain structs to a Vec cannot fail.
+    Bytes::from(serde_json::to_vec_pretty(record).unwrap_or_default())
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
