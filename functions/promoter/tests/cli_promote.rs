@@ -105,19 +105,46 @@ fn promotes_then_finds_everything_present() {
         );
     }
 
+    assert_eq!(report["summary"]["run"]["status"], "complete");
+    let run_id = report["summary"]["run"]["id"]
+        .as_str()
+        .expect("a run id")
+        .to_owned();
+
+    // The same manifests again: the same run, already complete; no registry is contacted.
     let second = promote(dir.path(), &["m.yaml", "--output", "json"]);
     assert_eq!(second.status.code(), Some(0));
     let rerun = json(&second);
-    assert_eq!(rerun["summary"]["present"], 2);
-    assert_eq!(rerun["summary"]["blobs_copied"], 0);
-    assert_eq!(rerun["summary"]["manifests_written"], 0);
+    assert_eq!(rerun["summary"]["run"]["id"], run_id.as_str());
+    assert_eq!(rerun["summary"]["done_earlier"], 2);
+    assert_eq!(rerun["summary"]["requests"], 0);
+
+    // Without state, production is observed: everything is present, nothing written.
+    let third = promote(dir.path(), &["m.yaml", "--output", "json", "--no-state"]);
+    assert_eq!(third.status.code(), Some(0));
+    let observed = json(&third);
+    assert_eq!(observed["summary"]["present"], 2);
+    assert_eq!(observed["summary"]["blobs_copied"], 0);
+    assert_eq!(observed["summary"]["manifests_written"], 0);
     let (cold, warm) = (
         report["summary"]["requests"].as_u64(),
-        rerun["summary"]["requests"].as_u64(),
+        observed["summary"]["requests"].as_u64(),
     );
     assert!(
         warm.zip(cold).is_some_and(|(w, c)| w * 3 < c),
         "no-op rerun: {warm:?} vs cold {cold:?} requests"
+    );
+
+    // The run is listed and shown for on-call.
+    let list = Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .args(["runs", "list"])
+        .current_dir(dir.path())
+        .output()
+        .expect("runs list");
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains(&run_id) && text.contains("complete") && text.contains("2 units: 2 done"),
+        "{text}"
     );
 }
 
