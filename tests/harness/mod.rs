@@ -8,9 +8,13 @@
 //!
 //! Every call is safe inside an async test: blocking HTTP runs on a helper thread.
 
+pub mod gcs;
 pub mod http;
 pub mod image;
+pub mod moto;
 pub mod registry;
+pub mod seaweed;
+pub mod server;
 pub mod skopeo;
 pub mod token;
 

@@ -37,6 +37,8 @@ impl UnitRun<'_> {
         let mut unknown: Vec<&Repository> = Vec::new();
         for target in targets {
             match flights.known(&target.host, &blob.digest) {
+                // This process put it in that very repository: nothing to do.
+                Some(from) if from == target.path => {}
                 Some(from) => plans.push(Plan::MountLater(target.clone(), from)),
                 None => unknown.push(target),
             }
@@ -107,6 +109,10 @@ impl UnitRun<'_> {
         from: Option<&str>,
         plans: &mut Vec<Plan>,
     ) -> Result<bool, CopyError> {
+        if from == Some(target.path.as_str()) {
+            // Another unit of this process just put it in this very repository.
+            return Ok(true);
+        }
         if self.dry_run() {
             match from {
                 Some(from) => self.record_mount(blob, target, from),

@@ -134,7 +134,7 @@ impl Client {
         let mut authenticated = false;
         let mut retry = 0;
         loop {
-            let request = self.authorize(build(&self.http), host, &scopes).await?;
+            let (request, sent_auth) = self.authorize(build(&self.http), host, &scopes).await?;
             let permit = self.limits.acquire(host).await;
             self.counts.total.fetch_add(1, Ordering::Relaxed);
             let sent = request.send().await;
@@ -144,7 +144,13 @@ impl Client {
                     authenticated = true;
                     let challenge = header_str(response.headers().get(WWW_AUTHENTICATE));
                     self.auth
-                        .on_unauthorized(&self.http, host, &scopes, challenge.as_deref())
+                        .on_unauthorized(
+                            &self.http,
+                            host,
+                            &scopes,
+                            challenge.as_deref(),
+                            sent_auth.as_deref(),
+                        )
                         .await?;
                     continue;
                 }
@@ -190,7 +196,7 @@ impl Client {
         what: &(dyn Fn() -> String + Sync),
     ) -> Result<Response, RegistryError> {
         let host = target.repository.host.as_str();
-        let request = self.authorize(request, host, &Self::scopes(target)).await?;
+        let (request, _) = self.authorize(request, host, &Self::scopes(target)).await?;
         let permit = self.limits.acquire(host).await;
         self.counts.total.fetch_add(1, Ordering::Relaxed);
         let sent = request.send().await;
@@ -201,15 +207,19 @@ impl Client {
         })
     }
 
+    /// Adds the `Authorization` header known for `host` and `scopes`; returns it too.
     async fn authorize(
         &self,
         request: RequestBuilder,
         host: &str,
         scopes: &[String],
-    ) -> Result<RequestBuilder, RegistryError> {
+    ) -> Result<(RequestBuilder, Option<String>), RegistryError> {
         Ok(match self.auth.header(&self.http, host, scopes).await? {
-            Some(value) => request.header(reqwest::header::AUTHORIZATION, value),
-            None => request,
+            Some(value) => (
+                request.header(reqwest::header::AUTHORIZATION, &value),
+                Some(value),
+            ),
+            None => (request, None),
         })
     }
 }

@@ -12,7 +12,8 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::RequestId as _;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
@@ -135,25 +136,27 @@ impl S3Store {
             (_, Some("NoSuchKey")) => return Failure::NoSuchKey,
             _ => {}
         }
-        let mut reason = match (&code, &message) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            (Some(code), None) => code.clone(),
-            (None, Some(message)) => message.clone(),
-            (None, None) => String::new(),
-        };
-        if let Some(status) = status {
-            reason = if reason.is_empty() {
-                format!("HTTP {status}")
-            } else {
-                format!("HTTP {status} {reason}")
-            };
-        }
-        // The whole chain (transport errors, credential providers, ...), never secrets.
-        let chain = DisplayErrorContext(&error).to_string();
-        reason = if reason.is_empty() {
-            chain
-        } else {
-            format!("{reason} ({chain})")
+        let reason = match &error {
+            // The service's own words; the raw response adds nothing (and is long).
+            SdkError::ServiceError(_) => {
+                let said = match (&code, &message) {
+                    (Some(code), Some(message)) => Some(format!("{code}: {message}")),
+                    (Some(text), None) | (None, Some(text)) => Some(text.clone()),
+                    (None, None) => None,
+                };
+                let status = status.map(|s| format!("HTTP {s}"));
+                let mut reason = [status, said]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if let Some(id) = error.request_id() {
+                    reason.push_str(&format!(" (request {id})"));
+                }
+                reason
+            }
+            // Transport, timeout, credentials, ...: the whole chain (never secrets).
+            _ => chain(&error),
         };
         let denied =
             status == Some(403) || code.as_deref().is_some_and(|c| DENIED_CODES.contains(&c));
@@ -211,13 +214,7 @@ impl S3Store {
             .body
             .collect()
             .await
-            .map_err(|e| {
-                self.remote(
-                    "GET",
-                    key,
-                    format!("reading the body: {}", DisplayErrorContext(&e)),
-                )
-            })?
+            .map_err(|e| self.remote("GET", key, format!("reading the body: {}", chain(&e))))?
             .into_bytes();
         Ok(Some(Object { bytes, version }))
     }
@@ -356,4 +353,16 @@ pub(super) fn split_location(scheme: &str, location: &str) -> Result<(String, St
         format!("{prefix}/")
     };
     Ok((bucket.to_owned(), prefix))
+}
+
+/// An error and its sources, `: `-separated.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -2,7 +2,7 @@
 //! credentials or a scoped bearer token, cached until shortly before it expires.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -76,6 +76,9 @@ enum Scheme {
     Bearer(BearerChallenge),
 }
 
+/// (host, sorted scopes): what a token is for.
+type TokenKey = (String, String);
+
 /// A cached bearer token.
 struct Token {
     value: String,
@@ -87,7 +90,9 @@ pub struct Authenticator {
     sources: CredentialSources,
     credentials: tokio::sync::Mutex<HashMap<String, Option<Credential>>>,
     schemes: Mutex<HashMap<String, Scheme>>,
-    tokens: Mutex<HashMap<(String, String), Token>>,
+    tokens: Mutex<HashMap<TokenKey, Token>>,
+    /// One fetch at a time per (host, scopes): concurrent requests share its token.
+    fetching: Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>>,
     token_requests: std::sync::atomic::AtomicU64,
 }
 
@@ -99,6 +104,7 @@ impl Authenticator {
             credentials: tokio::sync::Mutex::new(HashMap::new()),
             schemes: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            fetching: Mutex::new(HashMap::new()),
             token_requests: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -127,7 +133,8 @@ impl Authenticator {
                 if let Some(token) = self.cached_token(host, scopes) {
                     return Ok(Some(token));
                 }
-                self.fetch_token(http, host, &challenge, scopes).await?;
+                self.fetch_once(http, host, &challenge, scopes, None)
+                    .await?;
                 Ok(self.cached_token(host, scopes))
             }
         }
@@ -141,14 +148,17 @@ impl Authenticator {
             .map(|t| format!("Bearer {}", t.value))
     }
 
-    /// Handles a `401` from `host`: learns its scheme and, for Bearer, fetches a token for
-    /// `scopes`. Returns an error when nothing more can be tried.
+    /// Handles a `401` from `host` to a request sent with `sent` (its `Authorization` header,
+    /// if any): learns the host's scheme and, for Bearer, fetches a token for `scopes`, unless
+    /// a concurrent request already replaced the token that was refused. Returns an error when
+    /// nothing more can be tried.
     pub async fn on_unauthorized(
         &self,
         http: &reqwest::Client,
         host: &str,
         scopes: &[String],
         www_authenticate: Option<&str>,
+        sent: Option<&str>,
     ) -> Result<(), RegistryError> {
         let header = www_authenticate.ok_or_else(|| RegistryError::Auth {
             host: host.to_owned(),
@@ -167,10 +177,31 @@ impl Authenticator {
             }
             Challenge::Bearer(bearer) => {
                 lock(&self.schemes).insert(host.to_owned(), Scheme::Bearer(bearer.clone()));
-                self.fetch_token(http, host, &bearer, scopes).await?;
+                self.fetch_once(http, host, &bearer, scopes, sent).await?;
             }
         }
         Ok(())
+    }
+
+    /// Fetches a token for (`host`, `scopes`) unless another task just did: fetches are
+    /// serialized per key, and a cached token other than `stale` (the one refused) is kept.
+    async fn fetch_once(
+        &self,
+        http: &reqwest::Client,
+        host: &str,
+        bearer: &BearerChallenge,
+        scopes: &[String],
+        stale: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        let key = (host.to_owned(), scope_key(scopes));
+        let gate = Arc::clone(lock(&self.fetching).entry(key).or_default());
+        let _one_at_a_time = gate.lock().await;
+        if let Some(token) = self.cached_token(host, scopes)
+            && Some(token.as_str()) != stale
+        {
+            return Ok(());
+        }
+        self.fetch_token(http, host, bearer, scopes).await
     }
 
     async fn credential(&self, host: &str) -> Result<Option<Credential>, RegistryError> {
