@@ -49,7 +49,9 @@ images=200
 layer_kib=300
 big_mib=1024
 keep=false
-promoter_args=()
+# Like skopeo, without recorded state: the promoter observes production on every run
+# (bench/state-overhead.sh measures what state costs).
+promoter_args=(--no-state)
 
 die() {
   echo "promote-vs-skopeo: $*" >&2
