@@ -352,6 +352,26 @@ async fn server_errors_are_retried_until_success() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_is_resolved_by_get_when_head_has_no_digest() {
+    let bytes = b"{\"schemaVersion\":2}";
+    let fake = Fake::start(move |seen, _| match seen.method.as_str() {
+        // No Docker-Content-Digest on HEAD (some registries omit it).
+        "HEAD" => Reply::status(200).header("Content-Type", OCI_MANIFEST),
+        _ => Reply::status(200)
+            .header("Content-Type", OCI_MANIFEST)
+            .body(bytes),
+    });
+    let client = client(quick(2), LimitConfig::default());
+    let digest = client
+        .resolve(&fake.repository("app"), "v1")
+        .await
+        .expect("resolved");
+    assert_eq!(digest, Some(sha256_digest(bytes)));
+    let methods: Vec<String> = fake.seen().into_iter().map(|s| s.method).collect();
+    assert_eq!(methods, ["HEAD", "GET"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_found_is_absent_without_retry() {
     let fake = Fake::script(vec![Reply::status(404)]);
     let client = client(quick(5), LimitConfig::default());
