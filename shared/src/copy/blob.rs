@@ -36,8 +36,11 @@ impl UnitRun<'_> {
         // no-op where the blob already is): no HEAD first.
         let mut unknown: Vec<&Repository> = Vec::new();
         for target in targets {
+            if flights.holds(&target.host, &blob.digest, &target.path) {
+                // This process put it (or found it) in that very repository: nothing to do.
+                continue;
+            }
             match flights.known(&target.host, &blob.digest) {
-                // This process put it in that very repository: nothing to do.
                 Some(from) if from == target.path => {}
                 Some(from) => plans.push(Plan::MountLater(target.clone(), from)),
                 None => unknown.push(target),
@@ -134,6 +137,9 @@ impl UnitRun<'_> {
     }
 
     fn record_mount(&self, blob: &Descriptor, target: &Repository, from: &str) {
+        self.engine
+            .flights
+            .add_holder(&target.host, &blob.digest, &target.path);
         self.record(Action::MountBlob {
             digest: blob.digest.clone(),
             to: target.to_string(),
@@ -165,6 +171,9 @@ impl UnitRun<'_> {
             }
         }
         for (repository, _) in uploads {
+            self.engine
+                .flights
+                .add_holder(&repository.host, &blob.digest, &repository.path);
             self.record(Action::CopyBlob {
                 digest: blob.digest.clone(),
                 size: blob.size,

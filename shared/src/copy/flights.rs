@@ -2,7 +2,7 @@
 //! when many units need it at the same time. The first unit to need blob D in registry H
 //! uploads it; the others wait, then mount it from the repository it went to.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -21,6 +21,10 @@ enum State {
 #[derive(Default)]
 pub struct Flights {
     map: Mutex<HashMap<Key, watch::Receiver<State>>>,
+    /// Every repository known to hold each blob, per host: nothing is mounted where the blob
+    /// already is (distribution rewrites the repository's link on a mount, and a manifest PUT
+    /// racing that rewrite is refused with MANIFEST_BLOB_UNKNOWN).
+    holders: Mutex<HashMap<Key, HashSet<String>>>,
 }
 
 /// The outcome of asking for a blob.
@@ -88,6 +92,25 @@ impl Flights {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry((host.to_owned(), digest.to_owned()))
             .or_insert_with(|| watch::channel(State::Done(repository.to_owned())).1);
+        drop(map);
+        self.add_holder(host, digest, repository);
+    }
+
+    /// Notes that `repository` of `host` holds `digest` (uploaded, mounted or found there).
+    pub fn add_holder(&self, host: &str, digest: &str, repository: &str) {
+        let mut holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        holders
+            .entry((host.to_owned(), digest.to_owned()))
+            .or_default()
+            .insert(repository.to_owned());
+    }
+
+    /// True when `repository` of `host` is known to hold `digest`.
+    pub fn holds(&self, host: &str, digest: &str, repository: &str) -> bool {
+        let holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        holders
+            .get(&(host.to_owned(), digest.to_owned()))
+            .is_some_and(|h| h.contains(repository))
     }
 }
 

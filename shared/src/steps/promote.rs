@@ -114,28 +114,42 @@ pub async fn run(
         worker: &worker,
         options,
     };
-    let units: Vec<(String, UnitOutcome)> = if record.status == RunStatus::Complete {
-        plan.units
-            .iter()
-            .map(|u| (u.id.clone(), UnitOutcome::AlreadyDone))
-            .collect()
-    } else {
-        let mut done: Vec<(usize, Result<UnitOutcome, StateError>)> =
-            futures_util::stream::iter(plan.units.iter().enumerate())
-                .map(|(i, unit)| {
-                    let work = &work;
-                    async move { (i, work.unit_until_finished(unit).await) }
-                })
-                .buffer_unordered(options.units_in_parallel.max(1))
-                .collect()
-                .await;
-        done.sort_by_key(|(i, _)| *i);
-        let mut units = Vec::with_capacity(done.len());
-        for ((_, outcome), unit) in done.into_iter().zip(&plan.units) {
-            units.push((unit.id.clone(), outcome?));
-        }
-        units
-    };
+    tracing::debug!(run = %record.id, status = ?record.status, "working on run");
+    // First pass: every unit free to take, without waiting for the ones other workers hold
+    // (so that two workers started together share the work). Second pass: those, waited for.
+    let first = work
+        .each(plan.units.iter().map(|u| (u, None)).collect())
+        .await?;
+    let held: Vec<(&Unit, Option<String>)> = plan
+        .units
+        .iter()
+        .zip(&first)
+        .filter_map(|(unit, outcome)| match outcome {
+            Pass::Held(holder) => Some((unit, Some(holder.clone()))),
+            Pass::Finished(_) => None,
+        })
+        .collect();
+    let mut second = work.each(held).await?.into_iter();
+    let mut units = Vec::with_capacity(plan.units.len());
+    for (unit, outcome) in plan.units.iter().zip(first) {
+        let outcome = match outcome {
+            Pass::Finished(outcome) => outcome,
+            Pass::Held(_) => match second.next() {
+                Some(Pass::Finished(outcome)) => outcome,
+                // A unit given with its holder is waited for until finished: never `Held`.
+                Some(Pass::Held(holder)) => {
+                    return Err(StateError::Remote {
+                        url: store.url(),
+                        operation: "LEASE",
+                        key: records::lease_key(&unit.id),
+                        reason: format!("still held by {holder}"),
+                    });
+                }
+                None => continue,
+            },
+        };
+        units.push((unit.id.clone(), outcome));
+    }
     let run = finish(store, &id, &units).await?;
     Ok(RunOutcome { run, units })
 }
@@ -380,7 +394,11 @@ pub async fn retry(
                 UnitOutcome::Copied(work.copy_under_lease(unit, lease, previous).await?),
             ));
         } else {
-            outcomes.push((unit.id.clone(), work.unit_until_finished(unit).await?));
+            let outcome = match work.unit_pass(unit, Some(String::new())).await? {
+                Pass::Finished(outcome) => outcome,
+                Pass::Held(holder) => UnitOutcome::DoneByOther(holder),
+            };
+            outcomes.push((unit.id.clone(), outcome));
         }
     }
     let run = finish(store, id, &outcomes).await?;
@@ -388,6 +406,14 @@ pub async fn retry(
         run,
         units: outcomes,
     }))
+}
+
+/// A unit after one pass.
+enum Pass {
+    /// Done, copied, or failed.
+    Finished(UnitOutcome),
+    /// Another worker holds it (its id).
+    Held(String),
 }
 
 /// One worker's view of a run.
@@ -401,18 +427,33 @@ struct Work<'a> {
 
 impl Work<'_> {
     /// Works on `unit` until it is finished by this worker or another.
-    async fn unit_until_finished(&self, unit: &Unit) -> Result<UnitOutcome, StateError> {
+    /// Works on `units` several at a time. A unit given with `None` is skipped when another
+    /// worker holds it ([`Pass::Held`]); given with its holder, it is waited for.
+    async fn each(&self, units: Vec<(&Unit, Option<String>)>) -> Result<Vec<Pass>, StateError> {
+        let mut done: Vec<(usize, Result<Pass, StateError>)> =
+            futures_util::stream::iter(units.into_iter().enumerate())
+                .map(|(i, (unit, held_by))| async move { (i, self.unit_pass(unit, held_by).await) })
+                .buffer_unordered(self.options.units_in_parallel.max(1))
+                .collect()
+                .await;
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, pass)| pass).collect()
+    }
+
+    /// One unit: done already, copied now, or (first pass) held by another worker.
+    async fn unit_pass(&self, unit: &Unit, held_by: Option<String>) -> Result<Pass, StateError> {
+        let wait = held_by.is_some();
         let key = unit_key(self.run, &unit.id);
-        let mut waited_for: Option<String> = None;
+        let mut waited_for = held_by;
         loop {
             if let Some((record, _)) =
                 records::read::<UnitRecord>(self.store, &key, "unit record").await?
                 && record.status == UnitStatus::Done
             {
-                return Ok(match waited_for {
+                return Ok(Pass::Finished(match waited_for {
                     Some(_) => UnitOutcome::DoneByOther(record.worker),
                     None => UnitOutcome::AlreadyDone,
-                });
+                }));
             }
             match lease::acquire(
                 self.store,
@@ -431,18 +472,21 @@ impl Work<'_> {
                         && record.status == UnitStatus::Done
                     {
                         lease.release(self.store).await?;
-                        return Ok(match waited_for {
+                        return Ok(Pass::Finished(match waited_for {
                             Some(_) => UnitOutcome::DoneByOther(record.worker.clone()),
                             None => UnitOutcome::AlreadyDone,
-                        });
+                        }));
                     }
                     return self
                         .copy_under_lease(unit, lease, previous)
                         .await
-                        .map(UnitOutcome::Copied);
+                        .map(|report| Pass::Finished(UnitOutcome::Copied(report)));
                 }
                 Claim::HeldBy(holder) => {
                     tracing::debug!(unit = %unit.id, holder = %holder.owner, "unit held by another worker");
+                    if !wait {
+                        return Ok(Pass::Held(holder.owner));
+                    }
                     waited_for = Some(holder.owner);
                     tokio::time::sleep(self.options.poll).await;
                 }
