@@ -1,0 +1,197 @@
+//! A promotion run recorded in state: resumable after a crash, shareable by several workers.
+//!
+//! The run's id derives from its trigger (kind and revision), so the same revision never
+//! starts two runs: a rerun resumes the existing one. Each unit is copied under a lease (one
+//! worker at a time) and its record says how it went; a unit already `done` is never redone.
+//! Units another worker holds are waited for, and taken over if that worker dies. Every copy
+//! step is idempotent (HEAD before PUT), so a half-copied unit is simply finished.
+
+//!
+//! - this module: the run itself ([`run`]) and its options and outcomes;
+//! - `lifecycle`: creating and finishing the run's records;
+//! - `work`: one worker's passes over the units, under leases;
+//! - `history`: reading runs back and re-driving them (`promoter runs`).
+
+mod history;
+mod lifecycle;
+mod work;
+
+pub use history::{list_runs, load_run, retry, unit_records};
+
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::copy::{Engine, UnitReport};
+use crate::plan::{Plan, Unit};
+use crate::state::lease::Worker;
+use crate::state::records::{self, RunRecord, Trigger};
+use crate::state::{StateError, StateStore};
+
+use lifecycle::{finish, start};
+use work::{Pass, Work};
+
+/// How a run proceeds.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// What started it; its revision names the run.
+    pub trigger: Trigger,
+    /// How long a lease lasts without renewal (renewed every third of it while copying).
+    pub lease_ttl: Duration,
+    /// Units worked on at the same time.
+    pub units_in_parallel: usize,
+    /// How often to look at units other workers hold.
+    pub poll: Duration,
+}
+
+/// How one unit ended, from this worker's point of view.
+#[derive(Debug)]
+pub enum UnitOutcome {
+    /// This worker copied it (successfully or not): the engine's report.
+    Copied(UnitReport),
+    /// It was already done before this worker looked (an earlier attempt or run).
+    AlreadyDone,
+    /// Another worker finished it while this one waited.
+    DoneByOther(String),
+}
+
+impl UnitOutcome {
+    /// True unless this worker's copy failed.
+    pub fn succeeded(&self) -> bool {
+        match self {
+            UnitOutcome::Copied(report) => report.succeeded(),
+            UnitOutcome::AlreadyDone | UnitOutcome::DoneByOther(_) => true,
+        }
+    }
+}
+
+/// The result of a run, from this worker's point of view.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The run record as this worker left it.
+    pub run: RunRecord,
+    /// One outcome per planned unit, in the plan's order.
+    pub units: Vec<(String, UnitOutcome)>,
+}
+
+/// The id of the run `trigger` starts: 16 hex digits of sha256(`KIND:REVISION`).
+pub fn run_id(trigger: &Trigger) -> String {
+    let hash = Sha256::new()
+        .chain_update(trigger.kind.as_bytes())
+        .chain_update(b":")
+        .chain_update(trigger.revision.as_bytes())
+        .finalize();
+    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A revision for a plan that has none of its own (a local run): 16 hex digits of a hash of
+/// every unit's source, digest, destinations and tags. The same manifests give the same
+/// revision, so rerunning them resumes the same run.
+pub fn plan_revision(plan: &Plan) -> String {
+    let mut hash = Sha256::new();
+    for unit in &plan.units {
+        hash.update(unit.source.as_bytes());
+        hash.update(unit.digest.as_str().as_bytes());
+        for d in &unit.destinations {
+            hash.update(d.repository.as_bytes());
+            for tag in d.tags.iter() {
+                hash.update(tag.as_str().as_bytes());
+            }
+        }
+        hash.update(b"\n");
+    }
+    hash.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Runs (or resumes) the promotion of `plan`, recording everything in `store`.
+pub async fn run(
+    store: &StateStore,
+    engine: &Engine,
+    plan: &Plan,
+    options: &RunOptions,
+) -> Result<RunOutcome, StateError> {
+    let id = run_id(&options.trigger);
+    let (record, _) = start(store, &id, plan, options).await?;
+    let worker = Worker::current();
+    let work = Work {
+        store,
+        engine,
+        run: &id,
+        worker: &worker,
+        options,
+    };
+    tracing::debug!(run = %record.id, status = ?record.status, "working on run");
+    // First pass: every unit free to take, without waiting for the ones other workers hold
+    // (so that two workers started together share the work). Second pass: those, waited for.
+    let first = work
+        .each(plan.units.iter().map(|u| (u, None)).collect())
+        .await?;
+    let held: Vec<(&Unit, Option<String>)> = plan
+        .units
+        .iter()
+        .zip(&first)
+        .filter_map(|(unit, outcome)| match outcome {
+            Pass::Held(holder) => Some((unit, Some(holder.clone()))),
+            Pass::Finished(_) => None,
+        })
+        .collect();
+    let mut second = work.each(held).await?.into_iter();
+    let mut units = Vec::with_capacity(plan.units.len());
+    for (unit, outcome) in plan.units.iter().zip(first) {
+        let outcome = match outcome {
+            Pass::Finished(outcome) => outcome,
+            Pass::Held(_) => match second.next() {
+                Some(Pass::Finished(outcome)) => outcome,
+                // A unit given with its holder is waited for until finished: never `Held`.
+                Some(Pass::Held(holder)) => {
+                    return Err(StateError::Remote {
+                        url: store.url(),
+                        operation: "LEASE",
+                        key: records::lease_key(&unit.id),
+                        reason: format!("still held by {holder}"),
+                    });
+                }
+                None => continue,
+            },
+        };
+        units.push((unit.id.clone(), outcome));
+    }
+    let run = finish(store, &id, &units).await?;
+    Ok(RunOutcome { run, units })
+}
+
+/// An error and its causes, as one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_stable_and_differ_by_trigger() {
+        let a = Trigger {
+            kind: "cli".to_owned(),
+            revision: "abc".to_owned(),
+        };
+        let b = Trigger {
+            kind: "cli".to_owned(),
+            revision: "abd".to_owned(),
+        };
+        assert_eq!(run_id(&a), run_id(&a.clone()));
+        assert_ne!(run_id(&a), run_id(&b));
+        assert_eq!(run_id(&a).len(), 16);
+    }
+}
