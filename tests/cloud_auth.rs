@@ -3,11 +3,8 @@
 //! fake on loopback) hands out, as those clouds' registries do.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ecr::config::Credentials as AwsCredentials;
@@ -18,57 +15,12 @@ use promoter::registry::auth::google::GoogleCredentials;
 use promoter::registry::auth::session::CredentialSources;
 use promoter::registry::{Client, ClientConfig};
 use promoter_tests::harness::image::{ManifestFormat, push_single};
+use promoter_tests::harness::moto::MotoServer;
 use promoter_tests::harness::registry::TestRegistry;
 use promoter_tests::harness::skopeo;
 
 /// What moto's `GetAuthorizationToken` answers (see FACTS.md).
 const MOTO_ECR_PASSWORD: &str = "123456789012-auth-token";
-
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-fn start_moto() -> Moto {
-    let binary = std::env::var_os("MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("moto_server"));
-    let port = free_port();
-    let child = Command::new(&binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {} ({e}): infra/local/test.sh installs moto",
-                binary.display()
-            )
-        });
-    let moto = Moto { child, port };
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    moto
-}
 
 /// A one-unit plan copying `digest` from `source` to `destination` with tag `v1`.
 fn unit(source: &str, destination: &str, digest: &str) -> Unit {
@@ -93,7 +45,7 @@ async fn promote_with(sources: CredentialSources, unit: &Unit) -> Arc<Client> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecr_token_from_moto_opens_the_production_registry() {
-    let moto = start_moto();
+    let moto = MotoServer::start();
     let staging = TestRegistry::start();
     let production = TestRegistry::with_htpasswd("AWS", MOTO_ECR_PASSWORD);
     let image = push_single(
@@ -104,7 +56,7 @@ async fn ecr_token_from_moto_opens_the_production_registry() {
         None,
     );
     let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(format!("http://127.0.0.1:{}", moto.port))
+        .endpoint_url(moto.endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(AwsCredentials::new("test", "test", None, None, "test"))
         .load()
