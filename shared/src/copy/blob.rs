@@ -89,6 +89,10 @@ impl UnitRun<'_> {
         let mut fallback = Vec::new();
         for plan in plans {
             if let Plan::MountLater(repository, from) = plan {
+                // Another unit may have placed it there while this one waited.
+                if flights.holds(&repository.host, &blob.digest, &repository.path) {
+                    continue;
+                }
                 self.mount_or_start(blob, &repository, Some(&from), &mut fallback)
                     .await?;
             }

@@ -81,7 +81,7 @@ impl CopyError {
     /// download); false for tag moves, missing or corrupt sources and bad manifests.
     pub fn is_retryable(&self) -> bool {
         match self {
-            CopyError::Registry(e) => e.is_retryable(),
+            CopyError::Registry(e) => e.is_retryable() || is_blob_unknown_race(e),
             CopyError::SourceRead { .. } => true,
             CopyError::SourceMissing { .. }
             | CopyError::TagMove { .. }
@@ -91,4 +91,21 @@ impl CopyError {
             | CopyError::Repository(_) => false,
         }
     }
+}
+
+/// A manifest PUT refused with `MANIFEST_BLOB_UNKNOWN` although the engine placed every blob
+/// first. CNCF distribution rewrites a repository's blob link when the blob is mounted there
+/// again, and a manifest PUT checking that link at the same moment is refused; observed with
+/// several units sharing a layer. The engine avoids redundant mounts within one process, but
+/// another process (a second worker) can still race it, so such a refusal is retried: the retry
+/// re-checks every blob and puts the manifest again.
+fn is_blob_unknown_race(error: &RegistryError) -> bool {
+    matches!(
+        error,
+        RegistryError::Status { what, status, detail }
+            if *status == reqwest::StatusCode::BAD_REQUEST
+                && what.starts_with("PUT ")
+                && what.contains("/manifests/")
+                && detail.contains("MANIFEST_BLOB_UNKNOWN")
+    )
 }
