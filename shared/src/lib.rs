@@ -11,6 +11,7 @@
 //!   change) into promotion units, plus its text, JSON and Markdown renderings;
 //! - [`registry`]: the OCI distribution client (auth, retries, per-host limits);
 //! - [`copy`]: the transfer engine that copies planned units between registries;
+//! - [`sign`]: cosign-compatible signatures (keys, payloads, signature images);
 //! - [`state`]: runs, units, leases and the desired state, in object storage;
 //! - [`steps`]: the step handlers the CLI and the functions run.
 
@@ -19,5 +20,6 @@ pub mod manifest;
 pub mod plan;
 pub mod reference;
 pub mod registry;
+pub mod sign;
 pub mod state;
 pub mod steps;

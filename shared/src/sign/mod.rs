@@ -1,0 +1,212 @@
+//! Cosign-compatible signing and verification of promoted images.
+//!
+//! A digest is signed once (one payload, one signature) and the same signature is pushed to
+//! every destination, appended to the signature image already there so that other signers'
+//! signatures survive; signing again with the same key is a no-op. See [`cosign`] for the
+//! format and [`keys`] for key files.
+
+pub mod cosign;
+pub mod keys;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::registry::{Client, Manifest, RegistryError, Repository, media_type, sha256_digest};
+use cosign::{
+    Layer, PAYLOAD_MEDIA_TYPE, Payload, SIGNATURE_ANNOTATION, SignatureManifest, signature_tag,
+};
+use keys::{KeyError, SigningKey, VerifyingKey};
+
+/// Largest payload read back when verifying (payloads are a few hundred bytes).
+const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// Why signing or verifying failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// A registry request failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The key could not be used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The signature image in the registry is not one cosign would write.
+    #[error("signature image {repository}:{tag} is malformed: {reason}")]
+    Malformed {
+        /// The repository.
+        repository: String,
+        /// The signature tag.
+        tag: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A payload and its signature, made once and pushed everywhere.
+#[derive(Clone, Debug)]
+pub struct Signed {
+    /// The payload bytes (what was signed).
+    pub payload: Bytes,
+    /// The base64 ASN.1 signature.
+    pub signature: String,
+}
+
+/// What pushing a signature did in one repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// The signature was added to the signature image.
+    Added,
+    /// A valid signature by this key for this digest was already there.
+    AlreadySigned,
+}
+
+/// Signs `digest` under the name `reference`.
+pub fn sign(
+    key: &SigningKey,
+    reference: &str,
+    digest: &str,
+    optional: serde_json::Map<String, serde_json::Value>,
+) -> Result<Signed, SignError> {
+    let payload =
+        serde_json::to_vec(&Payload::new(reference, digest, optional)).unwrap_or_default();
+    let signature = STANDARD.encode(key.sign(&payload)?);
+    Ok(Signed {
+        payload: Bytes::from(payload),
+        signature,
+    })
+}
+
+/// The signatures stored for `digest` in `repository`, each with its payload.
+async fn stored(
+    client: &Client,
+    repository: &Repository,
+    digest: &str,
+) -> Result<Vec<(Layer, Bytes)>, SignError> {
+    let tag = signature_tag(digest);
+    let Some(manifest) = client.manifest_get(repository, &tag).await? else {
+        return Ok(Vec::new());
+    };
+    let parsed: SignatureManifest =
+        serde_json::from_slice(&manifest.bytes).map_err(|e| SignError::Malformed {
+            repository: repository.to_string(),
+            tag: tag.clone(),
+            reason: e.to_string(),
+        })?;
+    let mut out = Vec::with_capacity(parsed.layers.len());
+    for layer in parsed.layers {
+        let payload = blob_bytes(client, repository, &layer.digest).await?;
+        out.push((layer, payload));
+    }
+    Ok(out)
+}
+
+/// A small blob, whole, verified against its digest.
+async fn blob_bytes(
+    client: &Client,
+    repository: &Repository,
+    digest: &str,
+) -> Result<Bytes, SignError> {
+    let mut download = client.blob_get(repository, digest).await?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = download.body.next().await {
+        let chunk = chunk.map_err(|source| RegistryError::Transport {
+            what: format!("GET blob {digest}"),
+            source,
+        })?;
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > MAX_PAYLOAD {
+            return Err(SignError::Malformed {
+                repository: repository.to_string(),
+                tag: digest.to_owned(),
+                reason: format!("signature payload larger than {MAX_PAYLOAD} bytes"),
+            });
+        }
+    }
+    let actual = sha256_digest(&bytes);
+    if actual != digest {
+        return Err(RegistryError::DigestMismatch {
+            what: format!("blob {digest}"),
+            expected: digest.to_owned(),
+            actual,
+        }
+        .into());
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// True when `layer` carries a signature of `payload` by `key` for `digest`.
+fn is_valid(layer: &Layer, payload: &[u8], key: &VerifyingKey, digest: &str) -> Option<Payload> {
+    let signature = STANDARD
+        .decode(layer.annotations.get(SIGNATURE_ANNOTATION)?)
+        .ok()?;
+    if !key.verifies(payload, &signature) {
+        return None;
+    }
+    let parsed: Payload = serde_json::from_slice(payload).ok()?;
+    (parsed.critical.image.docker_manifest_digest == digest
+        && parsed.critical.kind == cosign::SIGNATURE_TYPE)
+        .then_some(parsed)
+}
+
+/// Pushes `signed` (a signature of `digest`) to `repository`, appended to the signatures
+/// already there; nothing is written when `key` already signed that digest there.
+pub async fn push(
+    client: &Client,
+    repository: &Repository,
+    digest: &str,
+    signed: &Signed,
+    key: &VerifyingKey,
+) -> Result<Pushed, SignError> {
+    let existing = stored(client, repository, digest).await?;
+    if existing
+        .iter()
+        .any(|(layer, payload)| is_valid(layer, payload, key, digest).is_some())
+    {
+        return Ok(Pushed::AlreadySigned);
+    }
+    let payload_digest = sha256_digest(&signed.payload);
+    if !client.blob_exists(repository, &payload_digest).await? {
+        client
+            .upload_bytes(repository, &payload_digest, signed.payload.clone())
+            .await?;
+    }
+    let mut layers: Vec<Layer> = existing.into_iter().map(|(layer, _)| layer).collect();
+    layers.push(Layer {
+        media_type: PAYLOAD_MEDIA_TYPE.to_owned(),
+        size: signed.payload.len() as u64,
+        digest: payload_digest,
+        annotations: [(SIGNATURE_ANNOTATION.to_owned(), signed.signature.clone())].into(),
+    });
+    let (manifest, config) = cosign::manifest_for(&layers);
+    let config_digest = sha256_digest(&config);
+    if !client.blob_exists(repository, &config_digest).await? {
+        client
+            .upload_bytes(repository, &config_digest, Bytes::from(config))
+            .await?;
+    }
+    let manifest = Manifest {
+        media_type: media_type::OCI_MANIFEST.to_owned(),
+        digest: sha256_digest(&manifest),
+        bytes: Bytes::from(manifest),
+    };
+    client
+        .manifest_put(repository, &signature_tag(digest), &manifest)
+        .await?;
+    Ok(Pushed::Added)
+}
+
+/// The payloads of every valid signature by `key` for `digest` in `repository` (empty when
+/// there is none: unsigned, or signed by other keys only, or tampered with).
+pub async fn verify(
+    client: &Client,
+    repository: &Repository,
+    digest: &str,
+    key: &VerifyingKey,
+) -> Result<Vec<Payload>, SignError> {
+    let stored = stored(client, repository, digest).await?;
+    Ok(stored
+        .iter()
+        .filter_map(|(layer, payload)| is_valid(layer, payload, key, digest))
+        .collect())
+}

@@ -1,0 +1,165 @@
+//! Cosign-format signatures in a real registry (CNCF distribution): signing, verifying,
+//! idempotence, a second signer's signature surviving ours, and tampered signatures refused.
+
+use std::sync::Arc;
+
+use promoter::registry::auth::session::CredentialSources;
+use promoter::registry::{Client, ClientConfig, Repository};
+use promoter::sign::keys::{SigningKey, VerifyingKey};
+use promoter::sign::{self, Pushed, cosign};
+use promoter_tests::harness::image::{ManifestFormat, push_single};
+use promoter_tests::harness::registry::TestRegistry;
+use promoter_tests::harness::skopeo;
+
+fn key_pair(dir: &std::path::Path, name: &str) -> (SigningKey, VerifyingKey) {
+    let (private, public) = SigningKey::generate(&dir.join(name)).expect("generate a key");
+    (
+        SigningKey::from_pem_file(&private).expect("private key"),
+        VerifyingKey::from_pem_file(&public).expect("public key"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_are_appended_verified_and_tamper_evident() {
+    let registry = TestRegistry::start();
+    let image = push_single(
+        &registry,
+        "prod/app",
+        ManifestFormat::Oci,
+        "signed-app",
+        Some("v1"),
+    );
+    let other = push_single(
+        &registry,
+        "prod/app",
+        ManifestFormat::Oci,
+        "other-app",
+        Some("v2"),
+    );
+    let client = Arc::new(
+        Client::new(ClientConfig::default(), CredentialSources::default()).expect("client"),
+    );
+    let repository =
+        Repository::parse(&format!("{}/prod/app", registry.host())).expect("repository");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ours, our_public) = key_pair(dir.path(), "ours");
+    let (theirs, their_public) = key_pair(dir.path(), "theirs");
+
+    assert!(
+        sign::verify(&client, &repository, &image.digest, &our_public)
+            .await
+            .expect("verify")
+            .is_empty()
+    );
+
+    // A second signer signed first; our signature is appended, theirs survives.
+    let their_signature = sign::sign(
+        &theirs,
+        "registry.example/app",
+        &image.digest,
+        serde_json::Map::new(),
+    )
+    .expect("sign");
+    assert_eq!(
+        sign::push(
+            &client,
+            &repository,
+            &image.digest,
+            &their_signature,
+            &their_public
+        )
+        .await
+        .expect("push"),
+        Pushed::Added
+    );
+    let mut optional = serde_json::Map::new();
+    optional.insert("run".to_owned(), serde_json::Value::from("r1"));
+    let signed = sign::sign(&ours, "registry.example/app", &image.digest, optional).expect("sign");
+    assert_eq!(
+        sign::push(&client, &repository, &image.digest, &signed, &our_public)
+            .await
+            .expect("push"),
+        Pushed::Added
+    );
+    // Signing again is a no-op.
+    let again = sign::sign(
+        &ours,
+        "registry.example/app",
+        &image.digest,
+        serde_json::Map::new(),
+    )
+    .expect("sign");
+    assert_eq!(
+        sign::push(&client, &repository, &image.digest, &again, &our_public)
+            .await
+            .expect("push"),
+        Pushed::AlreadySigned
+    );
+
+    let ours_found = sign::verify(&client, &repository, &image.digest, &our_public)
+        .await
+        .expect("verify");
+    assert_eq!(ours_found.len(), 1);
+    assert_eq!(
+        ours_found[0].critical.identity.docker_reference,
+        "registry.example/app"
+    );
+    assert_eq!(
+        sign::verify(&client, &repository, &image.digest, &their_public)
+            .await
+            .expect("verify")
+            .len(),
+        1
+    );
+
+    // The signature image is where cosign looks, shaped as cosign writes it.
+    let tag = cosign::signature_tag(&image.digest);
+    let raw = skopeo::inspect_raw(&registry, "prod/app", &tag, None);
+    let manifest: serde_json::Value = serde_json::from_slice(&raw).expect("signature manifest");
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 2);
+    for layer in layers {
+        assert_eq!(layer["mediaType"], cosign::PAYLOAD_MEDIA_TYPE);
+        assert!(layer["annotations"][cosign::SIGNATURE_ANNOTATION].is_string());
+    }
+
+    // Tampered: our valid signature of ANOTHER digest, filed under this digest's tag, does not
+    // verify for this digest; nor does a signature over other bytes.
+    let wrong_digest = sign::sign(
+        &ours,
+        "registry.example/app",
+        &other.digest,
+        serde_json::Map::new(),
+    )
+    .expect("sign");
+    let (_, fresh_public) = key_pair(dir.path(), "fresh");
+    sign::push(
+        &client,
+        &repository,
+        &image.digest,
+        &wrong_digest,
+        &fresh_public,
+    )
+    .await
+    .expect("push");
+    let forged = sign::Signed {
+        payload: signed.payload.slice(..signed.payload.len() - 1),
+        signature: signed.signature.clone(),
+    };
+    sign::push(&client, &repository, &other.digest, &forged, &fresh_public)
+        .await
+        .expect("push");
+    assert!(
+        sign::verify(&client, &repository, &other.digest, &our_public)
+            .await
+            .expect("verify")
+            .is_empty()
+    );
+    assert_eq!(
+        sign::verify(&client, &repository, &image.digest, &our_public)
+            .await
+            .expect("verify")
+            .len(),
+        1
+    );
+}
