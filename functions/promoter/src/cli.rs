@@ -69,6 +69,23 @@ pub enum Command {
     ///
     /// Example: promoter promote examples/promoter-manifest.yaml --dry-run
     Promote(PromoteArgs),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Check that an image has a valid cosign signature by a key; exit 0 only if it does.
+    ///
+    /// Example: promoter verify 127.0.0.1:5002/us/hello/hello:1.0 --key cosign.pub
+    Verify {
+        /// The image: HOST/REPOSITORY:TAG or HOST/REPOSITORY@sha256:...
+        #[arg(value_name = "IMAGE")]
+        image: String,
+        /// The public key (PEM).
+        #[arg(long, value_name = "PATH")]
+        key: PathBuf,
+        /// Registries.
+        #[command(flatten)]
+        registries: RegistryArgs,
+    },
     /// Inspect and re-drive recorded promotion runs (on-call).
     ///
     /// Example: promoter runs list --state s3://promoter-state/prod
@@ -96,6 +113,16 @@ pub struct PromoteArgs {
     /// Copy without recording state: no resume after a crash, no run history.
     #[arg(long)]
     pub no_state: bool,
+    /// Sign every promoted digest with this key (PKCS#8 P-256 PEM, see `promoter keys
+    /// generate`), cosign's way: one signature per digest, pushed to every destination beside
+    /// the signatures already there.
+    #[arg(long, env = "PROMOTER_SIGN_KEY", value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// Sign under a canonical public name: destinations starting with PREFIX are named
+    /// CANONICAL instead (e.g. us-docker.pkg.dev/prod/images=registry.example.io), so one
+    /// signature verifies in every mirror. Repeatable; default: the first destination's name.
+    #[arg(long = "sign-identity", value_name = "PREFIX=CANONICAL", value_parser = parse_identity)]
+    pub sign_identities: Vec<(String, String)>,
     /// Units (source digests) copied at the same time.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub parallel_units: usize,
@@ -148,6 +175,27 @@ pub struct RegistryArgs {
     /// always honoured through Retry-After.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_requests_per_second: Option<u32>,
+}
+
+/// `promoter keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new ECDSA P-256 key pair: PREFIX.key (private, mode 0600) and PREFIX.pub.
+    Generate {
+        /// Where to write, without extension (e.g. `cosign`).
+        #[arg(value_name = "PREFIX")]
+        prefix: PathBuf,
+    },
+}
+
+fn parse_identity(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((prefix, canonical)) if !prefix.is_empty() && !canonical.is_empty() => Ok((
+            prefix.trim_end_matches('/').to_owned(),
+            canonical.trim_end_matches('/').to_owned(),
+        )),
+        _ => Err("expected PREFIX=CANONICAL".to_owned()),
+    }
 }
 
 /// `promoter runs …`: on-call commands over the recorded runs.

@@ -29,6 +29,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => plan(path, base, allow_removal, output),
         Command::Promote(args) => crate::promote::run(args),
         Command::Runs(command) => crate::runs::run(command),
+        Command::Keys(command) => crate::signing::keys(command),
+        Command::Verify {
+            image,
+            key,
+            registries,
+        } => crate::signing::verify(&image, &key, &registries),
     }
 }
 

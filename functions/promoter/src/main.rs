@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod promote;
 mod runs;
+mod signing;
 
 use std::process::ExitCode;
 

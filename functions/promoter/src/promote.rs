@@ -18,6 +18,8 @@ use promoter::registry::auth::google::GoogleCredentials;
 use promoter::registry::auth::session::CredentialSources;
 use promoter::registry::limits::LimitConfig;
 use promoter::registry::{Client, ClientConfig};
+use promoter::sign::Signer;
+use promoter::sign::keys::SigningKey;
 use promoter::state::StateStore;
 use promoter::state::records::Trigger;
 use promoter::steps::promote::{self as steps, RunOptions, RunOutcome, UnitOutcome, error_chain};
@@ -45,7 +47,11 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
         units_in_parallel: args.parallel_units,
         ..CopyOptions::default()
     };
-    let engine = Engine::new(Arc::clone(&client), options);
+    let mut engine = Engine::new(Arc::clone(&client), options);
+    if let Some(key) = &args.key {
+        let key = SigningKey::from_pem_file(key)?;
+        engine = engine.with_signer(Signer::new(key, args.sign_identities.clone())?);
+    }
     let started = Instant::now();
     let bar = progress_bar(args.output, &engine, plan.units.len());
     let (rows, run) = if args.dry_run || args.no_state {
@@ -283,6 +289,7 @@ struct Summary {
     blobs_mounted: usize,
     manifests_written: usize,
     tags_written: usize,
+    signatures_added: usize,
     bytes_read_from_source: u64,
     requests: u64,
     requests_retried: u64,
@@ -314,6 +321,7 @@ impl Summary {
             blobs_mounted: count(&|a| matches!(a, Action::MountBlob { .. })),
             manifests_written: count(&|a| matches!(a, Action::PutManifest { .. })),
             tags_written: count(&|a| matches!(a, Action::PutTag { .. })),
+            signatures_added: count(&|a| matches!(a, Action::Sign { added: true, .. })),
             bytes_read_from_source: engine.progress().bytes_read.load(Ordering::Relaxed),
             requests: client.counts.total.load(Ordering::Relaxed),
             requests_retried: client.counts.retried.load(Ordering::Relaxed),
@@ -408,6 +416,9 @@ fn write_text(out: &mut dyn Write, dry_run: bool, s: &Summary, rows: &[Row]) -> 
         s.requests_retried,
         s.seconds,
     )?;
+    if s.signatures_added > 0 {
+        writeln!(out, "{} signatures {verb}added.", s.signatures_added)?;
+    }
     if let Some(run) = &s.run {
         writeln!(
             out,
@@ -442,5 +453,7 @@ fn describe(action: &Action) -> String {
         Action::PutManifest { digest, to } => format!("write  manifest {digest} -> {to}"),
         Action::PutTag { tag, to } => format!("tag    {to}:{tag}"),
         Action::Present { at } => format!("skip   {at} (already there)"),
+        Action::Sign { to, added: true } => format!("sign   {to}"),
+        Action::Sign { to, added: false } => format!("signed {to} (already)"),
     }
 }

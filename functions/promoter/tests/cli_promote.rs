@@ -194,3 +194,102 @@ fn dry_run_writes_nothing_and_a_tag_move_fails_the_unit() {
     let tool = skopeo::inspect_raw(&production, "eu/tool", "1.0", production.credentials());
     assert_eq!(skopeo::digest_of(&tool), image);
 }
+
+fn promoter_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .args(args)
+        .current_dir(dir)
+        .env("DOCKER_CONFIG", dir.join("docker"))
+        .output()
+        .expect("run the promoter binary")
+}
+
+#[test]
+fn promote_with_a_key_signs_every_destination_and_verify_checks_it() {
+    let (_staging, production, dir, [index, image]) = setup();
+    let keys = promoter_in(dir.path(), &["keys", "generate", "release"]);
+    assert_eq!(
+        keys.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&keys.stderr)
+    );
+    let other = promoter_in(dir.path(), &["keys", "generate", "other"]);
+    assert_eq!(other.status.code(), Some(0));
+
+    let identity = format!("{}/us=registry.example.io", production.host());
+    let out = promote(
+        dir.path(),
+        &[
+            "m.yaml",
+            "--output",
+            "json",
+            "--key",
+            "release.key",
+            "--sign-identity",
+            &identity,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    assert_eq!(
+        report["summary"]["signatures_added"], 4,
+        "2 digests × 2 destinations"
+    );
+
+    for (repo, digest) in [
+        ("us/app", &index),
+        ("eu/app", &index),
+        ("us/tool", &image),
+        ("eu/tool", &image),
+    ] {
+        let reference = format!("{}/{repo}@{digest}", production.host());
+        let ok = promoter_in(dir.path(), &["verify", &reference, "--key", "release.pub"]);
+        let text = String::from_utf8_lossy(&ok.stdout);
+        assert_eq!(
+            ok.status.code(),
+            Some(0),
+            "{reference}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        // One signature, one canonical name, whichever mirror it is read from.
+        let name = if repo.ends_with("app") {
+            "registry.example.io/app"
+        } else {
+            "registry.example.io/tool"
+        };
+        assert!(text.contains(&format!("signed as {name}")), "{text}");
+        let refused = promoter_in(dir.path(), &["verify", &reference, "--key", "other.pub"]);
+        assert_eq!(refused.status.code(), Some(1), "another key's check fails");
+    }
+    // By tag too.
+    let tagged = format!("{}/us/app:latest", production.host());
+    assert_eq!(
+        promoter_in(dir.path(), &["verify", &tagged, "--key", "release.pub"])
+            .status
+            .code(),
+        Some(0)
+    );
+
+    // Observing again without state: everything present, signatures already there.
+    let again = promote(
+        dir.path(),
+        &[
+            "m.yaml",
+            "--output",
+            "json",
+            "--key",
+            "release.key",
+            "--no-state",
+        ],
+    );
+    assert_eq!(again.status.code(), Some(0));
+    let rerun = json(&again);
+    assert_eq!(rerun["summary"]["signatures_added"], 0);
+    assert_eq!(rerun["summary"]["present"], 2, "{}", rerun["units"]);
+}

@@ -71,6 +71,9 @@ pub enum CopyError {
         #[source]
         source: DocumentError,
     },
+    /// Signing the promoted digest failed.
+    #[error("signing")]
+    Sign(#[from] crate::sign::SignError),
     /// A repository name that is not `HOST/PATH`.
     #[error(transparent)]
     Repository(#[from] crate::registry::RepositoryError),
@@ -83,6 +86,8 @@ impl CopyError {
         match self {
             CopyError::Registry(e) => e.is_retryable() || is_blob_unknown_race(e),
             CopyError::SourceRead { .. } => true,
+            CopyError::Sign(crate::sign::SignError::Registry(e)) => e.is_retryable(),
+            CopyError::Sign(_) => false,
             CopyError::SourceMissing { .. }
             | CopyError::TagMove { .. }
             | CopyError::BlobDigestMismatch { .. }

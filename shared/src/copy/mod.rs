@@ -29,6 +29,7 @@ pub use progress::Progress;
 
 use crate::plan::Unit;
 use crate::registry::Client;
+use crate::sign::Signer;
 
 /// Tries per unit when failures are retryable.
 pub const UNIT_ATTEMPTS: u32 = 3;
@@ -95,6 +96,13 @@ pub enum Action {
         /// The destination repository.
         at: String,
     },
+    /// A signature of the digest pushed (or, `added: false`, found there already).
+    Sign {
+        /// The destination repository.
+        to: String,
+        /// False when a valid signature by the same key was already there.
+        added: bool,
+    },
 }
 
 /// What happened to one unit.
@@ -123,16 +131,19 @@ impl UnitReport {
     /// True when nothing had to be written.
     pub fn was_present(&self) -> bool {
         self.succeeded()
-            && self
-                .actions
-                .iter()
-                .all(|a| matches!(a, Action::Present { .. }))
+            && self.actions.iter().all(|a| {
+                matches!(
+                    a,
+                    Action::Present { .. } | Action::Sign { added: false, .. }
+                )
+            })
     }
 }
 
 /// The transfer engine, shared by every unit of a run.
 pub struct Engine {
     client: Arc<Client>,
+    signer: Option<Arc<Signer>>,
     flights: Arc<Flights>,
     progress: Arc<Progress>,
     options: CopyOptions,
@@ -143,10 +154,18 @@ impl Engine {
     pub fn new(client: Arc<Client>, options: CopyOptions) -> Self {
         Engine {
             client,
+            signer: None,
             flights: Arc::new(Flights::default()),
             progress: Arc::new(Progress::default()),
             options,
         }
+    }
+
+    /// Signs every unit it copies (after the copy, in every destination) with `signer`.
+    #[must_use]
+    pub fn with_signer(mut self, signer: Signer) -> Self {
+        self.signer = Some(Arc::new(signer));
+        self
     }
 
     /// Live counters, for a progress display.

@@ -74,7 +74,7 @@ impl<'e> UnitRun<'e> {
             .map(|o| o.repository.clone())
             .collect();
         if needing.is_empty() && observed.iter().all(|o| o.missing_tags.is_empty()) {
-            return Ok(());
+            return self.sign(&observed).await;
         }
         let manifest = self
             .engine
@@ -114,6 +114,35 @@ impl<'e> UnitRun<'e> {
                     to: o.repository.to_string(),
                 });
             }
+        }
+        self.sign(&observed).await
+    }
+
+    /// Signs the digest once and pushes the signature to every destination (not in a dry run).
+    async fn sign(&self, observed: &[Observed]) -> Result<(), CopyError> {
+        let Some(signer) = &self.engine.signer else {
+            return Ok(());
+        };
+        if self.dry_run() {
+            return Ok(());
+        }
+        let digest = self.unit.digest.as_str();
+        let reference = signer.reference_for(self.unit.destinations.iter().map(|d| &*d.repository));
+        let signed = signer.sign(&reference, digest)?;
+        for o in observed {
+            let pushed = crate::sign::push(
+                &self.engine.client,
+                &o.repository,
+                digest,
+                &signed,
+                signer.public(),
+            )
+            .await?;
+            let added = pushed == crate::sign::Pushed::Added;
+            self.record(Action::Sign {
+                to: o.repository.to_string(),
+                added,
+            });
         }
         Ok(())
     }

@@ -210,3 +210,71 @@ pub async fn verify(
         .filter_map(|(layer, payload)| is_valid(layer, payload, key, digest))
         .collect())
 }
+
+/// Signs promoted units: one signature per digest, pushed to every destination.
+pub struct Signer {
+    key: SigningKey,
+    public: VerifyingKey,
+    identities: Vec<(String, String)>,
+    optional: serde_json::Map<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("identities", &self.identities)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A signer with `key`. `identities` rewrite destination names into the canonical public
+    /// name signed as `docker-reference` (`PREFIX=CANONICAL`, e.g.
+    /// `us-docker.pkg.dev/prod/images=registry.example.io`), so that one signature verifies in
+    /// every mirror; without a match the first destination's name is used.
+    pub fn new(key: SigningKey, identities: Vec<(String, String)>) -> Result<Self, SignError> {
+        let public = key.verifying_key()?;
+        let mut optional = serde_json::Map::new();
+        optional.insert(
+            "promoter".to_owned(),
+            serde_json::Value::from(concat!("promoter/", env!("CARGO_PKG_VERSION"))),
+        );
+        Ok(Signer {
+            key,
+            public,
+            identities,
+            optional,
+        })
+    }
+
+    /// The public key, for checking what is already signed.
+    pub fn public(&self) -> &VerifyingKey {
+        &self.public
+    }
+
+    /// The name signed for a digest going to `destinations`.
+    pub fn reference_for<'a>(
+        &self,
+        destinations: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> String {
+        for repository in destinations.clone() {
+            for (prefix, canonical) in &self.identities {
+                if let Some(rest) = repository.strip_prefix(prefix.as_str())
+                    && (rest.is_empty() || rest.starts_with('/'))
+                {
+                    return format!("{canonical}{rest}");
+                }
+            }
+        }
+        destinations
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Signs `digest`, named `reference`.
+    pub fn sign(&self, reference: &str, digest: &str) -> Result<Signed, SignError> {
+        sign(&self.key, reference, digest, self.optional.clone())
+    }
+}

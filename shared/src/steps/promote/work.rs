@@ -158,7 +158,12 @@ impl Work<'_> {
         record.writes = report
             .actions
             .iter()
-            .filter(|a| !matches!(a, Action::Present { .. }))
+            .filter(|a| {
+                !matches!(
+                    a,
+                    Action::Present { .. } | Action::Sign { added: false, .. }
+                )
+            })
             .count();
         record.bytes = report
             .actions
