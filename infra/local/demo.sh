@@ -6,7 +6,8 @@
 #    nothing (infra/local/stack.sh);
 # 2. validates and plans the example thin-manifest tree (examples/thin), against its base as a
 #    presubmit would;
-# 3. promotes it: a dry run, the real copy, then a rerun that finds everything present;
+# 3. promotes it, signing every digest with a fresh key: a dry run, the real copy, then a rerun
+#    that finds everything done; verifies a signature;
 # 4. checks with skopeo, an independent client, that production holds staging's exact bytes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,11 +37,18 @@ step promoter plan thin --base thin-base --output markdown
 step promoter promote thin --dry-run
 "$promoter" promote thin --dry-run | tail -n 3
 
-step promoter promote thin
-"$promoter" promote thin
+# A signing key, cosign's way (PREFIX.key private, PREFIX.pub public).
+rm -f "$PROMOTER_STACK_DIR/cosign.key" "$PROMOTER_STACK_DIR/cosign.pub"
+"$promoter" keys generate "$PROMOTER_STACK_DIR/cosign" >/dev/null
 
-step promoter promote thin "   # again: nothing left to do"
-"$promoter" promote thin
+step promoter promote thin --key cosign.key
+"$promoter" promote thin --key "$PROMOTER_STACK_DIR/cosign.key"
+
+step promoter promote thin --key cosign.key "   # again: nothing left to do"
+"$promoter" promote thin --key "$PROMOTER_STACK_DIR/cosign.key"
+
+step promoter verify 127.0.0.1:5002/eu/hello/hello:1.0 --key cosign.pub
+"$promoter" verify 127.0.0.1:5002/eu/hello/hello:1.0 --key "$PROMOTER_STACK_DIR/cosign.pub"
 
 step "skopeo inspect --raw: production equals staging, byte for byte"
 for image in hello/hello:1.0 hello/charts/hello:0.1.0 tools/debug:v2; do
@@ -56,4 +64,4 @@ for image in hello/hello:1.0 hello/charts/hello:0.1.0 tools/debug:v2; do
         printf '  %-32s sha256:%s\n' "$region/$repo:$tag" "${production%% *}"
     done
 done
-printf '\nThe demo ran: manifests validated and planned, images promoted to 3 mirrors, verified.\n'
+printf '\nThe demo ran: manifests validated and planned, images promoted to 3 mirrors and signed, verified.\n'
