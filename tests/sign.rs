@@ -1,5 +1,7 @@
 //! Cosign-format signatures in a real registry (CNCF distribution): signing, verifying,
-//! idempotence, a second signer's signature surviving ours, and tampered signatures refused.
+//! idempotence, a second signer's signature surviving ours, and tampered signatures refused,
+//! with our signatures also checked by an independent implementation (the `sigstore` crate's
+//! cosign verification).
 
 use std::sync::Arc;
 
@@ -123,6 +125,12 @@ async fn signatures_are_appended_verified_and_tamper_evident() {
         assert!(layer["annotations"][cosign::SIGNATURE_ANNOTATION].is_string());
     }
 
+    // An independent verifier (sigstore-rs, as `cosign verify --key` would) accepts ours and
+    // refuses a key that did not sign.
+    let reference = format!("{}/prod/app@{}", registry.host(), image.digest);
+    assert!(independently_verified(&reference, &dir.path().join("ours.pub")).await);
+    assert!(!independently_verified(&reference, &fresh_key(dir.path(), "stranger")).await);
+
     // Tampered: our valid signature of ANOTHER digest, filed under this digest's tag, does not
     // verify for this digest; nor does a signature over other bytes.
     let wrong_digest = sign::sign(
@@ -162,4 +170,36 @@ async fn signatures_are_appended_verified_and_tamper_evident() {
             .len(),
         1
     );
+}
+
+/// Writes a fresh key pair and returns its public key file.
+fn fresh_key(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    SigningKey::generate(&dir.join(name))
+        .expect("generate a key")
+        .1
+}
+
+/// True when the `sigstore` crate finds a signature of `reference` by the key in `public`.
+async fn independently_verified(reference: &str, public: &std::path::Path) -> bool {
+    use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraintVec};
+    use sigstore::cosign::{ClientBuilder, CosignCapabilities, verify_constraints};
+    use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
+
+    let config = ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..ClientConfig::default()
+    };
+    let mut client = ClientBuilder::default()
+        .with_oci_client_config(config)
+        .build()
+        .expect("sigstore client");
+    let image: OciReference = reference.parse().expect("an image reference");
+    let layers = client
+        .trusted_signature_layers(&Auth::Anonymous, &image)
+        .await
+        .expect("signature layers");
+    let pem = std::fs::read(public).expect("public key");
+    let verifier = PublicKeyVerifier::try_from(&pem).expect("a P-256 public key");
+    let constraints: VerificationConstraintVec = vec![Box::new(verifier)];
+    verify_constraints(&layers, constraints.iter()).is_ok()
 }

@@ -74,7 +74,7 @@ impl<'e> UnitRun<'e> {
             .map(|o| o.repository.clone())
             .collect();
         if needing.is_empty() && observed.iter().all(|o| o.missing_tags.is_empty()) {
-            return self.sign(&observed).await;
+            return Box::pin(self.sign(&observed)).await;
         }
         let manifest = self
             .engine
@@ -115,7 +115,7 @@ impl<'e> UnitRun<'e> {
                 });
             }
         }
-        self.sign(&observed).await
+        Box::pin(self.sign(&observed)).await
     }
 
     /// Signs the digest once and pushes the signature to every destination (not in a dry run).
