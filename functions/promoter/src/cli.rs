@@ -123,6 +123,10 @@ pub struct PromoteArgs {
     /// signature verifies in every mirror. Repeatable; default: the first destination's name.
     #[arg(long = "sign-identity", value_name = "PREFIX=CANONICAL", value_parser = parse_identity)]
     pub sign_identities: Vec<(String, String)>,
+    /// Promotion policy: refuse any staging digest without a valid signature by this public key
+    /// (a maintainer's); such a unit fails and nothing of it is written.
+    #[arg(long, env = "PROMOTER_REQUIRE_SIGNATURE", value_name = "PUB")]
+    pub require_signature: Option<PathBuf>,
     /// Units (source digests) copied at the same time.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub parallel_units: usize,

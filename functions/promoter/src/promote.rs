@@ -19,7 +19,7 @@ use promoter::registry::auth::session::CredentialSources;
 use promoter::registry::limits::LimitConfig;
 use promoter::registry::{Client, ClientConfig};
 use promoter::sign::Signer;
-use promoter::sign::keys::SigningKey;
+use promoter::sign::keys::{SigningKey, VerifyingKey};
 use promoter::state::StateStore;
 use promoter::state::records::Trigger;
 use promoter::steps::promote::{self as steps, RunOptions, RunOutcome, UnitOutcome, error_chain};
@@ -51,6 +51,9 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
     if let Some(key) = &args.key {
         let key = SigningKey::from_pem_file(key)?;
         engine = engine.with_signer(Signer::new(key, args.sign_identities.clone())?);
+    }
+    if let Some(path) = &args.require_signature {
+        engine = engine.requiring_signature(VerifyingKey::from_pem_file(path)?);
     }
     let started = Instant::now();
     let bar = progress_bar(args.output, &engine, plan.units.len());

@@ -293,3 +293,69 @@ fn promote_with_a_key_signs_every_destination_and_verify_checks_it() {
     assert_eq!(rerun["summary"]["signatures_added"], 0);
     assert_eq!(rerun["summary"]["present"], 2, "{}", rerun["units"]);
 }
+
+#[test]
+fn the_unsigned_staging_policy_refuses_and_production_stays_untouched() {
+    let (staging, production, dir, [index, image]) = setup();
+    assert_eq!(
+        promoter_in(dir.path(), &["keys", "generate", "maintainer"])
+            .status
+            .code(),
+        Some(0)
+    );
+
+    let refused = promote(
+        dir.path(),
+        &["m.yaml", "--require-signature", "maintainer.pub"],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        text.contains("0 copied") && text.contains("2 failed") && text.contains("unsigned"),
+        "{text}"
+    );
+    for repo in ["us/app", "eu/app", "us/tool", "eu/tool"] {
+        let tags =
+            skopeo::list_tags(&production, repo, production.credentials()).unwrap_or_default();
+        assert!(tags.is_empty(), "{repo} was written: {tags:?}");
+    }
+
+    // The maintainer signs both digests in staging: rerunning the same promotion (the same
+    // recorded run, whose units failed) goes through.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        use promoter::registry::auth::session::CredentialSources;
+        use promoter::registry::{Client, ClientConfig, Repository};
+        use promoter::sign::keys::SigningKey;
+        let key = SigningKey::from_pem_file(&dir.path().join("maintainer.key")).expect("key");
+        let public = key.verifying_key().expect("public key");
+        let client =
+            Client::new(ClientConfig::default(), CredentialSources::default()).expect("client");
+        for (repo, digest) in [("staging/app", &index), ("staging/tool", &image)] {
+            let repository =
+                Repository::parse(&format!("{}/{repo}", staging.host())).expect("repo");
+            let signed =
+                promoter::sign::sign(&key, repo, digest, serde_json::Map::new()).expect("sign");
+            promoter::sign::push(&client, &repository, digest, &signed, &public)
+                .await
+                .expect("push");
+        }
+    });
+    let accepted = promote(
+        dir.path(),
+        &[
+            "m.yaml",
+            "--require-signature",
+            "maintainer.pub",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(
+        accepted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&accepted.stdout)
+    );
+    assert_eq!(json(&accepted)["summary"]["copied"], 2);
+}

@@ -71,6 +71,16 @@ pub enum CopyError {
         #[source]
         source: DocumentError,
     },
+    /// The promotion policy requires a maintainer's signature in staging, and there is none.
+    #[error(
+        "unsigned: {repository}@{digest} has no valid signature by the required key in staging; nothing was promoted"
+    )]
+    Unsigned {
+        /// The source repository.
+        repository: String,
+        /// The digest.
+        digest: String,
+    },
     /// Signing the promoted digest failed.
     #[error("signing")]
     Sign(#[from] crate::sign::SignError),
@@ -93,6 +103,7 @@ impl CopyError {
             | CopyError::BlobDigestMismatch { .. }
             | CopyError::BlobSizeMismatch { .. }
             | CopyError::Document { .. }
+            | CopyError::Unsigned { .. }
             | CopyError::Repository(_) => false,
         }
     }

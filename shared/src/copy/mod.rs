@@ -30,6 +30,7 @@ pub use progress::Progress;
 use crate::plan::Unit;
 use crate::registry::Client;
 use crate::sign::Signer;
+use crate::sign::keys::VerifyingKey;
 
 /// Tries per unit when failures are retryable.
 pub const UNIT_ATTEMPTS: u32 = 3;
@@ -144,6 +145,7 @@ impl UnitReport {
 pub struct Engine {
     client: Arc<Client>,
     signer: Option<Arc<Signer>>,
+    required_signer: Option<VerifyingKey>,
     flights: Arc<Flights>,
     progress: Arc<Progress>,
     options: CopyOptions,
@@ -155,6 +157,7 @@ impl Engine {
         Engine {
             client,
             signer: None,
+            required_signer: None,
             flights: Arc::new(Flights::default()),
             progress: Arc::new(Progress::default()),
             options,
@@ -165,6 +168,14 @@ impl Engine {
     #[must_use]
     pub fn with_signer(mut self, signer: Signer) -> Self {
         self.signer = Some(Arc::new(signer));
+        self
+    }
+
+    /// Refuses to promote a staging digest without a valid signature by `key` (a maintainer's
+    /// key): such a unit fails before anything is written.
+    #[must_use]
+    pub fn requiring_signature(mut self, key: VerifyingKey) -> Self {
+        self.required_signer = Some(key);
         self
     }
 

@@ -60,6 +60,21 @@ impl<'e> UnitRun<'e> {
     pub async fn run(&mut self) -> Result<(), CopyError> {
         let source = Repository::parse(&self.unit.source)?;
         let digest = self.unit.digest.as_str();
+        if let Some(key) = &self.engine.required_signer
+            && Box::pin(crate::sign::verify(
+                &self.engine.client,
+                &source,
+                digest,
+                key,
+            ))
+            .await?
+            .is_empty()
+        {
+            return Err(CopyError::Unsigned {
+                repository: source.to_string(),
+                digest: digest.to_owned(),
+            });
+        }
         let destinations = self.unit.destinations.iter();
         let observed =
             try_join_all(destinations.map(|d| self.observe(&d.repository, &d.tags))).await?;
