@@ -203,3 +203,101 @@ async fn independently_verified(reference: &str, public: &std::path::Path) -> bo
     let constraints: VerificationConstraintVec = vec![Box::new(verifier)];
     verify_constraints(&layers, constraints.iter()).is_ok()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_signatures_and_attestations_reach_every_mirror() {
+    use promoter::copy::{Action, CopyOptions, Engine};
+    use promoter::plan::{Destination, Unit};
+    use promoter::sign::Signer;
+
+    let staging = TestRegistry::start();
+    let production = TestRegistry::start();
+    let image = push_single(
+        &staging,
+        "staging/app",
+        ManifestFormat::Oci,
+        "carried-app",
+        Some("v1"),
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (maintainer, maintainer_public) = key_pair(dir.path(), "maintainer");
+    let (release, release_public) = key_pair(dir.path(), "release");
+    let client = Arc::new(
+        Client::new(ClientConfig::default(), CredentialSources::default()).expect("client"),
+    );
+    let source = Repository::parse(&format!("{}/staging/app", staging.host())).expect("repository");
+    // In staging: the maintainer's signature, and an attestation (any image under the `.att` tag).
+    let signed = sign::sign(
+        &maintainer,
+        "staging/app",
+        &image.digest,
+        serde_json::Map::new(),
+    )
+    .expect("sign");
+    sign::push(&client, &source, &image.digest, &signed, &maintainer_public)
+        .await
+        .expect("push");
+    let att_tag = format!("{}.att", image.digest.replace(':', "-"));
+    let attestation = push_single(
+        &staging,
+        "staging/app",
+        ManifestFormat::Oci,
+        "attestation",
+        Some(&att_tag),
+    );
+
+    let mirrors = ["us/app", "eu/app"];
+    let unit = Unit {
+        id: "carry".to_owned(),
+        source: Arc::from(source.to_string()),
+        digest: image.digest.parse().expect("digest"),
+        destinations: mirrors
+            .iter()
+            .map(|m| Destination {
+                repository: Arc::from(format!("{}/{m}", production.host())),
+                tags: Arc::from(vec!["v1".parse().expect("tag")]),
+            })
+            .collect(),
+    };
+    let engine = Engine::new(Arc::clone(&client), CopyOptions::default())
+        .with_signer(Signer::new(release, Vec::new()).expect("signer"));
+    let report = engine.copy_unit(&unit).await;
+    assert!(report.succeeded(), "{:?}", report.error);
+    let carried = report
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::CopyArtifact { .. }))
+        .count();
+    assert_eq!(
+        carried, 4,
+        "a .sig and a .att to each of 2 mirrors: {:?}",
+        report.actions
+    );
+
+    for mirror in mirrors {
+        let repository =
+            Repository::parse(&format!("{}/{mirror}", production.host())).expect("repository");
+        // Both signers verify in every mirror.
+        assert_eq!(
+            sign::verify(&client, &repository, &image.digest, &maintainer_public)
+                .await
+                .expect("verify")
+                .len(),
+            1
+        );
+        assert_eq!(
+            sign::verify(&client, &repository, &image.digest, &release_public)
+                .await
+                .expect("verify")
+                .len(),
+            1
+        );
+        // The attestation arrives byte for byte.
+        let bytes = skopeo::inspect_raw(&production, mirror, &att_tag, None);
+        assert_eq!(bytes, attestation.bytes, "{mirror}: attestation bytes");
+    }
+
+    // Again: nothing new to carry or sign.
+    let again = engine.copy_unit(&unit).await;
+    assert!(again.was_present(), "{:?}", again.actions);
+}

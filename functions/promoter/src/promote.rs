@@ -456,6 +456,7 @@ fn describe(action: &Action) -> String {
         Action::PutManifest { digest, to } => format!("write  manifest {digest} -> {to}"),
         Action::PutTag { tag, to } => format!("tag    {to}:{tag}"),
         Action::Present { at } => format!("skip   {at} (already there)"),
+        Action::CopyArtifact { tag, to } => format!("carry  {to}:{tag}"),
         Action::Sign { to, added: true } => format!("sign   {to}"),
         Action::Sign { to, added: false } => format!("signed {to} (already)"),
     }

@@ -97,6 +97,13 @@ pub enum Action {
         /// The destination repository.
         at: String,
     },
+    /// A cosign artifact of the digest (`.sig`, `.att`, `.sbom`) carried from staging.
+    CopyArtifact {
+        /// The artifact's tag.
+        tag: String,
+        /// The destination repository.
+        to: String,
+    },
     /// A signature of the digest pushed (or, `added: false`, found there already).
     Sign {
         /// The destination repository.
@@ -144,6 +151,10 @@ impl UnitReport {
 /// The transfer engine, shared by every unit of a run.
 pub struct Engine {
     client: Arc<Client>,
+    /// Each source repository's tags, listed once per run (to find cosign artifacts).
+    source_tags: tokio::sync::Mutex<
+        std::collections::HashMap<String, Arc<std::collections::HashSet<String>>>,
+    >,
     signer: Option<Arc<Signer>>,
     required_signer: Option<VerifyingKey>,
     flights: Arc<Flights>,
@@ -156,6 +167,7 @@ impl Engine {
     pub fn new(client: Arc<Client>, options: CopyOptions) -> Self {
         Engine {
             client,
+            source_tags: tokio::sync::Mutex::new(std::collections::HashMap::new()),
             signer: None,
             required_signer: None,
             flights: Arc::new(Flights::default()),
@@ -177,6 +189,22 @@ impl Engine {
     pub fn requiring_signature(mut self, key: VerifyingKey) -> Self {
         self.required_signer = Some(key);
         self
+    }
+
+    /// The tags of source repository `repository`, listed on first use (one listing per run,
+    /// held under a lock so concurrent units share it).
+    pub(crate) async fn source_tags(
+        &self,
+        repository: &crate::registry::Repository,
+    ) -> Result<Arc<std::collections::HashSet<String>>, crate::registry::RegistryError> {
+        let mut cache = self.source_tags.lock().await;
+        if let Some(tags) = cache.get(&repository.to_string()) {
+            return Ok(Arc::clone(tags));
+        }
+        let tags: Arc<std::collections::HashSet<String>> =
+            Arc::new(self.client.tags(repository).await?.into_iter().collect());
+        cache.insert(repository.to_string(), Arc::clone(&tags));
+        Ok(tags)
     }
 
     /// Live counters, for a progress display.

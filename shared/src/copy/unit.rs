@@ -29,6 +29,9 @@ pub struct UnitRun<'e> {
     pub(super) actions: std::sync::Mutex<Vec<Action>>,
 }
 
+/// The cosign artifact tags carried from staging: signatures, attestations, SBOMs.
+const ARTIFACT_SUFFIXES: &[&str] = &["sig", "att", "sbom"];
+
 type BoxedFuture<'a> = Pin<Box<dyn Future<Output = Result<(), CopyError>> + Send + 'a>>;
 
 impl<'e> UnitRun<'e> {
@@ -89,6 +92,7 @@ impl<'e> UnitRun<'e> {
             .map(|o| o.repository.clone())
             .collect();
         if needing.is_empty() && observed.iter().all(|o| o.missing_tags.is_empty()) {
+            Box::pin(self.carry_artifacts(&source, &observed)).await?;
             return Box::pin(self.sign(&observed)).await;
         }
         let manifest = self
@@ -130,7 +134,70 @@ impl<'e> UnitRun<'e> {
                 });
             }
         }
+        Box::pin(self.carry_artifacts(&source, &observed)).await?;
         Box::pin(self.sign(&observed)).await
+    }
+
+    /// Copies staging's cosign artifacts of the digest (`sha256-<hex>.sig`, `.att`, `.sbom`)
+    /// to every destination, byte for byte where the destination has none. A destination that
+    /// already has signatures gets staging's signatures appended (both signers' survive); a
+    /// different `.att` or `.sbom` already there is left alone (tags are never moved).
+    async fn carry_artifacts(
+        &self,
+        source: &Repository,
+        observed: &[Observed],
+    ) -> Result<(), CopyError> {
+        let client = &self.engine.client;
+        let digest = self.unit.digest.as_str();
+        let source_tags = self.engine.source_tags(source).await?;
+        for suffix in ARTIFACT_SUFFIXES {
+            let tag = format!("{}.{suffix}", digest.replace(':', "-"));
+            if !source_tags.contains(&tag) {
+                continue;
+            }
+            let Some(artifact) = client.manifest_get(source, &tag).await? else {
+                continue;
+            };
+            for o in observed {
+                let current = client.resolve(&o.repository, &tag).await?;
+                match current {
+                    Some(current) if current == artifact.digest => {}
+                    None => {
+                        self.copy_contents(source, &artifact, std::slice::from_ref(&o.repository))
+                            .await?;
+                        if !self.dry_run() {
+                            client.manifest_put(&o.repository, &tag, &artifact).await?;
+                        }
+                        self.record(Action::CopyArtifact {
+                            tag: tag.clone(),
+                            to: o.repository.to_string(),
+                        });
+                    }
+                    Some(_) if *suffix == "sig" => {
+                        self.copy_contents(source, &artifact, std::slice::from_ref(&o.repository))
+                            .await?;
+                        if !self.dry_run()
+                            && crate::sign::merge_signatures(
+                                client,
+                                &o.repository,
+                                digest,
+                                &artifact,
+                            )
+                            .await?
+                        {
+                            self.record(Action::CopyArtifact {
+                                tag: tag.clone(),
+                                to: o.repository.to_string(),
+                            });
+                        }
+                    }
+                    Some(other) => {
+                        tracing::warn!(repository = %o.repository, tag, %other, staging = %artifact.digest, "a different artifact is already there; left alone");
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Signs the digest once and pushes the signature to every destination (not in a dry run).

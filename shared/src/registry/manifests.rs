@@ -219,3 +219,59 @@ impl Client {
         Ok(())
     }
 }
+
+#[derive(serde::Deserialize)]
+struct TagList {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+impl Client {
+    /// Every tag of `repository` (following `Link: rel="next"` pages); empty when the
+    /// repository does not exist.
+    pub async fn tags(&self, repository: &Repository) -> Result<Vec<String>, RegistryError> {
+        let target = Target {
+            repository,
+            push: false,
+            mount_from: None,
+        };
+        let mut url = format!(
+            "{}{}/tags/list?n=1000",
+            self.base_url(&repository.host),
+            repository.path
+        );
+        let mut tags = Vec::new();
+        loop {
+            let what = || describe(&Method::GET, &url);
+            let response = self.send(&target, &what, &|http| http.get(&url)).await?;
+            if response.status() == StatusCode::NOT_FOUND {
+                return Ok(tags);
+            }
+            if !response.status().is_success() {
+                return Err(status_error(what(), response).await);
+            }
+            let next = response
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|link| {
+                    link.split_once('<')
+                        .and_then(|(_, rest)| rest.split_once('>'))
+                        .map(|(u, _)| u.to_owned())
+                });
+            let page: TagList =
+                response
+                    .json()
+                    .await
+                    .map_err(|source| RegistryError::Transport {
+                        what: what(),
+                        source,
+                    })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(next) => url = self.resolve_location(&repository.host, &next),
+                None => return Ok(tags),
+            }
+        }
+    }
+}

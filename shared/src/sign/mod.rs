@@ -178,7 +178,56 @@ pub async fn push(
         digest: payload_digest,
         annotations: [(SIGNATURE_ANNOTATION.to_owned(), signed.signature.clone())].into(),
     });
-    let (manifest, config) = cosign::manifest_for(&layers);
+    put_signature_image(client, repository, &signature_tag(digest), &layers).await?;
+    Ok(Pushed::Added)
+}
+
+/// Appends to the signature image of `digest` in `repository` the layers of `from` (another
+/// signature image, e.g. staging's) it lacks; their blobs must already be in `repository`.
+/// Returns whether anything was written.
+pub async fn merge_signatures(
+    client: &Client,
+    repository: &Repository,
+    digest: &str,
+    from: &Manifest,
+) -> Result<bool, SignError> {
+    let tag = signature_tag(digest);
+    let malformed = |reason: String| SignError::Malformed {
+        repository: repository.to_string(),
+        tag: tag.clone(),
+        reason,
+    };
+    let incoming: SignatureManifest =
+        serde_json::from_slice(&from.bytes).map_err(|e| malformed(e.to_string()))?;
+    let mut layers: Vec<Layer> = match client.manifest_get(repository, &tag).await? {
+        Some(current) => {
+            let parsed: SignatureManifest =
+                serde_json::from_slice(&current.bytes).map_err(|e| malformed(e.to_string()))?;
+            parsed.layers
+        }
+        None => Vec::new(),
+    };
+    let before = layers.len();
+    for layer in incoming.layers {
+        if !layers.contains(&layer) {
+            layers.push(layer);
+        }
+    }
+    if layers.len() == before {
+        return Ok(false);
+    }
+    put_signature_image(client, repository, &tag, &layers).await?;
+    Ok(true)
+}
+
+/// Writes a signature image with `layers` (and its config) under `tag`.
+async fn put_signature_image(
+    client: &Client,
+    repository: &Repository,
+    tag: &str,
+    layers: &[Layer],
+) -> Result<(), SignError> {
+    let (manifest, config) = cosign::manifest_for(layers);
     let config_digest = sha256_digest(&config);
     if !client.blob_exists(repository, &config_digest).await? {
         client
@@ -190,10 +239,8 @@ pub async fn push(
         digest: sha256_digest(&manifest),
         bytes: Bytes::from(manifest),
     };
-    client
-        .manifest_put(repository, &signature_tag(digest), &manifest)
-        .await?;
-    Ok(Pushed::Added)
+    client.manifest_put(repository, tag, &manifest).await?;
+    Ok(())
 }
 
 /// The payloads of every valid signature by `key` for `digest` in `repository` (empty when
