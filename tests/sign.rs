@@ -208,7 +208,7 @@ async fn independently_verified(reference: &str, public: &std::path::Path) -> bo
 async fn staging_signatures_and_attestations_reach_every_mirror() {
     use promoter::copy::{Action, CopyOptions, Engine};
     use promoter::plan::{Destination, Unit};
-    use promoter::sign::Signer;
+    use promoter::sign::{KeySource, Signer};
 
     let staging = TestRegistry::start();
     let production = TestRegistry::start();
@@ -259,8 +259,11 @@ async fn staging_signatures_and_attestations_reach_every_mirror() {
             })
             .collect(),
     };
-    let engine = Engine::new(Arc::clone(&client), CopyOptions::default())
-        .with_signer(Signer::new(release, Vec::new()).expect("signer"));
+    let engine = Engine::new(Arc::clone(&client), CopyOptions::default()).with_signer(
+        Signer::new(KeySource::File(release), Vec::new())
+            .await
+            .expect("signer"),
+    );
     let report = engine.copy_unit(&unit).await;
     assert!(report.succeeded(), "{:?}", report.error);
     let carried = report
@@ -300,4 +303,84 @@ async fn staging_signatures_and_attestations_reach_every_mirror() {
     // Again: nothing new to carry or sign.
     let again = engine.copy_unit(&unit).await;
     assert!(again.was_present(), "{:?}", again.actions);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_keys_sign_and_the_signature_verifies_independently() {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    use promoter::copy::{CopyOptions, Engine};
+    use promoter::plan::{Destination, Unit};
+    use promoter::sign::kms::KmsKey;
+    use promoter::sign::{KeySource, Signer};
+    use promoter_tests::harness::moto::MotoServer;
+
+    let moto = MotoServer::start();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto.endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await;
+    let created = aws_sdk_kms::Client::new(&config)
+        .create_key()
+        .key_spec(KeySpec::EccNistP256)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await
+        .expect("create a KMS key in moto");
+    let key_id = created
+        .key_metadata()
+        .map(|m| m.key_id().to_owned())
+        .expect("a key id");
+    let kms = KmsKey::with_config(&config, key_id);
+    let public = kms.verifying_key().await.expect("the public key from KMS");
+
+    let staging = TestRegistry::start();
+    let production = TestRegistry::start();
+    let image = push_single(
+        &staging,
+        "staging/app",
+        ManifestFormat::Oci,
+        "kms-app",
+        None,
+    );
+    let unit = Unit {
+        id: "kms".to_owned(),
+        source: Arc::from(format!("{}/staging/app", staging.host())),
+        digest: image.digest.parse().expect("digest"),
+        destinations: vec![Destination {
+            repository: Arc::from(format!("{}/prod/app", production.host())),
+            tags: Arc::from(vec!["v1".parse().expect("tag")]),
+        }],
+    };
+    let client = Arc::new(
+        Client::new(ClientConfig::default(), CredentialSources::default()).expect("client"),
+    );
+    let engine = Engine::new(Arc::clone(&client), CopyOptions::default()).with_signer(
+        Signer::new(KeySource::Kms(kms), Vec::new())
+            .await
+            .expect("signer"),
+    );
+    let report = engine.copy_unit(&unit).await;
+    assert!(report.succeeded(), "{:?}", report.error);
+
+    let repository =
+        Repository::parse(&format!("{}/prod/app", production.host())).expect("repository");
+    assert_eq!(
+        sign::verify(&client, &repository, &image.digest, &public)
+            .await
+            .expect("verify")
+            .len(),
+        1
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pem = dir.path().join("kms.pub");
+    std::fs::write(&pem, public.to_pem()).expect("write the public key");
+    let reference = format!("{}/prod/app@{}", production.host(), image.digest);
+    assert!(
+        independently_verified(&reference, &pem).await,
+        "sigstore-rs accepts the KMS signature"
+    );
 }

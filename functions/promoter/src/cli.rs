@@ -113,11 +113,11 @@ pub struct PromoteArgs {
     /// Copy without recording state: no resume after a crash, no run history.
     #[arg(long)]
     pub no_state: bool,
-    /// Sign every promoted digest with this key (PKCS#8 P-256 PEM, see `promoter keys
-    /// generate`), cosign's way: one signature per digest, pushed to every destination beside
-    /// the signatures already there.
-    #[arg(long, env = "PROMOTER_SIGN_KEY", value_name = "PATH")]
-    pub key: Option<PathBuf>,
+    /// Sign every promoted digest with this key, cosign's way (one signature per digest, pushed
+    /// to every destination beside the signatures already there): a PKCS#8 P-256 PEM file (see
+    /// `promoter keys generate`) or an AWS KMS key, awskms:///KEY-ID-ALIAS-OR-ARN.
+    #[arg(long, env = "PROMOTER_SIGN_KEY", value_name = "PATH|awskms:///KEY")]
+    pub key: Option<String>,
     /// Sign under a canonical public name: destinations starting with PREFIX are named
     /// CANONICAL instead (e.g. us-docker.pkg.dev/prod/images=registry.example.io), so one
     /// signature verifies in every mirror. Repeatable; default: the first destination's name.

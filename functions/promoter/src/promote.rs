@@ -18,8 +18,8 @@ use promoter::registry::auth::google::GoogleCredentials;
 use promoter::registry::auth::session::CredentialSources;
 use promoter::registry::limits::LimitConfig;
 use promoter::registry::{Client, ClientConfig};
-use promoter::sign::Signer;
-use promoter::sign::keys::{SigningKey, VerifyingKey};
+use promoter::sign::keys::VerifyingKey;
+use promoter::sign::{KeySource, Signer};
 use promoter::state::StateStore;
 use promoter::state::records::Trigger;
 use promoter::steps::promote::{self as steps, RunOptions, RunOutcome, UnitOutcome, error_chain};
@@ -49,8 +49,8 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
     };
     let mut engine = Engine::new(Arc::clone(&client), options);
     if let Some(key) = &args.key {
-        let key = SigningKey::from_pem_file(key)?;
-        engine = engine.with_signer(Signer::new(key, args.sign_identities.clone())?);
+        let key = KeySource::open(key).await?;
+        engine = engine.with_signer(Signer::new(key, args.sign_identities.clone()).await?);
     }
     if let Some(path) = &args.require_signature {
         engine = engine.requiring_signature(VerifyingKey::from_pem_file(path)?);

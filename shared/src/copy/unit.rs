@@ -210,7 +210,7 @@ impl<'e> UnitRun<'e> {
         }
         let digest = self.unit.digest.as_str();
         let reference = signer.reference_for(self.unit.destinations.iter().map(|d| &*d.repository));
-        let signed = signer.sign(&reference, digest)?;
+        let signed = signer.sign(&reference, digest).await?;
         for o in observed {
             let pushed = crate::sign::push(
                 &self.engine.client,

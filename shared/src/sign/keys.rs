@@ -213,6 +213,11 @@ impl VerifyingKey {
         Ok(key)
     }
 
+    /// A public key from its SubjectPublicKeyInfo DER (as KMS returns it).
+    pub fn from_spki_der(der: Vec<u8>) -> Self {
+        VerifyingKey { spki_der: der }
+    }
+
     /// The key as PEM.
     pub fn to_pem(&self) -> String {
         pem(PUBLIC_LABEL, &self.spki_der)

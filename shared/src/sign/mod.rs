@@ -7,6 +7,7 @@
 
 pub mod cosign;
 pub mod keys;
+pub mod kms;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -31,6 +32,9 @@ pub enum SignError {
     /// The key could not be used.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// AWS KMS could not sign.
+    #[error(transparent)]
+    Kms(#[from] kms::KmsError),
     /// The signature image in the registry is not one cosign would write.
     #[error("signature image {repository}:{tag} is malformed: {reason}")]
     Malformed {
@@ -260,10 +264,19 @@ pub async fn verify(
 
 /// Signs promoted units: one signature per digest, pushed to every destination.
 pub struct Signer {
-    key: SigningKey,
+    key: KeySource,
     public: VerifyingKey,
     identities: Vec<(String, String)>,
     optional: serde_json::Map<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::File(_) => f.write_str("KeySource::File(private part hidden)"),
+            KeySource::Kms(key) => write!(f, "KeySource::Kms({key:?})"),
+        }
+    }
 }
 
 impl std::fmt::Debug for Signer {
@@ -274,13 +287,49 @@ impl std::fmt::Debug for Signer {
     }
 }
 
+/// Where the private key is.
+pub enum KeySource {
+    /// A key file.
+    File(SigningKey),
+    /// An AWS KMS key.
+    Kms(kms::KmsKey),
+}
+
+impl KeySource {
+    /// Opens `reference`: `awskms://…` for a KMS key, else a PEM key file path.
+    pub async fn open(reference: &str) -> Result<Self, SignError> {
+        if reference.starts_with("awskms://") {
+            return Ok(KeySource::Kms(
+                kms::KmsKey::from_reference(reference).await?,
+            ));
+        }
+        Ok(KeySource::File(SigningKey::from_pem_file(
+            std::path::Path::new(reference),
+        )?))
+    }
+
+    async fn public(&self) -> Result<VerifyingKey, SignError> {
+        Ok(match self {
+            KeySource::File(key) => key.verifying_key()?,
+            KeySource::Kms(key) => key.verifying_key().await?,
+        })
+    }
+
+    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        Ok(match self {
+            KeySource::File(key) => key.sign(message)?,
+            KeySource::Kms(key) => key.sign(message).await?,
+        })
+    }
+}
+
 impl Signer {
     /// A signer with `key`. `identities` rewrite destination names into the canonical public
     /// name signed as `docker-reference` (`PREFIX=CANONICAL`, e.g.
     /// `us-docker.pkg.dev/prod/images=registry.example.io`), so that one signature verifies in
     /// every mirror; without a match the first destination's name is used.
-    pub fn new(key: SigningKey, identities: Vec<(String, String)>) -> Result<Self, SignError> {
-        let public = key.verifying_key()?;
+    pub async fn new(key: KeySource, identities: Vec<(String, String)>) -> Result<Self, SignError> {
+        let public = key.public().await?;
         let mut optional = serde_json::Map::new();
         optional.insert(
             "promoter".to_owned(),
@@ -321,7 +370,13 @@ impl Signer {
     }
 
     /// Signs `digest`, named `reference`.
-    pub fn sign(&self, reference: &str, digest: &str) -> Result<Signed, SignError> {
-        sign(&self.key, reference, digest, self.optional.clone())
+    pub async fn sign(&self, reference: &str, digest: &str) -> Result<Signed, SignError> {
+        let payload = serde_json::to_vec(&Payload::new(reference, digest, self.optional.clone()))
+            .unwrap_or_default();
+        let signature = STANDARD.encode(self.key.sign(&payload).await?);
+        Ok(Signed {
+            payload: Bytes::from(payload),
+            signature,
+        })
     }
 }
