@@ -384,3 +384,53 @@ async fn kms_keys_sign_and_the_signature_verifies_independently() {
         "sigstore-rs accepts the KMS signature"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_children_are_signed_when_asked() {
+    use promoter::copy::{CopyOptions, Engine};
+    use promoter::plan::{Destination, Unit};
+    use promoter::sign::{KeySource, Signer};
+    use promoter_tests::harness::image::{IndexFormat, push_multi};
+
+    let staging = TestRegistry::start();
+    let production = TestRegistry::start();
+    let index = push_multi(
+        &staging,
+        "staging/multi",
+        IndexFormat::Oci,
+        "signed-multi",
+        None,
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (key, public) = key_pair(dir.path(), "release");
+    let client = Arc::new(
+        Client::new(ClientConfig::default(), CredentialSources::default()).expect("client"),
+    );
+    let unit = Unit {
+        id: "multi".to_owned(),
+        source: Arc::from(format!("{}/staging/multi", staging.host())),
+        digest: index.digest.parse().expect("digest"),
+        destinations: vec![Destination {
+            repository: Arc::from(format!("{}/prod/multi", production.host())),
+            tags: Arc::from(vec!["v1".parse().expect("tag")]),
+        }],
+    };
+    let signer = Signer::new(KeySource::File(key), Vec::new())
+        .await
+        .expect("signer")
+        .with_children(true);
+    let report = Engine::new(Arc::clone(&client), CopyOptions::default())
+        .with_signer(signer)
+        .copy_unit(&unit)
+        .await;
+    assert!(report.succeeded(), "{:?}", report.error);
+    let repository =
+        Repository::parse(&format!("{}/prod/multi", production.host())).expect("repository");
+    assert!(!index.children.is_empty());
+    for digest in std::iter::once(&index.digest).chain(index.children.iter().map(|c| &c.digest)) {
+        let found = sign::verify(&client, &repository, digest, &public)
+            .await
+            .expect("verify");
+        assert_eq!(found.len(), 1, "{digest} is signed");
+    }
+}

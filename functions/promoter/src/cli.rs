@@ -123,6 +123,10 @@ pub struct PromoteArgs {
     /// signature verifies in every mirror. Repeatable; default: the first destination's name.
     #[arg(long = "sign-identity", value_name = "PREFIX=CANONICAL", value_parser = parse_identity)]
     pub sign_identities: Vec<(String, String)>,
+    /// With --key, also sign every child of an index (each platform's image), as `cosign sign
+    /// --recursive` does.
+    #[arg(long, requires = "key")]
+    pub sign_index_children: bool,
     /// Promotion policy: refuse any staging digest without a valid signature by this public key
     /// (a maintainer's); such a unit fails and nothing of it is written.
     #[arg(long, env = "PROMOTER_REQUIRE_SIGNATURE", value_name = "PUB")]

@@ -50,7 +50,8 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
     let mut engine = Engine::new(Arc::clone(&client), options);
     if let Some(key) = &args.key {
         let key = KeySource::open(key).await?;
-        engine = engine.with_signer(Signer::new(key, args.sign_identities.clone()).await?);
+        let signer = Signer::new(key, args.sign_identities.clone()).await?;
+        engine = engine.with_signer(signer.with_children(args.sign_index_children));
     }
     if let Some(path) = &args.require_signature {
         engine = engine.requiring_signature(VerifyingKey::from_pem_file(path)?);

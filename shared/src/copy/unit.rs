@@ -200,7 +200,8 @@ impl<'e> UnitRun<'e> {
         Ok(())
     }
 
-    /// Signs the digest once and pushes the signature to every destination (not in a dry run).
+    /// Signs the digest once and pushes the signature to every destination (not in a dry
+    /// run); with [`crate::sign::Signer::signs_children`], each child of an index too.
     async fn sign(&self, observed: &[Observed]) -> Result<(), CopyError> {
         let Some(signer) = &self.engine.signer else {
             return Ok(());
@@ -210,21 +211,37 @@ impl<'e> UnitRun<'e> {
         }
         let digest = self.unit.digest.as_str();
         let reference = signer.reference_for(self.unit.destinations.iter().map(|d| &*d.repository));
-        let signed = signer.sign(&reference, digest).await?;
-        for o in observed {
-            let pushed = crate::sign::push(
-                &self.engine.client,
-                &o.repository,
-                digest,
-                &signed,
-                signer.public(),
-            )
-            .await?;
-            let added = pushed == crate::sign::Pushed::Added;
-            self.record(Action::Sign {
-                to: o.repository.to_string(),
-                added,
-            });
+        let mut digests = vec![digest.to_owned()];
+        if signer.signs_children() {
+            let source = Repository::parse(&self.unit.source)?;
+            if let Some(manifest) = self.engine.client.manifest_get(&source, digest).await?
+                && let Ok(Document::Index { children }) =
+                    document::parse(&manifest.media_type, &manifest.bytes)
+            {
+                digests.extend(children.into_iter().map(|c| c.digest));
+            }
+        }
+        for signed_digest in &digests {
+            let signed = signer.sign(&reference, signed_digest).await?;
+            for o in observed {
+                let pushed = crate::sign::push(
+                    &self.engine.client,
+                    &o.repository,
+                    signed_digest,
+                    &signed,
+                    signer.public(),
+                )
+                .await?;
+                let to = if signed_digest == digest {
+                    o.repository.to_string()
+                } else {
+                    format!("{}@{signed_digest}", o.repository)
+                };
+                self.record(Action::Sign {
+                    to,
+                    added: pushed == crate::sign::Pushed::Added,
+                });
+            }
         }
         Ok(())
     }

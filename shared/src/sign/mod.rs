@@ -265,6 +265,7 @@ pub async fn verify(
 /// Signs promoted units: one signature per digest, pushed to every destination.
 pub struct Signer {
     key: KeySource,
+    children: bool,
     public: VerifyingKey,
     identities: Vec<(String, String)>,
     optional: serde_json::Map<String, serde_json::Value>,
@@ -340,7 +341,20 @@ impl Signer {
             public,
             identities,
             optional,
+            children: false,
         })
+    }
+
+    /// Also signs every child manifest of an index (each platform's image), not only the index.
+    #[must_use]
+    pub fn with_children(mut self, children: bool) -> Self {
+        self.children = children;
+        self
+    }
+
+    /// True when index children are signed too.
+    pub fn signs_children(&self) -> bool {
+        self.children
     }
 
     /// The public key, for checking what is already signed.
