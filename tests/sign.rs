@@ -434,3 +434,95 @@ async fn index_children_are_signed_when_asked() {
         assert_eq!(found.len(), 1, "{digest} is signed");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_referrers_reach_every_mirror_through_the_fallback_tag() {
+    use promoter::copy::{CopyOptions, Engine};
+    use promoter::plan::{Destination, Unit};
+    use promoter_tests::harness::image::{Seeder, sha256_digest};
+
+    let staging = TestRegistry::start();
+    let production = TestRegistry::start();
+    let image = push_single(
+        &staging,
+        "staging/app",
+        ManifestFormat::Oci,
+        "referred-app",
+        None,
+    );
+    // An SBOM artifact whose subject is the image (OCI 1.1), and the referrers fallback tag
+    // `sha256-<hex>` listing it, as clients do on registries without the referrers API.
+    let seeder = Seeder::new(&staging);
+    let sbom = br#"{"spdxVersion":"SPDX-2.3","name":"referred-app"}"#;
+    let sbom_digest = sha256_digest(sbom);
+    seeder.push_blob("staging/app", &sbom_digest, sbom);
+    let empty = b"{}";
+    seeder.push_blob("staging/app", &sha256_digest(empty), empty);
+    let artifact = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256_digest(empty), "size": 2},
+        "layers": [{"mediaType": "application/spdx+json", "digest": sbom_digest, "size": sbom.len()}],
+        "subject": {"mediaType": image.media_type, "digest": image.digest, "size": image.bytes.len()},
+    }))
+    .expect("artifact JSON");
+    let artifact_digest = sha256_digest(&artifact);
+    seeder.push_manifest(
+        "staging/app",
+        &artifact_digest,
+        "application/vnd.oci.image.manifest.v1+json",
+        &artifact,
+    );
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": artifact_digest,
+            "size": artifact.len(),
+            "artifactType": "application/spdx+json",
+        }],
+    }))
+    .expect("index JSON");
+    let fallback_tag = image.digest.replace(':', "-");
+    seeder.push_manifest(
+        "staging/app",
+        &fallback_tag,
+        "application/vnd.oci.image.index.v1+json",
+        &index,
+    );
+
+    let client = Arc::new(
+        Client::new(ClientConfig::default(), CredentialSources::default()).expect("client"),
+    );
+    let mirrors = ["us/app", "eu/app"];
+    let unit = Unit {
+        id: "referrers".to_owned(),
+        source: Arc::from(format!("{}/staging/app", staging.host())),
+        digest: image.digest.parse().expect("digest"),
+        destinations: mirrors
+            .iter()
+            .map(|m| Destination {
+                repository: Arc::from(format!("{}/{m}", production.host())),
+                tags: Arc::from(Vec::new()),
+            })
+            .collect(),
+    };
+    let report = Engine::new(Arc::clone(&client), CopyOptions::default())
+        .copy_unit(&unit)
+        .await;
+    assert!(report.succeeded(), "{:?}", report.error);
+    for mirror in mirrors {
+        assert_eq!(
+            skopeo::inspect_raw(&production, mirror, &artifact_digest, None),
+            artifact,
+            "{mirror}: the referrer"
+        );
+        assert_eq!(
+            skopeo::inspect_raw(&production, mirror, &fallback_tag, None),
+            index,
+            "{mirror}: the fallback tag"
+        );
+    }
+}

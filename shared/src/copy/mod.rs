@@ -151,6 +151,8 @@ impl UnitReport {
 /// The transfer engine, shared by every unit of a run.
 pub struct Engine {
     client: Arc<Client>,
+    /// Hosts that answered that they have no referrers API (asked once per run).
+    no_referrers_api: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Each source repository's tags, listed once per run (to find cosign artifacts).
     source_tags: tokio::sync::Mutex<
         std::collections::HashMap<String, Arc<std::collections::HashSet<String>>>,
@@ -167,6 +169,7 @@ impl Engine {
     pub fn new(client: Arc<Client>, options: CopyOptions) -> Self {
         Engine {
             client,
+            no_referrers_api: std::sync::Mutex::new(std::collections::HashSet::new()),
             source_tags: tokio::sync::Mutex::new(std::collections::HashMap::new()),
             signer: None,
             required_signer: None,
@@ -205,6 +208,22 @@ impl Engine {
             Arc::new(self.client.tags(repository).await?.into_iter().collect());
         cache.insert(repository.to_string(), Arc::clone(&tags));
         Ok(tags)
+    }
+
+    /// True when `host` said it has no referrers API.
+    pub(crate) fn lacks_referrers_api(&self, host: &str) -> bool {
+        self.no_referrers_api
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(host)
+    }
+
+    /// Notes that `host` has no referrers API.
+    pub(crate) fn note_no_referrers_api(&self, host: &str) {
+        self.no_referrers_api
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(host.to_owned());
     }
 
     /// Live counters, for a progress display.

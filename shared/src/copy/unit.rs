@@ -29,6 +29,34 @@ pub struct UnitRun<'e> {
     pub(super) actions: std::sync::Mutex<Vec<Action>>,
 }
 
+/// `current` (a referrers index) with `referrers` it lacks added; `None` when it lacks none.
+fn merge_indexes(current: &Manifest, referrers: &[document::Descriptor]) -> Option<Manifest> {
+    let mut json: serde_json::Value = serde_json::from_slice(&current.bytes).ok()?;
+    let entries = json.get_mut("manifests")?.as_array_mut()?;
+    let known: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e.get("digest").and_then(|d| d.as_str()).map(str::to_owned))
+        .collect();
+    let mut added = false;
+    for referrer in referrers.iter().filter(|r| !known.contains(&r.digest)) {
+        entries.push(serde_json::json!({
+            "mediaType": referrer.media_type,
+            "digest": referrer.digest,
+            "size": referrer.size,
+        }));
+        added = true;
+    }
+    if !added {
+        return None;
+    }
+    let bytes = bytes::Bytes::from(serde_json::to_vec(&json).ok()?);
+    Some(Manifest {
+        media_type: current.media_type.clone(),
+        digest: crate::registry::sha256_digest(&bytes),
+        bytes,
+    })
+}
+
 /// The cosign artifact tags carried from staging: signatures, attestations, SBOMs.
 const ARTIFACT_SUFFIXES: &[&str] = &["sig", "att", "sbom"];
 
@@ -93,6 +121,7 @@ impl<'e> UnitRun<'e> {
             .collect();
         if needing.is_empty() && observed.iter().all(|o| o.missing_tags.is_empty()) {
             Box::pin(self.carry_artifacts(&source, &observed)).await?;
+            Box::pin(self.carry_referrers(&source, &observed)).await?;
             return Box::pin(self.sign(&observed)).await;
         }
         let manifest = self
@@ -135,7 +164,86 @@ impl<'e> UnitRun<'e> {
             }
         }
         Box::pin(self.carry_artifacts(&source, &observed)).await?;
+        Box::pin(self.carry_referrers(&source, &observed)).await?;
         Box::pin(self.sign(&observed)).await
+    }
+
+    /// Copies the digest's OCI 1.1 referrers (signatures, SBOMs, attestations that name it as
+    /// their `subject`) to every destination: from the source's referrers API, or from its
+    /// fallback tag `sha256-<hex>` for registries without one. Each referrer is copied by digest;
+    /// destinations get the fallback tag too (merged with the referrers already listed there),
+    /// since not every registry indexes referrers by itself.
+    async fn carry_referrers(
+        &self,
+        source: &Repository,
+        observed: &[Observed],
+    ) -> Result<(), CopyError> {
+        let client = &self.engine.client;
+        let digest = self.unit.digest.as_str();
+        let tag = digest.replace(':', "-");
+        let from_api = if self.engine.lacks_referrers_api(&source.host) {
+            None
+        } else {
+            let answer = client.referrers(source, digest).await?;
+            if answer.is_none() {
+                self.engine.note_no_referrers_api(&source.host);
+            }
+            answer
+        };
+        let index = match from_api {
+            Some(index) => Some(index),
+            None if self.engine.source_tags(source).await?.contains(&tag) => {
+                client.manifest_get(source, &tag).await?
+            }
+            None => None,
+        };
+        let Some(index) = index else { return Ok(()) };
+        let Ok(Document::Index {
+            children: referrers,
+        }) = document::parse(&index.media_type, &index.bytes)
+        else {
+            return Ok(());
+        };
+        if referrers.is_empty() {
+            return Ok(());
+        }
+        for o in observed {
+            let target = std::slice::from_ref(&o.repository);
+            for referrer in &referrers {
+                if client
+                    .manifest_head(&o.repository, &referrer.digest)
+                    .await?
+                    .is_some()
+                {
+                    continue;
+                }
+                let manifest = client
+                    .manifest_get(source, &referrer.digest)
+                    .await?
+                    .ok_or_else(|| CopyError::SourceMissing {
+                        repository: source.to_string(),
+                        digest: referrer.digest.clone(),
+                    })?;
+                self.copy_contents(source, &manifest, target).await?;
+                self.write(&o.repository, &referrer.digest, &manifest)
+                    .await?;
+            }
+            let merged = match client.manifest_get(&o.repository, &tag).await? {
+                None => Some(index.clone()),
+                Some(current) if current.digest == index.digest => None,
+                Some(current) => merge_indexes(&current, &referrers),
+            };
+            if let Some(merged) = merged {
+                if !self.dry_run() {
+                    client.manifest_put(&o.repository, &tag, &merged).await?;
+                }
+                self.record(Action::CopyArtifact {
+                    tag: tag.clone(),
+                    to: o.repository.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Copies staging's cosign artifacts of the digest (`sha256-<hex>.sig`, `.att`, `.sbom`)

@@ -275,3 +275,48 @@ impl Client {
         }
     }
 }
+
+impl Client {
+    /// The referrers of `digest` through the OCI 1.1 referrers API (an image index), or `None`
+    /// when the registry does not offer the API (distribution 2.8 answers 404).
+    pub async fn referrers(
+        &self,
+        repository: &Repository,
+        digest: &str,
+    ) -> Result<Option<Manifest>, RegistryError> {
+        let url = self.url(repository, "referrers", digest);
+        let target = Target {
+            repository,
+            push: false,
+            mount_from: None,
+        };
+        let what = || describe(&Method::GET, &url);
+        let response = self
+            .send(&target, &what, &|http| {
+                http.get(&url).header(ACCEPT, media_type::OCI_INDEX)
+            })
+            .await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND
+            || status == StatusCode::METHOD_NOT_ALLOWED
+            || status == StatusCode::BAD_REQUEST
+        {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(status_error(what(), response).await);
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| RegistryError::Transport {
+                what: what(),
+                source,
+            })?;
+        Ok(Some(Manifest {
+            media_type: media_type::OCI_INDEX.to_owned(),
+            digest: sha256_digest(&bytes),
+            bytes,
+        }))
+    }
+}
