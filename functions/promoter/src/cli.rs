@@ -82,6 +82,10 @@ pub enum Command {
         /// The public key (PEM).
         #[arg(long, value_name = "PATH")]
         key: PathBuf,
+        /// Count only signatures made for this name (their docker-reference), e.g. the
+        /// canonical name the promoter signed under. Default: any name.
+        #[arg(long, value_name = "NAME")]
+        reference: Option<String>,
         /// Registries.
         #[command(flatten)]
         registries: RegistryArgs,

@@ -33,8 +33,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify {
             image,
             key,
+            reference,
             registries,
-        } => crate::signing::verify(&image, &key, &registries),
+        } => crate::signing::verify(&image, &key, reference.as_deref(), &registries),
     }
 }
 

@@ -45,7 +45,12 @@ fn split_reference(image: &str) -> anyhow::Result<(Repository, String)> {
 }
 
 /// Runs `promoter verify`: exit 0 when a valid signature by `key` exists for the image.
-pub fn verify(image: &str, key: &Path, registries: &RegistryArgs) -> anyhow::Result<ExitCode> {
+pub fn verify(
+    image: &str,
+    key: &Path,
+    signed_as: Option<&str>,
+    registries: &RegistryArgs,
+) -> anyhow::Result<ExitCode> {
     let public = VerifyingKey::from_pem_file(key)?;
     let (repository, reference) = split_reference(image)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -62,7 +67,10 @@ pub fn verify(image: &str, key: &Path, registries: &RegistryArgs) -> anyhow::Res
                 }
             }
         };
-        let payloads = sign::verify(&client, &repository, &digest, &public).await?;
+        let mut payloads = sign::verify(&client, &repository, &digest, &public).await?;
+        if let Some(wanted) = signed_as {
+            payloads.retain(|p| p.critical.identity.docker_reference == wanted);
+        }
         if payloads.is_empty() {
             eprintln!(
                 "error: no valid signature by {} for {repository}@{digest}",

@@ -267,6 +267,43 @@ fn promote_with_a_key_signs_every_destination_and_verify_checks_it() {
         let refused = promoter_in(dir.path(), &["verify", &reference, "--key", "other.pub"]);
         assert_eq!(refused.status.code(), Some(1), "another key's check fails");
     }
+    // The name signed must match when asked for.
+    let reference = format!("{}/us/app@{index}", production.host());
+    let named = [
+        "verify",
+        reference.as_str(),
+        "--key",
+        "release.pub",
+        "--reference",
+    ];
+    let mut right = named.to_vec();
+    right.push("registry.example.io/app");
+    assert_eq!(promoter_in(dir.path(), &right).status.code(), Some(0));
+    let mut wrong = named.to_vec();
+    wrong.push("registry.example.io/elsewhere");
+    assert_eq!(promoter_in(dir.path(), &wrong).status.code(), Some(1));
+
+    // The private key reaches neither the logs nor the state.
+    let secret = std::fs::read_to_string(dir.path().join("release.key")).expect("private key");
+    let body: String = secret.lines().filter(|l| !l.starts_with("-----")).collect();
+    let logged = Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .args(["promote", "m.yaml", "--key", "release.key", "--no-state"])
+        .current_dir(dir.path())
+        .env("DOCKER_CONFIG", dir.path().join("docker"))
+        .env("RUST_LOG", "trace")
+        .output()
+        .expect("run the promoter");
+    let stderr = String::from_utf8_lossy(&logged.stderr);
+    assert!(!stderr.contains(&body[..40]), "the private key was logged");
+    for entry in walk(&dir.path().join(".promoter")) {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        assert!(
+            !text.contains(&body[..40]),
+            "{} holds the private key",
+            entry.display()
+        );
+    }
+
     // By tag too.
     let tagged = format!("{}/us/app:latest", production.host());
     assert_eq!(
@@ -358,4 +395,21 @@ fn the_unsigned_staging_policy_refuses_and_production_stays_untouched() {
         String::from_utf8_lossy(&accepted.stdout)
     );
     assert_eq!(json(&accepted)["summary"]["copied"], 2);
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
 }
