@@ -11,11 +11,13 @@
 //!   change) into promotion units, plus its text, JSON and Markdown renderings;
 //! - [`registry`]: the OCI distribution client (auth, retries, per-host limits);
 //! - [`copy`]: the transfer engine that copies planned units between registries;
+//! - [`events`]: decoders of the events that trigger the functions (webhooks, notifications);
 //! - [`sign`]: cosign-compatible signatures (keys, payloads, signature images);
 //! - [`state`]: runs, units, leases and the desired state, in object storage;
 //! - [`steps`]: the step handlers the CLI and the functions run.
 
 pub mod copy;
+pub mod events;
 pub mod manifest;
 pub mod plan;
 pub mod reference;
