@@ -13,6 +13,7 @@
 //! - [`copy`]: the transfer engine that copies planned units between registries;
 //! - [`events`]: decoders of the events that trigger the functions (webhooks, notifications);
 //! - [`sign`]: cosign-compatible signatures (keys, payloads, signature images);
+//! - [`queue`]: the queues chaining the steps (SQS, in-process);
 //! - [`state`]: runs, units, leases and the desired state, in object storage;
 //! - [`steps`]: the step handlers the CLI and the functions run.
 
@@ -20,6 +21,7 @@ pub mod copy;
 pub mod events;
 pub mod manifest;
 pub mod plan;
+pub mod queue;
 pub mod reference;
 pub mod registry;
 pub mod sign;

@@ -1,0 +1,71 @@
+//! The SQS queue against a real SQS emulator (moto): messages sent are received, acknowledged
+//! ones are gone, and unacknowledged ones come back after the visibility timeout.
+
+use std::time::Duration;
+
+use promoter::queue::{Queue, SqsQueue};
+use promoter_tests::harness::moto::MotoServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_delivers_at_least_once() {
+    let moto = MotoServer::start();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto.endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await;
+    let created = aws_sdk_sqs::Client::new(&config)
+        .create_queue()
+        .queue_name("copy-digest")
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "1",
+        )
+        .send()
+        .await
+        .expect("create a queue in moto");
+    let url = created.queue_url().expect("a queue URL").to_owned();
+    let queue = Queue::Sqs(Box::new(SqsQueue::new(&config, url)));
+
+    for body in [r#"{"unit":"a"}"#, r#"{"unit":"b"}"#, r#"{"unit":"c"}"#] {
+        queue.send(body).await.expect("send");
+    }
+    let mut received = Vec::new();
+    for _ in 0..5 {
+        received.extend(queue.receive(10).await.expect("receive"));
+        if received.len() == 3 {
+            break;
+        }
+    }
+    let mut bodies: Vec<&str> = received.iter().map(|m| m.body.as_str()).collect();
+    bodies.sort_unstable();
+    assert_eq!(
+        bodies,
+        [r#"{"unit":"a"}"#, r#"{"unit":"b"}"#, r#"{"unit":"c"}"#]
+    );
+    // Two are handled; the third is not acknowledged and comes back after the timeout.
+    let unhandled = received
+        .iter()
+        .find(|m| m.body.contains(r#""c""#))
+        .expect("c")
+        .body
+        .clone();
+    for message in received.iter().filter(|m| m.body != unhandled) {
+        queue.acknowledge(message).await.expect("acknowledge");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut again = Vec::new();
+    for _ in 0..5 {
+        again.extend(queue.receive(10).await.expect("receive"));
+        if !again.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        again.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        [unhandled.as_str()]
+    );
+}
