@@ -18,6 +18,7 @@
 //! - [`steps`]: the step handlers the CLI and the functions run.
 
 pub mod copy;
+pub mod error_chain;
 pub mod events;
 pub mod manifest;
 pub mod plan;

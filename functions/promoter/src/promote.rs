@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use promoter::copy::{Action, CopyOptions, Engine, UnitReport};
+use promoter::error_chain::error_chain;
 use promoter::manifest;
 use promoter::plan;
 use promoter::registry::auth::docker_config::DockerConfig;
@@ -22,7 +23,7 @@ use promoter::sign::keys::VerifyingKey;
 use promoter::sign::{KeySource, Signer};
 use promoter::state::StateStore;
 use promoter::state::records::Trigger;
-use promoter::steps::promote::{self as steps, RunOptions, RunOutcome, UnitOutcome, error_chain};
+use promoter::steps::promote::{self as steps, RunOptions, RunOutcome, UnitOutcome};
 use serde::Serialize;
 
 use crate::cli::{PromoteArgs, PromoteOutput, RegistryArgs, StateArgs};

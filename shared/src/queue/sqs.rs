@@ -1,22 +1,12 @@
 //! Amazon SQS through the AWS SDK (configured the AWS way, `AWS_ENDPOINT_URL_SQS` included).
 
 use super::{QueueError, Received};
+use crate::error_chain::error_chain;
 
 /// An SQS queue.
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     url: String,
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 impl SqsQueue {
@@ -32,7 +22,7 @@ impl SqsQueue {
         QueueError::Service {
             queue: self.url.clone(),
             operation,
-            reason: chain(error),
+            reason: error_chain(error),
         }
     }
 

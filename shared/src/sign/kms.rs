@@ -5,6 +5,7 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
 
 use super::keys::VerifyingKey;
+use crate::error_chain::error_chain;
 
 /// A KMS key reference failed or KMS refused.
 #[derive(Debug, thiserror::Error)]
@@ -29,17 +30,6 @@ pub enum KmsError {
 pub struct KmsKey {
     client: aws_sdk_kms::Client,
     key_id: String,
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 impl KmsKey {
@@ -88,7 +78,7 @@ impl KmsKey {
             .map_err(|e| KmsError::Request {
                 operation: "Sign",
                 key: self.key_id.clone(),
-                reason: chain(&e),
+                reason: error_chain(&e),
             })?;
         answer
             .signature
@@ -111,7 +101,7 @@ impl KmsKey {
             .map_err(|e| KmsError::Request {
                 operation: "GetPublicKey",
                 key: self.key_id.clone(),
-                reason: chain(&e),
+                reason: error_chain(&e),
             })?;
         let der = answer
             .public_key

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 use super::{Object, StateError, Version};
+use crate::error_chain::error_chain;
 use crate::registry::auth::challenge::encode_query_value;
 use crate::registry::auth::docker_config::Credential;
 use crate::registry::auth::google::GoogleCredentials;
@@ -94,7 +95,7 @@ impl GcsStore {
                 url: url.clone(),
                 operation: "OPEN",
                 key: String::new(),
-                reason: format!("cannot build an HTTP client: {}", chain(&e)),
+                reason: format!("cannot build an HTTP client: {}", error_chain(&e)),
             })?;
         Ok(GcsStore {
             http,
@@ -159,7 +160,7 @@ impl GcsStore {
             Err(e) => Err(self.remote(
                 operation,
                 key,
-                format!("cannot get a Google access token: {}", chain(&e)),
+                format!("cannot get a Google access token: {}", error_chain(&e)),
             )),
         }
     }
@@ -173,7 +174,7 @@ impl GcsStore {
         request
             .send()
             .await
-            .map_err(|e| self.remote(operation, key, chain(&e)))
+            .map_err(|e| self.remote(operation, key, error_chain(&e)))
     }
 
     /// The error of a response that is not a success (and not one the caller handles).
@@ -245,7 +246,7 @@ impl GcsStore {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.remote("GET", key, chain(&e)))?;
+            .map_err(|e| self.remote("GET", key, error_chain(&e)))?;
         let generation = match generation {
             Some(generation) => generation,
             // Without the header, the metadata's generation (which may be newer than the
@@ -272,10 +273,9 @@ impl GcsStore {
         if !response.status().is_success() {
             return Err(self.status_error(response, "GET", key).await);
         }
-        let body: serde_json::Value = response
-            .json()
-            .await
-            .map_err(|e| self.remote("GET", key, format!("object metadata: {}", chain(&e))))?;
+        let body: serde_json::Value = response.json().await.map_err(|e| {
+            self.remote("GET", key, format!("object metadata: {}", error_chain(&e)))
+        })?;
         generation_of(&body)
             .map(Some)
             .ok_or_else(|| self.remote("GET", key, "object metadata without a generation"))
@@ -325,7 +325,7 @@ impl GcsStore {
             status if status.is_success() => {
                 self.bucket_seen.store(true, Ordering::Relaxed);
                 let body: serde_json::Value = response.json().await.map_err(|e| {
-                    self.remote("PUT", key, format!("upload answer: {}", chain(&e)))
+                    self.remote("PUT", key, format!("upload answer: {}", error_chain(&e)))
                 })?;
                 generation_of(&body)
                     .map(|g| Some(Version(g)))
@@ -385,10 +385,9 @@ impl GcsStore {
                 _ => {}
             }
             self.bucket_seen.store(true, Ordering::Relaxed);
-            let page: serde_json::Value = response
-                .json()
-                .await
-                .map_err(|e| self.remote("LIST", prefix, format!("listing: {}", chain(&e))))?;
+            let page: serde_json::Value = response.json().await.map_err(|e| {
+                self.remote("LIST", prefix, format!("listing: {}", error_chain(&e)))
+            })?;
             let names = page
                 .get("items")
                 .and_then(|items| items.as_array())
@@ -486,18 +485,6 @@ fn detail(body: &str) -> String {
         end -= 1;
     }
     format!(": {}", &message[..end])
-}
-
-/// An error and its sources, `: `-separated.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

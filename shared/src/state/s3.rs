@@ -18,6 +18,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
 use super::{Object, StateError, Version};
+use crate::error_chain::error_chain;
 
 /// The region used when none is configured: S3-compatible stores mostly ignore it, but requests
 /// must be signed for one.
@@ -156,7 +157,7 @@ impl S3Store {
                 reason
             }
             // Transport, timeout, credentials, ...: the whole chain (never secrets).
-            _ => chain(&error),
+            _ => error_chain(&error),
         };
         let denied =
             status == Some(403) || code.as_deref().is_some_and(|c| DENIED_CODES.contains(&c));
@@ -214,7 +215,7 @@ impl S3Store {
             .body
             .collect()
             .await
-            .map_err(|e| self.remote("GET", key, format!("reading the body: {}", chain(&e))))?
+            .map_err(|e| self.remote("GET", key, format!("reading the body: {}", error_chain(&e))))?
             .into_bytes();
         Ok(Some(Object { bytes, version }))
     }
@@ -353,16 +354,4 @@ pub(super) fn split_location(scheme: &str, location: &str) -> Result<(String, St
         format!("{prefix}/")
     };
     Ok((bucket.to_owned(), prefix))
-}
-
-/// An error and its sources, `: `-separated.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -9,7 +9,8 @@ use crate::state::records::{self, UnitFailure, UnitRecord, UnitStatus, encode, n
 use crate::state::{StateError, StateStore, Version};
 
 use super::lifecycle::vanished;
-use super::{RunOptions, UnitOutcome, error_chain};
+use super::{RunOptions, UnitOutcome};
+use crate::error_chain::error_chain;
 
 /// A unit after one pass.
 pub(super) enum Pass {
