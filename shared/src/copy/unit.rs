@@ -282,17 +282,31 @@ impl<'e> UnitRun<'e> {
                         });
                     }
                     Some(_) if *suffix == "sig" => {
-                        self.copy_contents(source, &artifact, std::slice::from_ref(&o.repository))
-                            .await?;
-                        if !self.dry_run()
-                            && crate::sign::merge_signatures(
-                                client,
-                                &o.repository,
-                                digest,
+                        // Only when staging has signatures the destination lacks: their blobs
+                        // first, then the merged signature image.
+                        let merged = crate::sign::merged_signatures(
+                            client,
+                            &o.repository,
+                            digest,
+                            &artifact,
+                        )
+                        .await?;
+                        if let Some(layers) = merged {
+                            self.copy_contents(
+                                source,
                                 &artifact,
+                                std::slice::from_ref(&o.repository),
                             )
-                            .await?
-                        {
+                            .await?;
+                            if !self.dry_run() {
+                                crate::sign::write_signatures(
+                                    client,
+                                    &o.repository,
+                                    digest,
+                                    &layers,
+                                )
+                                .await?;
+                            }
                             self.record(Action::CopyArtifact {
                                 tag: tag.clone(),
                                 to: o.repository.to_string(),

@@ -186,15 +186,15 @@ pub async fn push(
     Ok(Pushed::Added)
 }
 
-/// Appends to the signature image of `digest` in `repository` the layers of `from` (another
-/// signature image, e.g. staging's) it lacks; their blobs must already be in `repository`.
-/// Returns whether anything was written.
-pub async fn merge_signatures(
+/// The signature layers `repository` would hold for `digest` once the layers of `from`
+/// (another signature image, e.g. staging's) it lacks are appended; `None` when it lacks none.
+/// Nothing is written: the caller copies the new layers' blobs, then calls [`write_signatures`].
+pub async fn merged_signatures(
     client: &Client,
     repository: &Repository,
     digest: &str,
     from: &Manifest,
-) -> Result<bool, SignError> {
+) -> Result<Option<Vec<Layer>>, SignError> {
     let tag = signature_tag(digest);
     let malformed = |reason: String| SignError::Malformed {
         repository: repository.to_string(),
@@ -217,11 +217,18 @@ pub async fn merge_signatures(
             layers.push(layer);
         }
     }
-    if layers.len() == before {
-        return Ok(false);
-    }
-    put_signature_image(client, repository, &tag, &layers).await?;
-    Ok(true)
+    Ok((layers.len() > before).then_some(layers))
+}
+
+/// Writes the signature image of `digest` in `repository` with `layers` (their blobs must
+/// already be there).
+pub async fn write_signatures(
+    client: &Client,
+    repository: &Repository,
+    digest: &str,
+    layers: &[Layer],
+) -> Result<(), SignError> {
+    put_signature_image(client, repository, &signature_tag(digest), layers).await
 }
 
 /// Writes a signature image with `layers` (and its config) under `tag`.
