@@ -15,16 +15,22 @@
 //! - [`sign`]: cosign-compatible signatures (keys, payloads, signature images);
 //! - [`queue`]: the queues chaining the steps (SQS, in-process);
 //! - [`state`]: runs, units, leases and the desired state, in object storage;
+//! - [`source`]: fetching manifests (GitHub tarballs, object-store prefixes) to a local folder;
+//! - [`audit`]: judging production pushes against the desired state;
+//! - [`notify`]: notification sinks (Slack, signed webhooks, GitHub commit status, SNS);
 //! - [`steps`]: the step handlers the CLI and the functions run.
 
+pub mod audit;
 pub mod copy;
 pub mod error_chain;
 pub mod events;
 pub mod manifest;
+pub mod notify;
 pub mod plan;
 pub mod queue;
 pub mod reference;
 pub mod registry;
 pub mod sign;
+pub mod source;
 pub mod state;
 pub mod steps;

@@ -1,0 +1,1 @@
+//! Auditing production pushes (being written).

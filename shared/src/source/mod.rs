@@ -1,0 +1,1 @@
+//! Where manifests come from (being written).
