@@ -1,0 +1,3 @@
+//! Lambda function audit (being written).
+
+fn main() {}

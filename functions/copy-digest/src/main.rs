@@ -1,0 +1,3 @@
+//! Lambda function copy-digest (being written).
+
+fn main() {}

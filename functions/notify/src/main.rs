@@ -1,0 +1,3 @@
+//! Lambda function notify (being written).
+
+fn main() {}

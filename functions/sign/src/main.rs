@@ -1,0 +1,3 @@
+//! Lambda function sign (being written).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Lambda function validate-manifest (being written).
+
+fn main() {}
