@@ -102,6 +102,7 @@ pub fn run_options(
         trigger: Trigger {
             kind: kind.to_owned(),
             revision,
+            repository: None,
         },
         lease_ttl: Duration::from_secs(state.lease_seconds.max(3)),
         units_in_parallel,

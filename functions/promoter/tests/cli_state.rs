@@ -369,6 +369,7 @@ fn cli_run_id(revision: &str) -> String {
     run_id(&Trigger {
         kind: "cli".to_owned(),
         revision: revision.to_owned(),
+        repository: None,
     })
 }
 

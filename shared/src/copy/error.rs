@@ -81,6 +81,15 @@ pub enum CopyError {
         /// The digest.
         digest: String,
     },
+    /// Asked to sign a digest a destination does not hold (it was never promoted there, or
+    /// was deleted since).
+    #[error("{repository} does not hold {digest}: nothing to sign")]
+    NotPromoted {
+        /// The destination repository.
+        repository: String,
+        /// The digest.
+        digest: String,
+    },
     /// Signing the promoted digest failed.
     #[error("signing")]
     Sign(#[from] crate::sign::SignError),
@@ -104,6 +113,7 @@ impl CopyError {
             | CopyError::BlobSizeMismatch { .. }
             | CopyError::Document { .. }
             | CopyError::Unsigned { .. }
+            | CopyError::NotPromoted { .. }
             | CopyError::Repository(_) => false,
         }
     }

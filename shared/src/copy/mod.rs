@@ -186,6 +186,13 @@ impl Engine {
         self
     }
 
+    /// Signs with a signer shared with other engines (one per queue batch, say).
+    #[must_use]
+    pub fn with_shared_signer(mut self, signer: Arc<Signer>) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
     /// Refuses to promote a staging digest without a valid signature by `key` (a maintainer's
     /// key): such a unit fails before anything is written.
     #[must_use]
@@ -241,6 +248,31 @@ impl Engine {
                 .await;
         reports.sort_by_key(|(i, _)| *i);
         reports.into_iter().map(|(_, report)| report).collect()
+    }
+
+    /// Signs one already promoted unit in every destination (with the engine's signer),
+    /// retrying retryable failures like [`Engine::copy_unit`].
+    pub async fn sign_unit(&self, unit: &Unit) -> UnitReport {
+        let started = Instant::now();
+        let mut run = unit::UnitRun::new(self, unit);
+        let mut result = run.sign_only().await;
+        for attempt in 2..=UNIT_ATTEMPTS {
+            match &result {
+                Err(error) if error.is_retryable() => {
+                    tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
+                    result = run.sign_only().await;
+                }
+                _ => break,
+            }
+        }
+        UnitReport {
+            id: unit.id.clone(),
+            source: unit.source.to_string(),
+            digest: unit.digest.to_string(),
+            actions: run.into_actions(),
+            error: result.err(),
+            seconds: started.elapsed().as_secs_f64(),
+        }
     }
 
     /// Copies one unit to all its destinations.

@@ -322,6 +322,21 @@ impl<'e> UnitRun<'e> {
         Ok(())
     }
 
+    /// Signs an already promoted unit in every destination (what the sign step does after
+    /// copy-digest): observes each destination, refuses one that lacks the digest, then signs.
+    pub async fn sign_only(&mut self) -> Result<(), CopyError> {
+        let destinations = self.unit.destinations.iter();
+        let observed =
+            try_join_all(destinations.map(|d| self.observe(&d.repository, &d.tags))).await?;
+        if let Some(absent) = observed.iter().find(|o| !o.present) {
+            return Err(CopyError::NotPromoted {
+                repository: absent.repository.to_string(),
+                digest: self.unit.digest.to_string(),
+            });
+        }
+        Box::pin(self.sign(&observed)).await
+    }
+
     /// Signs the digest once and pushes the signature to every destination (not in a dry
     /// run); with [`crate::sign::Signer::signs_children`], each child of an index too.
     async fn sign(&self, observed: &[Observed]) -> Result<(), CopyError> {

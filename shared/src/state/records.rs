@@ -67,6 +67,10 @@ pub struct Trigger {
     pub kind: String,
     /// The manifests' revision (a commit, or a hash of the plan).
     pub revision: String,
+    /// The manifest repository (`owner/name`) when the revision is one of its commits: where
+    /// the run's commit status goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
 }
 
 /// Unit counts of a run.

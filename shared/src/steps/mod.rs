@@ -1,7 +1,31 @@
 //! Step handlers: what the CLI and the Lambda functions run, with all their IO through the
-//! library's seams (registry client, state store).
+//! library's seams (registry client, state store, queues, notifier).
 //!
+//! - [`validate`]: a merged push or an on-call request → a recorded run and copy messages;
+//! - [`copy`]: one unit per message, under its lease → a sign message;
+//! - [`sign`]: one promoted unit per message → signatures; the run's last unit → notify;
+//! - [`notify`]: run summaries and audit alerts → every sink;
+//! - [`audit`]: registry notifications → audit records and alerts;
+//! - [`lambda`]: the functions' raw payloads (Function URL, SQS batch, EventBridge) mapped to
+//!   those handlers, shared by the Lambda binaries and `promoter invoke`;
+//! - [`local`]: the whole chain in one process over in-process queues (`promoter promote`);
 //! - [`promote`]: a whole promotion run in one process, recorded in state so that a rerun
-//!   resumes it and concurrent workers share it.
+//!   resumes it and concurrent workers share it;
+//! - [`deps`], [`error`], [`http`], [`messages`], [`progress`]: what they share.
 
+pub mod audit;
+pub mod copy;
+pub mod deps;
+pub mod error;
+pub mod http;
+pub mod lambda;
+pub mod local;
+pub mod messages;
+pub mod notify;
+pub mod progress;
 pub mod promote;
+pub mod sign;
+pub mod validate;
+
+pub use deps::{Deps, Queues, Settings};
+pub use error::StepError;

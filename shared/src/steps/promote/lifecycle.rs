@@ -10,19 +10,20 @@ use crate::state::records::{
 use crate::state::{StateError, StateStore, Version};
 
 use super::history::unit_records;
-use super::{RunOptions, UnitOutcome};
+use super::UnitOutcome;
+use crate::state::records::Trigger;
 
 /// Creates the run's records if they are not there yet; returns the run record.
 pub(super) async fn start(
     store: &StateStore,
     id: &str,
     plan: &Plan,
-    options: &RunOptions,
+    trigger: &Trigger,
 ) -> Result<(RunRecord, Version), StateError> {
     let fresh = RunRecord {
         schema: "promoter.run/v1".to_owned(),
         id: id.to_owned(),
-        trigger: options.trigger.clone(),
+        trigger: trigger.clone(),
         units: plan.units.len(),
         started_at: now(),
         finished_at: None,
@@ -35,7 +36,7 @@ pub(super) async fn start(
     let key = run_key(id);
     if store.create(&key, encode(&fresh)).await?.is_some() {
         store.create(&plan_key(id), encode(&plan.units)).await?;
-        write_desired(store, &options.trigger.revision, plan).await?;
+        write_desired(store, &trigger.revision, plan).await?;
         tracing::info!(run = id, units = plan.units.len(), "run started");
     }
     records::read::<RunRecord>(store, &key, "run record")

@@ -107,6 +107,57 @@ pub fn plan_revision(plan: &Plan) -> String {
         .collect()
 }
 
+/// Records the run `trigger` starts for `plan` (run, plan and desired-state records), unless
+/// it is recorded already; returns its record. What validate-manifest does before enqueuing
+/// the units.
+pub async fn record_run(
+    store: &StateStore,
+    plan: &Plan,
+    trigger: &Trigger,
+) -> Result<RunRecord, StateError> {
+    start(store, &run_id(trigger), plan, trigger)
+        .await
+        .map(|(record, _)| record)
+}
+
+/// Counts run `id`'s unit records and records its status (complete, failed, or still
+/// running).
+pub async fn conclude(store: &StateStore, id: &str) -> Result<RunRecord, StateError> {
+    finish(store, id, &[]).await
+}
+
+/// One unit's turn, as a queue message gives it to a worker.
+#[derive(Debug)]
+pub enum UnitTurn {
+    /// Done before, or copied now (successfully or not).
+    Finished(UnitOutcome),
+    /// Another worker holds its lease (its id): try again later.
+    Held(String),
+}
+
+/// Works on one unit of run `run` under its lease, without waiting for another holder: what
+/// copy-digest does per message.
+pub async fn work_unit(
+    store: &StateStore,
+    engine: &Engine,
+    run: &str,
+    unit: &Unit,
+    options: &RunOptions,
+) -> Result<UnitTurn, StateError> {
+    let worker = Worker::current();
+    let work = Work {
+        store,
+        engine,
+        run,
+        worker: &worker,
+        options,
+    };
+    Ok(match work.unit_pass(unit, None).await? {
+        Pass::Finished(outcome) => UnitTurn::Finished(outcome),
+        Pass::Held(holder) => UnitTurn::Held(holder),
+    })
+}
+
 /// Runs (or resumes) the promotion of `plan`, recording everything in `store`.
 pub async fn run(
     store: &StateStore,
@@ -115,7 +166,7 @@ pub async fn run(
     options: &RunOptions,
 ) -> Result<RunOutcome, StateError> {
     let id = run_id(&options.trigger);
-    let (record, _) = start(store, &id, plan, options).await?;
+    let (record, _) = start(store, &id, plan, &options.trigger).await?;
     let worker = Worker::current();
     let work = Work {
         store,
@@ -173,10 +224,12 @@ mod tests {
         let a = Trigger {
             kind: "cli".to_owned(),
             revision: "abc".to_owned(),
+            repository: None,
         };
         let b = Trigger {
             kind: "cli".to_owned(),
             revision: "abd".to_owned(),
+            repository: None,
         };
         assert_eq!(run_id(&a), run_id(&a.clone()));
         assert_ne!(run_id(&a), run_id(&b));

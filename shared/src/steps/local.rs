@@ -1,0 +1,102 @@
+//! The whole chain in one process: the same step handlers the functions run, fed by the
+//! in-process queues (or any [`Queue`]) instead of Lambda's SQS triggers.
+//!
+//! [`drain`] takes messages from the copy, sign and notify queues until all three are empty,
+//! handling several at a time like Lambda's concurrent invocations. A message that fails for a
+//! reason that may pass (a unit another worker holds, a registry hiccup) is put back and tried
+//! again after a pause, at most [`MAX_RECEIVES`] times, like an SQS queue with a redrive
+//! policy; then it is reported as dead-lettered. A permanent failure is reported once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::error_chain::error_chain;
+use crate::queue::{Queue, Received};
+
+use super::deps::Deps;
+use super::error::StepError;
+use super::lambda::{Function, invoke};
+
+/// Times a message is received before it is given up (SQS's `maxReceiveCount`).
+pub const MAX_RECEIVES: u32 = 5;
+
+/// One handled message.
+#[derive(Debug)]
+pub struct Handled {
+    /// The function that handled it.
+    pub function: Function,
+    /// The message body.
+    pub body: String,
+    /// The handler's output, or its last error.
+    pub result: Result<Value, StepError>,
+    /// Times it was received.
+    pub receives: u32,
+}
+
+/// Drains the chain's queues; returns every message's final result in the order handled.
+pub async fn drain(deps: &Deps, parallel: usize, retry_pause: Duration) -> Vec<Handled> {
+    let mut handled = Vec::new();
+    let mut receives: HashMap<String, u32> = HashMap::new();
+    loop {
+        let mut progressed = false;
+        let mut retrying = false;
+        for (function, queue) in [
+            (Function::CopyDigest, &deps.queues.copy),
+            (Function::Sign, &deps.queues.sign),
+            (Function::Notify, &deps.queues.notify),
+        ] {
+            let messages = match queue.receive(parallel.max(1) * 4).await {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::warn!(queue = function.name(), error = %error_chain(&error), "receive failed");
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                continue;
+            }
+            progressed = true;
+            let results: Vec<(Received, Result<Value, StepError>)> =
+                futures_util::stream::iter(messages)
+                    .map(|message| async move {
+                        let event = serde_json::from_str(&message.body).unwrap_or(Value::Null);
+                        let result = invoke(function, event, deps).await;
+                        (message, result)
+                    })
+                    .buffered(parallel.max(1))
+                    .collect()
+                    .await;
+            for (message, result) in results {
+                let count = receives.entry(message.body.clone()).or_insert(0);
+                *count += 1;
+                let again = matches!(&result, Err(e) if e.is_retryable()) && *count < MAX_RECEIVES;
+                if again {
+                    retrying = true;
+                    continue;
+                }
+                if let Err(error) = queue.acknowledge(&message).await {
+                    tracing::warn!(error = %error_chain(&error), "acknowledge failed");
+                }
+                handled.push(Handled {
+                    function,
+                    body: message.body,
+                    result,
+                    receives: *count,
+                });
+            }
+        }
+        if retrying {
+            for queue in [&deps.queues.copy, &deps.queues.sign, &deps.queues.notify] {
+                if let Queue::Memory(memory) = queue {
+                    memory.redeliver();
+                }
+            }
+            tokio::time::sleep(retry_pause).await;
+        } else if !progressed {
+            return handled;
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! notify: turns a run's end or an audit alert into a [`Notice`] and sends it to every
+//! configured sink.
+//!
+//! Each sink that took the notice leaves a marker `notifications/<notice-id>/<sink>`, so when
+//! one sink is down the message comes back (or lands in the dead-letter queue) and a retry
+//! sends it only to the sinks that missed it.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::audit::AuditRecord;
+use crate::error_chain::error_chain;
+use crate::notify::{CommitState, CommitStatus, Delivery, Notice, NoticeKind};
+use crate::state::records::{self, RunRecord, RunStatus, UnitRecord, UnitStatus};
+use crate::steps::promote::{load_run, unit_records};
+
+use super::deps::Deps;
+use super::error::StepError;
+use super::messages::NotifyMessage;
+
+/// What notify did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NotifyOutcome {
+    /// The notice's id.
+    pub notice: String,
+    /// Sinks it was sent to now.
+    pub sent: Vec<String>,
+    /// Sinks that had it already (an earlier delivery of this message).
+    pub already: Vec<String>,
+    /// Sinks it does not concern (e.g. a commit status for an alert).
+    pub skipped: Vec<String>,
+}
+
+/// `notifications/<notice-id>/<sink>`.
+pub fn sent_key(notice: &str, sink: &str) -> String {
+    format!("notifications/{notice}/{sink}")
+}
+
+/// Sends what `message` asks for to every sink.
+pub async fn notify(message: &NotifyMessage, deps: &Deps) -> Result<NotifyOutcome, StepError> {
+    let notice = match message {
+        NotifyMessage::Run { run } => run_notice(deps, run).await?,
+        NotifyMessage::Alert { key } => alert_notice(deps, key).await?,
+    };
+    let mut outcome = NotifyOutcome {
+        notice: notice.id.clone(),
+        ..NotifyOutcome::default()
+    };
+    let sinks = deps.notifier.sink_names();
+    let mut failures = Vec::new();
+    for sink in &sinks {
+        let key = sent_key(&notice.id, sink);
+        if deps.store.get(&key).await?.is_some() {
+            outcome.already.push((*sink).to_owned());
+            continue;
+        }
+        match deps.notifier.send(sink, &notice).await {
+            Ok(Delivery::Sent) => {
+                deps.store.create(&key, Bytes::from_static(b"sent")).await?;
+                outcome.sent.push((*sink).to_owned());
+            }
+            Ok(Delivery::Skipped) => outcome.skipped.push((*sink).to_owned()),
+            Err(error) => {
+                tracing::warn!(sink, notice = %notice.id, error = %error_chain(&error), "sink failed");
+                failures.push(error);
+            }
+        }
+    }
+    let retryable = failures.iter().all(|e| e.is_retryable());
+    let failed = failures.len();
+    match failures.into_iter().next() {
+        Some(first) => Err(StepError::Notify {
+            failed,
+            sinks: sinks.len(),
+            first,
+            retryable,
+        }),
+        None => Ok(outcome),
+    }
+}
+
+async fn run_notice(deps: &Deps, run: &str) -> Result<Notice, StepError> {
+    let (record, _) = load_run(&deps.store, run)
+        .await?
+        .ok_or_else(|| StepError::Unknown {
+            run: run.to_owned(),
+            what: "the run".to_owned(),
+        })?;
+    let units = unit_records(&deps.store, run).await?;
+    Ok(summarize(&record, &units))
+}
+
+/// The notice summarizing a finished run.
+pub fn summarize(record: &RunRecord, units: &[UnitRecord]) -> Notice {
+    let failed: Vec<&UnitRecord> = units
+        .iter()
+        .filter(|u| u.status == UnitStatus::Failed)
+        .collect();
+    let ok = record.status == RunStatus::Complete;
+    let title = if ok {
+        format!(
+            "Promotion {} complete: {} units promoted",
+            record.trigger.revision, record.units
+        )
+    } else {
+        format!(
+            "Promotion {} failed: {} of {} units failed",
+            record.trigger.revision,
+            failed.len().max(record.counts.failed),
+            record.units
+        )
+    };
+    let mut text = format!(
+        "run {} ({} {}): {} done, {} failed, {} pending",
+        record.id,
+        record.trigger.kind,
+        record.trigger.revision,
+        record.counts.done,
+        record.counts.failed,
+        record.counts.pending
+    );
+    for unit in &failed {
+        let why = unit.error.as_ref().map_or("", |e| e.message.as_str());
+        text.push_str(&format!("\n- {}@{}: {why}", unit.source, unit.digest));
+    }
+    let commit = record.trigger.repository.as_ref().map(|repository| CommitStatus {
+        repository: repository.clone(),
+        sha: record.trigger.revision.clone(),
+        state: if ok {
+            CommitState::Success
+        } else {
+            CommitState::Failure
+        },
+        description: title.clone(),
+        target_url: None,
+    });
+    let failures: Vec<serde_json::Value> = failed
+        .iter()
+        .map(|u| {
+            serde_json::json!({
+                "unit": u.id, "source": u.source, "digest": u.digest,
+                "error": u.error.as_ref().map(|e| e.message.clone()),
+            })
+        })
+        .collect();
+    Notice {
+        kind: NoticeKind::RunSummary,
+        id: format!("run-{}", record.id),
+        title,
+        text,
+        details: serde_json::json!({
+            "schema": "promoter.notice.run/v1",
+            "run": record,
+            "failures": failures,
+        }),
+        commit,
+    }
+}
+
+async fn alert_notice(deps: &Deps, key: &str) -> Result<Notice, StepError> {
+    let (record, _) = records::read::<AuditRecord>(&deps.store, key, "audit record")
+        .await?
+        .ok_or_else(|| StepError::Unknown {
+            run: "-".to_owned(),
+            what: format!("audit record {key}"),
+        })?;
+    Ok(alert(&record))
+}
+
+/// The notice for an unapproved push.
+pub fn alert(record: &AuditRecord) -> Notice {
+    Notice {
+        kind: NoticeKind::Alert,
+        id: format!("alert-{}", record.id),
+        title: format!("Unapproved change in {}", record.repository),
+        text: record.verdict.to_string(),
+        details: serde_json::to_value(record).unwrap_or(serde_json::Value::Null),
+        commit: None,
+    }
+}

@@ -1,0 +1,95 @@
+//! sign: one queue message, one promoted unit: sign its digest once and push the signature
+//! to every destination; the unit is then final, and the last one of a run enqueues notify.
+//!
+//! Signing is idempotent (a signature already there is not added again), so a redelivered
+//! message writes nothing. Each signed unit leaves `runs/<run>/signatures/<unit>.json`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::copy::Action;
+use crate::error_chain::error_chain;
+use crate::state::records::{encode as encode_record, now};
+
+use super::copy::{engine, run_and_unit};
+use super::deps::Deps;
+use super::error::StepError;
+use super::messages::SignMessage;
+use super::progress::{Final, conclude_if_finished, mark_final};
+
+/// `runs/<run>/signatures/<unit>.json`: how signing a unit went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureRecord {
+    /// `promoter.signature/v1`.
+    pub schema: String,
+    /// The unit.
+    pub unit: String,
+    /// The signed digest.
+    pub digest: String,
+    /// Destinations (and index children) where a signature was added now.
+    pub added: Vec<String>,
+    /// Destinations that already had it.
+    pub present: Vec<String>,
+    /// Why signing failed for good, if it did.
+    pub error: Option<String>,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+/// `runs/<run>/signatures/<unit>.json`.
+pub fn signature_key(run: &str, unit: &str) -> String {
+    format!("runs/{run}/signatures/{unit}.json")
+}
+
+/// Signs the unit `message` names.
+pub async fn sign(message: &SignMessage, deps: &Deps) -> Result<SignatureRecord, StepError> {
+    let signer = deps.signer.clone().ok_or_else(|| StepError::Config {
+        variable: "PROMOTER_SIGN_KEY",
+        reason: "not set, but a sign message arrived".into(),
+    })?;
+    let (run, unit) = run_and_unit(deps, &message.run, &message.unit).await?;
+    let span = tracing::info_span!("sign", run = %message.run, unit = %unit.id, image = %unit.source, digest = %unit.digest);
+    let _entered = span.enter();
+    let report = engine(deps).with_shared_signer(signer).sign_unit(&unit).await;
+    let mut record = SignatureRecord {
+        schema: "promoter.signature/v1".to_owned(),
+        unit: unit.id.clone(),
+        digest: unit.digest.to_string(),
+        added: Vec::new(),
+        present: Vec::new(),
+        error: None,
+        at: now(),
+    };
+    for action in &report.actions {
+        if let Action::Sign { to, added } = action {
+            if *added {
+                record.added.push(to.clone());
+            } else {
+                record.present.push(to.clone());
+            }
+        }
+    }
+    let how = match report.error {
+        Some(error) if error.is_retryable() => {
+            return Err(StepError::Copy {
+                unit: unit.id.clone(),
+                source: error,
+            });
+        }
+        Some(error) => {
+            record.error = Some(error_chain(&error));
+            tracing::warn!(error = %error_chain(&error), "signing failed for good");
+            Final::Failed
+        }
+        None => Final::Done,
+    };
+    let key = signature_key(&message.run, &unit.id);
+    let bytes = encode_record(&record);
+    if deps.store.create(&key, bytes.clone()).await?.is_none()
+        && let Some(current) = deps.store.get(&key).await?
+    {
+        deps.store.update(&key, bytes, &current.version).await?;
+    }
+    mark_final(&deps.store, &message.run, &unit.id, how).await?;
+    conclude_if_finished(deps, &message.run, run.units).await?;
+    Ok(record)
+}
