@@ -95,6 +95,46 @@ pub enum Command {
     /// Example: promoter runs list --state s3://promoter-state/prod
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Run one Lambda function's handler here, on an event file, exactly as deployed (on-call).
+    ///
+    /// The event is the invocation payload the function would get: a Function URL request, an
+    /// SQS batch, an EventBridge event, or one queue message / on-call request as plain JSON.
+    /// Configuration comes from the same PROMOTER_* environment variables as the function's
+    /// (PROMOTER_STATE, PROMOTER_*_QUEUE_URL, …). Messages sent to in-process queues (no
+    /// queue URL set) are printed after the result.
+    ///
+    /// Example: promoter invoke copy-digest --event message.json
+    Invoke {
+        /// validate-manifest, copy-digest, sign, notify or audit.
+        #[arg(value_name = "FUNCTION", value_parser = parse_function)]
+        function: promoter::steps::lambda::Function,
+        /// The invocation payload (JSON).
+        #[arg(long, value_name = "FILE")]
+        event: PathBuf,
+    },
+    /// Audit production: judge registry pushes against the desired state.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `promoter audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Serve the audit endpoint (what the audit function's URL does) for registries'
+    /// notifications: CNCF distribution webhooks and Pub/Sub pushes, authenticated by
+    /// PROMOTER_AUDIT_TOKEN (Authorization: Bearer TOKEN, or ?token=TOKEN). Alerts go to the
+    /// sinks configured by the PROMOTER_* notification variables, from this process.
+    ///
+    /// Example: PROMOTER_AUDIT_TOKEN=s3cret promoter audit serve --listen 127.0.0.1:8090
+    Serve {
+        /// The address to listen on.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn parse_function(name: &str) -> Result<promoter::steps::lambda::Function, String> {
+    name.parse()
 }
 
 /// Options of `promoter promote`.

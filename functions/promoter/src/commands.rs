@@ -29,6 +29,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => plan(path, base, allow_removal, output),
         Command::Promote(args) => crate::promote::run(args),
         Command::Runs(command) => crate::runs::run(command),
+        Command::Invoke { function, event } => crate::functions::invoke(function, &event),
+        Command::Audit(crate::cli::AuditCommand::Serve { listen }) => {
+            crate::functions::serve_audit(listen)
+        }
         Command::Keys(command) => crate::signing::keys(command),
         Command::Verify {
             image,

@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod functions;
 mod promote;
 mod runs;
 mod signing;
