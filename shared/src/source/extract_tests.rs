@@ -1,0 +1,220 @@
+//! Tests of the extraction: hostile archives built byte by byte (the `tar` crate's own
+//! builder refuses to write the paths these tests need).
+
+use std::io::Write as _;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use tar::{EntryType, Header};
+
+use super::*;
+
+const TOP: &str = "o-r-0123abc";
+
+/// One entry: its raw name, kind, content and (if not the content's length) declared size.
+struct Raw<'a> {
+    name: &'a str,
+    kind: EntryType,
+    data: &'a [u8],
+    size: Option<u64>,
+}
+
+fn file<'a>(name: &'a str, data: &'a [u8]) -> Raw<'a> {
+    Raw {
+        name,
+        kind: EntryType::Regular,
+        data,
+        size: None,
+    }
+}
+
+fn dir(name: &str) -> Raw<'_> {
+    Raw {
+        name,
+        kind: EntryType::Directory,
+        data: b"",
+        size: None,
+    }
+}
+
+fn of_kind(name: &str, kind: EntryType) -> Raw<'_> {
+    Raw {
+        name,
+        kind,
+        data: b"",
+        size: None,
+    }
+}
+
+/// A tar.gz of `entries`, names written as given (no checks).
+fn archive(entries: &[Raw<'_>]) -> Vec<u8> {
+    let mut tar = Vec::new();
+    for raw in entries {
+        let mut header = Header::new_ustar();
+        header.as_old_mut().name[..raw.name.len()].copy_from_slice(raw.name.as_bytes());
+        header.set_entry_type(raw.kind);
+        header.set_size(raw.size.unwrap_or(raw.data.len() as u64));
+        header.set_mode(0o644);
+        if raw.kind == EntryType::Symlink {
+            header.set_link_name("/etc/passwd").expect("link name");
+        }
+        header.set_cksum();
+        tar.extend_from_slice(header.as_bytes());
+        tar.extend_from_slice(raw.data);
+        tar.resize(tar.len().next_multiple_of(512), 0);
+    }
+    tar.resize(tar.len() + 1024, 0);
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    gz.write_all(&tar).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+/// Extracts into `ROOT/dest`, so that escapes into `ROOT` can be checked.
+fn extract(
+    entries: &[Raw<'_>],
+    limits: Limits,
+) -> (tempfile::TempDir, Result<Extracted, SourceError>) {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dest = root.path().join("dest");
+    fs::create_dir(&dest).expect("dest");
+    let result = extract_tar_gz(&archive(entries)[..], &dest, "o/r@0123abc", limits);
+    (root, result)
+}
+
+fn refused(entries: &[Raw<'_>], entry: &str, reason: &str) {
+    let (root, result) = extract(entries, Limits::default());
+    match result {
+        Err(SourceError::UnsafeEntry {
+            entry: e,
+            reason: r,
+            ..
+        }) => {
+            assert_eq!(e, entry);
+            assert!(r.contains(reason), "{r}");
+        }
+        other => panic!("{entry}: expected a refusal, got {other:?}"),
+    }
+    let outside: Vec<_> = fs::read_dir(root.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(outside, ["dest"], "nothing written beside the destination");
+}
+
+#[test]
+fn writes_files_and_folders_below_the_top_folder() {
+    let (root, result) = extract(
+        &[
+            of_kind("pax_global_header", EntryType::XGlobalHeader),
+            dir(&format!("{TOP}/")),
+            dir(&format!("{TOP}/manifests/")),
+            file(&format!("{TOP}/manifests/a.yaml"), b"registries: []\n"),
+            file(&format!("{TOP}/images/b/images.yaml"), b"- name: b\n"),
+            of_kind(&format!("{TOP}/link"), EntryType::Symlink),
+            of_kind(&format!("{TOP}/hard"), EntryType::Link),
+        ],
+        Limits::default(),
+    );
+    let written = result.expect("extracted");
+    assert_eq!(
+        written,
+        Extracted {
+            files: 2,
+            bytes: 25
+        }
+    );
+    let dest = root.path().join("dest");
+    assert_eq!(
+        fs::read_to_string(dest.join("manifests/a.yaml")).expect("a"),
+        "registries: []\n"
+    );
+    assert!(dest.join("images/b/images.yaml").is_file());
+    assert!(!dest.join("link").exists() && !dest.join("hard").exists());
+    assert!(!dest.join(TOP).exists(), "the top folder is dropped");
+}
+
+#[test]
+fn refuses_escapes_and_odd_kinds() {
+    let parent = format!("{TOP}/../evil");
+    refused(&[file(&parent, b"x")], &parent, "`..`");
+    refused(&[file("../evil", b"x")], "../evil", "`..`");
+    refused(&[file("/tmp/evil", b"x")], "/tmp/evil", "absolute");
+    let device = format!("{TOP}/dev");
+    refused(
+        &[of_kind(&device, EntryType::Char)],
+        &device,
+        "regular file",
+    );
+    let fifo = format!("{TOP}/fifo");
+    refused(&[of_kind(&fifo, EntryType::Fifo)], &fifo, "regular file");
+    refused(
+        &[dir(&format!("{TOP}/")), file("other/x", b"x")],
+        "other/x",
+        "top-level",
+    );
+    refused(&[file("loose", b"x")], "loose", "top-level folder");
+}
+
+#[test]
+fn caps_size_and_entries() {
+    let big = format!("{TOP}/big");
+    let limits = Limits {
+        bytes: 10,
+        entries: 3,
+        stream: 1 << 20,
+    };
+    let (_root, result) = extract(&[file(&big, b"0123456789a")], limits);
+    assert!(
+        matches!(&result, Err(SourceError::TooLarge { entry: Some(e), limit: 10, .. }) if *e == big),
+        "{result:?}"
+    );
+    // A header may claim more than it holds: refused before any read.
+    let claimed = Raw {
+        size: Some(MAX_BYTES + 1),
+        ..file(&big, b"x")
+    };
+    let (_root, result) = extract(&[claimed], Limits::default());
+    assert!(
+        matches!(result, Err(SourceError::TooLarge { .. })),
+        "{result:?}"
+    );
+    let (_root, result) = extract(
+        &[
+            dir(&format!("{TOP}/")),
+            dir(&format!("{TOP}/a/")),
+            dir(&format!("{TOP}/b/")),
+            dir(&format!("{TOP}/c/")),
+        ],
+        limits,
+    );
+    assert!(
+        matches!(result, Err(SourceError::TooManyEntries { limit: 3, .. })),
+        "{result:?}"
+    );
+    let stream = Limits {
+        stream: 1024,
+        ..Limits::default()
+    };
+    let (_root, result) = extract(&[file(&big, &[7u8; 4096])], stream);
+    let error = result.expect_err("stream too long");
+    assert!(
+        matches!(error, SourceError::TooLarge { limit: 1024, .. }),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+}
+
+#[test]
+fn garbage_is_a_bad_archive() {
+    let dest = tempfile::tempdir().expect("temp dir");
+    let result = extract_tar_gz(
+        &b"<html>not a tarball</html>"[..],
+        dest.path(),
+        "o/r@x",
+        Limits::default(),
+    );
+    let error = result.expect_err("not gzip");
+    assert!(matches!(error, SourceError::Archive { .. }), "{error:?}");
+    assert!(error.to_string().contains("o/r@x"), "{error}");
+    assert!(!error.is_retryable());
+}
