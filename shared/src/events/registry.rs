@@ -8,13 +8,17 @@
 //! - Amazon ECR through EventBridge: `detail-type: "ECR Image Action"`, detail `{result,
 //!   repository-name, image-digest, action-type: PUSH|DELETE, image-tag}`, with the registry
 //!   `ACCOUNT.dkr.ecr.REGION.amazonaws.com` from the event's account and region.
+//!
+//! Each decoded event keeps its source's event id (distribution `id`, Pub/Sub
+//! `message.messageId`, EventBridge `id`), the key an audit record is filed under.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// What happened in the registry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What happened in the registry (serialized `push` / `delete`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     /// A manifest (and possibly a tag) was pushed.
     Push,
@@ -25,6 +29,9 @@ pub enum Action {
 /// One push or delete in a production repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegistryEvent {
+    /// The source's id of the event (distribution event `id`, Pub/Sub `message.messageId`,
+    /// EventBridge `id`), when it sent one.
+    pub id: Option<String>,
     /// Push or delete.
     pub action: Action,
     /// `HOST/PATH` of the repository.
@@ -62,6 +69,8 @@ struct Envelope {
 
 #[derive(Deserialize)]
 struct DistributionEvent {
+    #[serde(default)]
+    id: Option<String>,
     action: String,
     target: Target,
     #[serde(default)]
@@ -77,6 +86,25 @@ struct Target {
     repository: String,
     #[serde(default)]
     tag: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+impl Target {
+    /// A manifest (image, index, artifact) rather than a blob: by its URL when the event has
+    /// one, else by its media type (an OCI index's has no `manifest` in it).
+    fn is_manifest(&self) -> bool {
+        if let Some(url) = &self.url {
+            if url.contains("/manifests/") {
+                return true;
+            }
+            if url.contains("/blobs/") {
+                return false;
+            }
+        }
+        self.media_type.contains("manifest")
+            || self.media_type == "application/vnd.oci.image.index.v1+json"
+    }
 }
 
 #[derive(Deserialize)]
@@ -96,11 +124,7 @@ pub fn from_distribution(
     Ok(envelope
         .events
         .into_iter()
-        .filter(|e| {
-            e.target.media_type.contains("manifest")
-                || e.target.tag.is_some()
-                || e.action == "delete"
-        })
+        .filter(|e| e.target.is_manifest() || e.target.tag.is_some() || e.action == "delete")
         .filter_map(|e| {
             let action = match e.action.as_str() {
                 "push" => Action::Push,
@@ -112,6 +136,7 @@ pub fn from_distribution(
                 .and_then(|r| r.host)
                 .unwrap_or_else(|| registry_host.to_owned());
             Some(RegistryEvent {
+                id: e.id,
                 action,
                 repository: format!("{host}/{}", e.target.repository),
                 digest: e.target.digest,
@@ -129,6 +154,8 @@ struct PubSubPush {
 #[derive(Deserialize)]
 struct PubSubMessage {
     data: String,
+    #[serde(rename = "messageId", default)]
+    message_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +197,7 @@ pub fn from_gcr_pubsub(body: &[u8]) -> Result<RegistryEvent, RegistryEventError>
         return Err(shape("Pub/Sub", "neither digest nor tag"));
     }
     Ok(RegistryEvent {
+        id: push.message.message_id,
         action,
         repository,
         digest,
@@ -179,6 +207,8 @@ pub fn from_gcr_pubsub(body: &[u8]) -> Result<RegistryEvent, RegistryEventError>
 
 #[derive(Deserialize)]
 struct EventBridge {
+    #[serde(default)]
+    id: Option<String>,
     #[serde(rename = "detail-type")]
     detail_type: String,
     account: String,
@@ -218,6 +248,7 @@ pub fn from_ecr_eventbridge(body: &[u8]) -> Result<Option<RegistryEvent>, Regist
     };
     let host = format!("{}.dkr.ecr.{}.amazonaws.com", event.account, event.region);
     Ok(Some(RegistryEvent {
+        id: event.id,
         action,
         repository: format!("{host}/{}", event.detail.repository_name),
         digest: event.detail.image_digest,
@@ -246,12 +277,14 @@ mod tests {
             events,
             vec![
                 RegistryEvent {
+                    id: Some("1".into()),
                     action: Action::Push,
                     repository: "127.0.0.1:5002/us/app".into(),
                     digest: Some(DIGEST.into()),
                     tag: Some("v1".into())
                 },
                 RegistryEvent {
+                    id: Some("4".into()),
                     action: Action::Delete,
                     repository: "prod.example/us/app".into(),
                     digest: Some(DIGEST.into()),
@@ -272,6 +305,7 @@ mod tests {
             STANDARD.encode(data)
         );
         let event = from_gcr_pubsub(body.as_bytes()).expect("decoded");
+        assert_eq!(event.id.as_deref(), Some("1"));
         assert_eq!(event.repository, "us-docker.pkg.dev/p/images/app");
         assert_eq!(event.digest.as_deref(), Some(DIGEST));
         assert_eq!(event.tag.as_deref(), Some("v1"));
@@ -284,12 +318,13 @@ mod tests {
             (event.action, event.repository.as_str(), event.digest),
             (Action::Delete, "gcr.io/p/app", None)
         );
+        assert_eq!(event.id, None, "a message without messageId");
     }
 
     #[test]
     fn ecr_eventbridge_push() {
         let body = format!(
-            r#"{{"detail-type":"ECR Image Action","source":"aws.ecr","account":"123456789012","region":"eu-west-1","detail":{{"result":"SUCCESS","repository-name":"prod/app","image-digest":"{DIGEST}","action-type":"PUSH","image-tag":"v1","manifest-media-type":"application/vnd.oci.image.manifest.v1+json"}}}}"#
+            r#"{{"version":"0","id":"4f5ec4d5-4de4-7aad-a046-56d5cfe1df0e","detail-type":"ECR Image Action","source":"aws.ecr","account":"123456789012","region":"eu-west-1","detail":{{"result":"SUCCESS","repository-name":"prod/app","image-digest":"{DIGEST}","action-type":"PUSH","image-tag":"v1","manifest-media-type":"application/vnd.oci.image.manifest.v1+json"}}}}"#
         );
         let event = from_ecr_eventbridge(body.as_bytes())
             .expect("decoded")
@@ -299,7 +334,40 @@ mod tests {
             "123456789012.dkr.ecr.eu-west-1.amazonaws.com/prod/app"
         );
         assert_eq!(event.tag.as_deref(), Some("v1"));
+        assert_eq!(
+            event.id.as_deref(),
+            Some("4f5ec4d5-4de4-7aad-a046-56d5cfe1df0e")
+        );
         let failed = body.replace("SUCCESS", "FAILURE");
         assert_eq!(from_ecr_eventbridge(failed.as_bytes()), Ok(None));
+    }
+
+    #[test]
+    fn untagged_oci_indexes_are_manifests_and_blobs_are_not() {
+        let body = format!(
+            r#"{{"events":[
+            {{"id":"1","action":"push","target":{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{DIGEST}","repository":"app"}}}},
+            {{"id":"2","action":"push","target":{{"mediaType":"application/vnd.example+json","digest":"{DIGEST}","repository":"app","url":"http://h/v2/app/manifests/{DIGEST}"}}}},
+            {{"id":"3","action":"push","target":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{DIGEST}","repository":"app","url":"http://h/v2/app/blobs/{DIGEST}"}}}},
+            {{"id":"4","action":"push","target":{{"mediaType":"application/octet-stream","digest":"{DIGEST}","repository":"app"}}}}
+            ]}}"#
+        );
+        let events = from_distribution(body.as_bytes(), "h").expect("decoded");
+        let ids: Vec<_> = events.iter().map(|e| e.id.as_deref()).collect();
+        assert_eq!(ids, [Some("1"), Some("2")]);
+    }
+
+    #[test]
+    fn actions_serialize_in_snake_case_and_ids_are_optional() {
+        assert_eq!(
+            serde_json::to_string(&[Action::Push, Action::Delete]).expect("json"),
+            r#"["push","delete"]"#
+        );
+        let body = format!(
+            r#"{{"events":[{{"action":"push","target":{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{DIGEST}","repository":"app"}}}}]}}"#
+        );
+        let events = from_distribution(body.as_bytes(), "h").expect("decoded");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].id, None);
     }
 }
