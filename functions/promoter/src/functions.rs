@@ -22,17 +22,20 @@ use crate::commands::INVALID;
 /// Runs one function's handler on an event file and prints its result (and the messages it
 /// queued in process).
 pub fn invoke(function: Function, event: &Path) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(event)
-        .with_context(|| format!("reading {}", event.display()))?;
-    let payload: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not JSON", event.display()))?;
+    let text =
+        std::fs::read_to_string(event).with_context(|| format!("reading {}", event.display()))?;
+    let payload: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", event.display()))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let deps = Deps::from_env().await?;
         let result = invoke_step(function, payload, &deps).await;
         let queued = queued_messages(&deps).await?;
         let (code, output) = match result {
-            Ok(value) => (ExitCode::SUCCESS, serde_json::json!({ "result": value, "queued": queued })),
+            Ok(value) => (
+                ExitCode::SUCCESS,
+                serde_json::json!({ "result": value, "queued": queued }),
+            ),
             Err(error) => (
                 INVALID,
                 serde_json::json!({
@@ -81,7 +84,10 @@ pub fn serve_audit(listen: SocketAddr) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
-        eprintln!("audit endpoint listening on http://{}", listener.local_addr()?);
+        eprintln!(
+            "audit endpoint listening on http://{}",
+            listener.local_addr()?
+        );
         axum::serve(listener, app)
             .await
             .context("serving the audit endpoint")?;
@@ -104,7 +110,10 @@ async fn handle(
         headers: headers
             .iter()
             .filter_map(|(name, value)| {
-                Some((name.as_str().to_ascii_lowercase(), value.to_str().ok()?.to_owned()))
+                Some((
+                    name.as_str().to_ascii_lowercase(),
+                    value.to_str().ok()?.to_owned(),
+                ))
             })
             .collect(),
         body: body.to_vec(),

@@ -3,6 +3,7 @@
 //! A thin adapter: it parses arguments with clap, calls the library, prints, and maps outcomes
 //! to exit codes (0 success, 1 invalid manifests or refused plan, 2 usage errors).
 
+mod chain;
 mod cli;
 mod commands;
 mod functions;

@@ -23,7 +23,7 @@ use promoter::sign::keys::VerifyingKey;
 use promoter::sign::{KeySource, Signer};
 use promoter::state::StateStore;
 use promoter::state::records::Trigger;
-use promoter::steps::promote::{self as steps, RunOptions, RunOutcome, UnitOutcome};
+use promoter::steps::promote::{RunOptions, RunOutcome, UnitOutcome};
 use serde::Serialize;
 
 use crate::cli::{PromoteArgs, PromoteOutput, RegistryArgs, StateArgs};
@@ -43,39 +43,52 @@ pub fn run(args: PromoteArgs) -> anyhow::Result<ExitCode> {
 
 async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode> {
     let client = Arc::new(client(&args.registries).await?);
+    let signer = match &args.key {
+        Some(key) => {
+            let key = KeySource::open(key).await?;
+            let signer = Signer::new(key, args.sign_identities.clone()).await?;
+            Some(signer.with_children(args.sign_index_children))
+        }
+        None => None,
+    };
+    let required = match &args.require_signature {
+        Some(path) => Some(VerifyingKey::from_pem_file(path)?),
+        None => None,
+    };
+    let started = Instant::now();
+    if !(args.dry_run || args.no_state) {
+        let chained =
+            crate::chain::promote(&args, &plan, Arc::clone(&client), signer, required).await?;
+        return report(
+            args.output,
+            false,
+            &chained.rows,
+            Some(chained.run),
+            &client,
+            &chained.engines.copy,
+            started.elapsed(),
+        );
+    }
+    // Without state the chain cannot run (its steps meet in state): copy in this process.
     let options = CopyOptions {
         dry_run: args.dry_run,
         units_in_parallel: args.parallel_units,
         ..CopyOptions::default()
     };
     let mut engine = Engine::new(Arc::clone(&client), options);
-    if let Some(key) = &args.key {
-        let key = KeySource::open(key).await?;
-        let signer = Signer::new(key, args.sign_identities.clone()).await?;
-        engine = engine.with_signer(signer.with_children(args.sign_index_children));
+    if let Some(signer) = signer {
+        engine = engine.with_signer(signer);
     }
-    if let Some(path) = &args.require_signature {
-        engine = engine.requiring_signature(VerifyingKey::from_pem_file(path)?);
+    if let Some(key) = required {
+        engine = engine.requiring_signature(key);
     }
-    let started = Instant::now();
     let bar = progress_bar(args.output, &engine, plan.units.len());
-    let (rows, run) = if args.dry_run || args.no_state {
-        let reports = engine.promote(&plan.units).await;
-        (
-            reports.into_iter().map(Row::Copied).collect::<Vec<_>>(),
-            None,
-        )
-    } else {
-        let store = StateStore::open(&args.state.url).await?;
-        let revision = args
-            .revision
-            .clone()
-            .unwrap_or_else(|| steps::plan_revision(&plan));
-        let options = run_options(&args.state, "cli", revision, args.parallel_units);
-        let outcome = steps::run(&store, &engine, &plan, &options).await?;
-        let run = RunInfo::of(&outcome, &store);
-        (rows_of(outcome, &plan.units), Some(run))
-    };
+    let rows: Vec<Row> = engine
+        .promote(&plan.units)
+        .await
+        .into_iter()
+        .map(Row::Copied)
+        .collect();
     if let Some((bar, ticker)) = bar {
         ticker.abort();
         bar.finish_and_clear();
@@ -84,7 +97,7 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
         args.output,
         args.dry_run,
         &rows,
-        run,
+        None,
         &client,
         &engine,
         started.elapsed(),
@@ -149,6 +162,19 @@ pub enum Row {
         /// `done-earlier` or `done-by-other-worker`.
         status: &'static str,
     },
+    /// Failed after the copy (signing), or given up on by the chain.
+    Failed {
+        /// The unit.
+        id: String,
+        /// Source repository.
+        source: String,
+        /// Digest.
+        digest: String,
+        /// Why.
+        error: String,
+        /// What was done before it failed.
+        actions: Vec<Action>,
+    },
 }
 
 /// Pairs a run's outcomes with the plan's units.
@@ -187,13 +213,16 @@ impl Row {
             Row::Copied(r) if r.was_present() => "present",
             Row::Copied(_) => "copied",
             Row::Done { status, .. } => status,
+            Row::Failed { .. } => "failed",
         }
     }
 
-    fn actions(&self) -> &[Action] {
+    /// What was done to the unit.
+    pub fn actions(&self) -> &[Action] {
         match self {
             Row::Copied(r) => &r.actions,
             Row::Done { .. } => &[],
+            Row::Failed { actions, .. } => actions,
         }
     }
 
@@ -201,6 +230,9 @@ impl Row {
         match self {
             Row::Copied(r) => (&r.id, &r.source, &r.digest),
             Row::Done {
+                id, source, digest, ..
+            }
+            | Row::Failed {
                 id, source, digest, ..
             } => (id, source, digest),
         }
@@ -217,6 +249,16 @@ pub struct RunInfo {
 }
 
 impl RunInfo {
+    /// From a run's record.
+    pub fn of_record(record: &promoter::state::records::RunRecord, store: &StateStore) -> Self {
+        RunInfo {
+            id: record.id.clone(),
+            status: format!("{:?}", record.status).to_lowercase(),
+            state: store.url(),
+            state_requests: store.requests(),
+        }
+    }
+
     /// From a run's outcome.
     pub fn of(outcome: &RunOutcome, store: &StateStore) -> Self {
         RunInfo {
@@ -363,6 +405,7 @@ fn write_json(
             let (error, seconds) = match row {
                 Row::Copied(r) => (r.error.as_ref().map(|e| error_chain(e)), Some(r.seconds)),
                 Row::Done { .. } => (None, None),
+                Row::Failed { error, .. } => (Some(error.clone()), None),
             };
             UnitJson {
                 id,
@@ -433,16 +476,14 @@ fn write_text(out: &mut dyn Write, dry_run: bool, s: &Summary, rows: &[Row]) -> 
         )?;
     }
     for row in rows {
-        if let Row::Copied(report) = row
-            && let Some(error) = &report.error
-        {
-            writeln!(
-                out,
-                "FAILED {}@{}: {}",
-                report.source,
-                report.digest,
-                error_chain(error)
-            )?;
+        let (_, source, digest) = row.names();
+        let error = match row {
+            Row::Copied(report) => report.error.as_ref().map(|e| error_chain(e)),
+            Row::Failed { error, .. } => Some(error.clone()),
+            Row::Done { .. } => None,
+        };
+        if let Some(error) = error {
+            writeln!(out, "FAILED {source}@{digest}: {error}")?;
         }
     }
     Ok(())

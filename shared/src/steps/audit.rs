@@ -12,7 +12,9 @@
 use serde::Serialize;
 
 use crate::audit::{AuditRecord, Verdict, audit_key, event_id, judge_with_registry};
-use crate::events::{Action, RegistryEvent, from_distribution, from_ecr_eventbridge, from_gcr_pubsub};
+use crate::events::{
+    Action, RegistryEvent, from_distribution, from_ecr_eventbridge, from_gcr_pubsub,
+};
 use crate::state::records::{self, DESIRED_CURRENT, DesiredIndex, desired_key, encode, now};
 
 use super::deps::Deps;
@@ -153,4 +155,3 @@ pub async fn audit_events(
     }
     Ok(outcome)
 }
-

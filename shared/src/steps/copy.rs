@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::copy::{CopyOptions, Engine};
+use crate::copy::{CopyOptions, Engine, UnitReport};
 use crate::error_chain::error_chain;
 use crate::plan::Unit;
 use crate::state::records::RunRecord;
@@ -24,19 +24,23 @@ use super::messages::{CopyMessage, SignMessage, encode};
 use super::progress::{Final, conclude_if_finished, mark_final};
 
 /// What copy-digest did with one unit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct CopyOutcome {
     /// The run.
     pub run: String,
     /// The unit.
     pub unit: String,
-    /// `copied`, `present` (nothing was missing), `done_earlier`, or `failed`.
+    /// `copied`, `present` (nothing was missing), `done_earlier`, `done_by_other_worker`
+    /// (while this one waited), or `failed`.
     pub status: &'static str,
     /// Why it failed (permanently).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Whether a sign message was sent.
     pub sign_enqueued: bool,
+    /// The engine's report when this worker copied (for the CLI's output).
+    #[serde(skip)]
+    pub report: Option<UnitReport>,
 }
 
 /// A run's record and the unit a message names.
@@ -61,17 +65,42 @@ pub(super) async fn run_and_unit(
     Ok((record, unit))
 }
 
-/// An engine for one message or batch (its caches, like staging's tag lists, are per run).
-pub(super) fn engine(deps: &Deps) -> Engine {
-    let mut engine = Engine::new(Arc::clone(&deps.client), CopyOptions::default());
-    if let Some(key) = &deps.required_signature {
-        engine = engine.requiring_signature(key.clone());
+/// The transfer engines of one batch of messages: one engine shared by the batch's units, so
+/// a blob several units need moves once (single flight); fresh per batch, so its caches (like
+/// staging's tag lists) never outlive a run.
+pub struct Engines {
+    /// Copies (no signer: signing is the sign step's).
+    pub copy: Engine,
+    /// Signs, when a key is configured.
+    pub sign: Option<Engine>,
+}
+
+impl Engines {
+    /// Engines over `deps`' client, policy and signer.
+    pub fn new(deps: &Deps) -> Self {
+        let base = || {
+            let mut engine = Engine::new(Arc::clone(&deps.client), CopyOptions::default());
+            if let Some(key) = &deps.required_signature {
+                engine = engine.requiring_signature(key.clone());
+            }
+            engine
+        };
+        Engines {
+            copy: base(),
+            sign: deps
+                .signer
+                .as_ref()
+                .map(|signer| base().with_shared_signer(Arc::clone(signer))),
+        }
     }
-    engine
 }
 
 /// Copies the unit `message` names.
-pub async fn copy_digest(message: &CopyMessage, deps: &Deps) -> Result<CopyOutcome, StepError> {
+pub async fn copy_digest(
+    message: &CopyMessage,
+    deps: &Deps,
+    engine: &Engine,
+) -> Result<CopyOutcome, StepError> {
     let (record, unit) = run_and_unit(deps, &message.run, &message.unit).await?;
     let span = tracing::info_span!("copy", run = %message.run, unit = %unit.id, image = %unit.source, digest = %unit.digest);
     let _entered = span.enter();
@@ -81,8 +110,7 @@ pub async fn copy_digest(message: &CopyMessage, deps: &Deps) -> Result<CopyOutco
         units_in_parallel: 1,
         poll: Duration::from_secs(1),
     };
-    let engine = engine(deps);
-    let outcome = match work_unit(&deps.store, &engine, &message.run, &unit, &options).await? {
+    let outcome = match work_unit(&deps.store, engine, &message.run, &unit, &options).await? {
         UnitTurn::Held(holder) => {
             return Err(StepError::Held {
                 unit: unit.id.clone(),
@@ -91,8 +119,8 @@ pub async fn copy_digest(message: &CopyMessage, deps: &Deps) -> Result<CopyOutco
         }
         UnitTurn::Finished(outcome) => outcome,
     };
-    let status = match outcome {
-        UnitOutcome::Copied(report) => match report.error {
+    let (status, report) = match outcome {
+        UnitOutcome::Copied(mut report) => match report.error.take() {
             Some(error) if error.is_retryable() => {
                 return Err(StepError::Copy {
                     unit: unit.id.clone(),
@@ -109,12 +137,17 @@ pub async fn copy_digest(message: &CopyMessage, deps: &Deps) -> Result<CopyOutco
                     status: "failed",
                     error: Some(error_chain(&error)),
                     sign_enqueued: false,
+                    report: Some(UnitReport {
+                        error: Some(error),
+                        ..report
+                    }),
                 });
             }
-            None if report.was_present() => "present",
-            None => "copied",
+            None if report.was_present() => ("present", Some(report)),
+            None => ("copied", Some(report)),
         },
-        UnitOutcome::AlreadyDone | UnitOutcome::DoneByOther(_) => "done_earlier",
+        UnitOutcome::AlreadyDone => ("done_earlier", None),
+        UnitOutcome::DoneByOther(_) => ("done_by_other_worker", None),
     };
     let sign_enqueued = if deps.signer.is_some() {
         let sign = SignMessage {
@@ -134,5 +167,6 @@ pub async fn copy_digest(message: &CopyMessage, deps: &Deps) -> Result<CopyOutco
         status,
         error: None,
         sign_enqueued,
+        report,
     })
 }

@@ -141,8 +141,8 @@ impl Deps {
     ///
     /// AWS clients read the usual AWS variables (`AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, …).
     pub async fn from_env() -> Result<Deps, StepError> {
-        let store = StateStore::open(&var("PROMOTER_STATE").unwrap_or_else(|| ".promoter".into()))
-            .await?;
+        let store =
+            StateStore::open(&var("PROMOTER_STATE").unwrap_or_else(|| ".promoter".into())).await?;
         let client = Arc::new(client_from_env().await?);
         let queues = queues_from_env().await;
         let signer = signer_from_env().await?;
@@ -264,7 +264,12 @@ async fn signer_from_env() -> Result<Option<Arc<Signer>>, StepError> {
         .map(|pair| {
             pair.split_once('=')
                 .map(|(p, c)| (p.to_owned(), c.to_owned()))
-                .ok_or_else(|| config_error("PROMOTER_SIGN_IDENTITIES", format!("{pair:?} is not PREFIX=CANONICAL")))
+                .ok_or_else(|| {
+                    config_error(
+                        "PROMOTER_SIGN_IDENTITIES",
+                        format!("{pair:?} is not PREFIX=CANONICAL"),
+                    )
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let children = var("PROMOTER_SIGN_INDEX_CHILDREN").is_some_and(|v| v == "true" || v == "1");

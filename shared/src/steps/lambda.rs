@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 
 use crate::error_chain::error_chain;
 
+use super::copy::Engines;
 use super::deps::Deps;
 use super::error::{StepError, malformed};
 use super::http::{HttpRequest, HttpResponse};
@@ -105,6 +106,18 @@ pub fn init_tracing() {
 /// Messages of one SQS batch handled at the same time.
 const BATCH_CONCURRENCY: usize = 10;
 
+/// What a queue-fed step returned.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Output {
+    /// copy-digest's.
+    Copy(copy::CopyOutcome),
+    /// sign's.
+    Sign(sign::SignatureRecord),
+    /// notify's.
+    Notify(notify::NotifyOutcome),
+}
+
 /// Runs `function` on one invocation payload.
 pub async fn invoke(function: Function, event: Value, deps: &Deps) -> Result<Value, StepError> {
     if event.get("requestContext").is_some() {
@@ -120,9 +133,11 @@ pub async fn invoke(function: Function, event: Value, deps: &Deps) -> Result<Val
         return Ok(to_function_url(&response));
     }
     if event.get("Records").is_some() {
-        let batch: SqsEvent = serde_json::from_value(event).map_err(|e| malformed("SQS batch", e))?;
+        let batch: SqsEvent =
+            serde_json::from_value(event).map_err(|e| malformed("SQS batch", e))?;
         return Ok(sqs_batch(function, batch, deps).await);
     }
+    let engines = Engines::new(deps);
     match function {
         Function::ValidateManifest => {
             let request: validate::ManualRequest =
@@ -132,22 +147,34 @@ pub async fn invoke(function: Function, event: Value, deps: &Deps) -> Result<Val
         Function::Audit => audit::eventbridge(event.to_string().as_bytes(), deps)
             .await
             .and_then(|o| to_value(&o)),
-        _ => message(function, &event.to_string(), deps).await,
+        _ => to_value(&message(function, &event.to_string(), deps, &engines).await?),
     }
 }
 
-/// Handles one queue message body.
-async fn message(function: Function, body: &str, deps: &Deps) -> Result<Value, StepError> {
+/// Handles one queue message body with the batch's engines.
+pub async fn message(
+    function: Function,
+    body: &str,
+    deps: &Deps,
+    engines: &Engines,
+) -> Result<Output, StepError> {
     match function {
         Function::CopyDigest => {
-            to_value(&copy::copy_digest(&decode::<CopyMessage>("copy message", body)?, deps).await?)
+            let message = decode::<CopyMessage>("copy message", body)?;
+            Ok(Output::Copy(
+                copy::copy_digest(&message, deps, &engines.copy).await?,
+            ))
         }
         Function::Sign => {
-            to_value(&sign::sign(&decode::<SignMessage>("sign message", body)?, deps).await?)
+            let message = decode::<SignMessage>("sign message", body)?;
+            Ok(Output::Sign(
+                sign::sign(&message, deps, engines.sign.as_ref()).await?,
+            ))
         }
-        Function::Notify => to_value(
-            &notify::notify(&decode::<NotifyMessage>("notify message", body)?, deps).await?,
-        ),
+        Function::Notify => {
+            let message = decode::<NotifyMessage>("notify message", body)?;
+            Ok(Output::Notify(notify::notify(&message, deps).await?))
+        }
         Function::ValidateManifest | Function::Audit => Err(malformed(
             "queue message",
             format!("{} is not fed by a queue", function.name()),
@@ -157,12 +184,13 @@ async fn message(function: Function, body: &str, deps: &Deps) -> Result<Value, S
 
 /// Handles an SQS batch, reporting only retryable failures.
 async fn sqs_batch(function: Function, batch: SqsEvent, deps: &Deps) -> Value {
-    let results: Vec<(String, Result<Value, StepError>)> =
+    let engines = &Engines::new(deps);
+    let results: Vec<(String, Result<Output, StepError>)> =
         futures_util::stream::iter(batch.records)
             .map(|record| async move {
                 let id = record.message_id.unwrap_or_default();
                 let body = record.body.unwrap_or_default();
-                (id, message(function, &body, deps).await)
+                (id, message(function, &body, deps, engines).await)
             })
             .buffered(BATCH_CONCURRENCY)
             .collect()
@@ -206,8 +234,7 @@ pub fn from_function_url(event: Value) -> Result<HttpRequest, StepError> {
             .map_err(|e| malformed("Function URL body", e))?,
         Some(text) => text.into_bytes(),
     };
-    let mut query: BTreeMap<String, String> =
-        request.query_string_parameters.into_iter().collect();
+    let mut query: BTreeMap<String, String> = request.query_string_parameters.into_iter().collect();
     if let Some(raw) = request.raw_query_string.as_deref() {
         for pair in raw.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));

@@ -11,14 +11,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::Value;
 
 use crate::error_chain::error_chain;
 use crate::queue::{Queue, Received};
 
+use super::copy::Engines;
 use super::deps::Deps;
 use super::error::StepError;
-use super::lambda::{Function, invoke};
+use super::lambda::{Function, Output, message as handle};
 
 /// Times a message is received before it is given up (SQS's `maxReceiveCount`).
 pub const MAX_RECEIVES: u32 = 5;
@@ -31,13 +31,27 @@ pub struct Handled {
     /// The message body.
     pub body: String,
     /// The handler's output, or its last error.
-    pub result: Result<Value, StepError>,
+    pub result: Result<Output, StepError>,
     /// Times it was received.
     pub receives: u32,
 }
 
-/// Drains the chain's queues; returns every message's final result in the order handled.
+/// Drains the chain's queues with engines of its own; returns every message's final result
+/// in the order handled.
 pub async fn drain(deps: &Deps, parallel: usize, retry_pause: Duration) -> Vec<Handled> {
+    drain_with(deps, &Engines::new(deps), parallel, retry_pause).await
+}
+
+/// Drains the chain's queues with `engines` (whose progress counters a caller may watch).
+///
+/// A unit another worker holds is waited for without limit (its lease expires if that worker
+/// died); other retryable failures count against [`MAX_RECEIVES`].
+pub async fn drain_with(
+    deps: &Deps,
+    engines: &Engines,
+    parallel: usize,
+    retry_pause: Duration,
+) -> Vec<Handled> {
     let mut handled = Vec::new();
     let mut receives: HashMap<String, u32> = HashMap::new();
     loop {
@@ -59,11 +73,10 @@ pub async fn drain(deps: &Deps, parallel: usize, retry_pause: Duration) -> Vec<H
                 continue;
             }
             progressed = true;
-            let results: Vec<(Received, Result<Value, StepError>)> =
+            let results: Vec<(Received, Result<Output, StepError>)> =
                 futures_util::stream::iter(messages)
                     .map(|message| async move {
-                        let event = serde_json::from_str(&message.body).unwrap_or(Value::Null);
-                        let result = invoke(function, event, deps).await;
+                        let result = handle(function, &message.body, deps, engines).await;
                         (message, result)
                     })
                     .buffered(parallel.max(1))
@@ -72,7 +85,11 @@ pub async fn drain(deps: &Deps, parallel: usize, retry_pause: Duration) -> Vec<H
             for (message, result) in results {
                 let count = receives.entry(message.body.clone()).or_insert(0);
                 *count += 1;
-                let again = matches!(&result, Err(e) if e.is_retryable()) && *count < MAX_RECEIVES;
+                let again = match &result {
+                    Err(StepError::Held { .. }) => true,
+                    Err(e) => e.is_retryable() && *count < MAX_RECEIVES,
+                    Ok(_) => false,
+                };
                 if again {
                     retrying = true;
                     continue;

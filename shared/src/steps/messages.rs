@@ -52,7 +52,10 @@ pub fn encode<T: Serialize>(message: &T) -> String {
 }
 
 /// Decodes a message body; `what` names the message kind in the error.
-pub fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, body: &str) -> Result<T, StepError> {
+pub fn decode<T: for<'de> Deserialize<'de>>(
+    what: &'static str,
+    body: &str,
+) -> Result<T, StepError> {
     serde_json::from_str(body).map_err(|e| malformed(what, e))
 }
 
@@ -66,8 +69,13 @@ mod tests {
             run: "r".into(),
             unit: "u".into(),
         };
-        assert_eq!(decode::<CopyMessage>("copy message", &encode(&copy)).ok(), Some(copy));
-        let alert = NotifyMessage::Alert { key: "audit/k".into() };
+        assert_eq!(
+            decode::<CopyMessage>("copy message", &encode(&copy)).ok(),
+            Some(copy)
+        );
+        let alert = NotifyMessage::Alert {
+            key: "audit/k".into(),
+        };
         assert_eq!(encode(&alert), r#"{"notify":"alert","key":"audit/k"}"#);
         assert!(decode::<CopyMessage>("copy message", r#"{"run":"r"}"#).is_err());
         assert!(decode::<CopyMessage>("copy message", r#"{"run":"r","unit":"u","x":1}"#).is_err());

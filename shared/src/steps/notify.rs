@@ -123,17 +123,21 @@ pub fn summarize(record: &RunRecord, units: &[UnitRecord]) -> Notice {
         let why = unit.error.as_ref().map_or("", |e| e.message.as_str());
         text.push_str(&format!("\n- {}@{}: {why}", unit.source, unit.digest));
     }
-    let commit = record.trigger.repository.as_ref().map(|repository| CommitStatus {
-        repository: repository.clone(),
-        sha: record.trigger.revision.clone(),
-        state: if ok {
-            CommitState::Success
-        } else {
-            CommitState::Failure
-        },
-        description: title.clone(),
-        target_url: None,
-    });
+    let commit = record
+        .trigger
+        .repository
+        .as_ref()
+        .map(|repository| CommitStatus {
+            repository: repository.clone(),
+            sha: record.trigger.revision.clone(),
+            state: if ok {
+                CommitState::Success
+            } else {
+                CommitState::Failure
+            },
+            description: title.clone(),
+            target_url: None,
+        });
     let failures: Vec<serde_json::Value> = failed
         .iter()
         .map(|u| {
@@ -145,7 +149,12 @@ pub fn summarize(record: &RunRecord, units: &[UnitRecord]) -> Notice {
         .collect();
     Notice {
         kind: NoticeKind::RunSummary,
-        id: format!("run-{}", record.id),
+        // A run notified as failed and completed by a later retry is notified again.
+        id: format!(
+            "run-{}-{}",
+            record.id,
+            if ok { "complete" } else { "failed" }
+        ),
         title,
         text,
         details: serde_json::json!({

@@ -31,6 +31,12 @@ pub fn final_key(run: &str, unit: &str) -> String {
     format!("runs/{run}/final/{unit}")
 }
 
+/// `runs/<run>/failed/<unit>`: also written for a unit final by failure, so that a new
+/// enqueue of the run (a rerun, a redelivered webhook) can try it again.
+pub fn failed_key(run: &str, unit: &str) -> String {
+    format!("runs/{run}/failed/{unit}")
+}
+
 /// `runs/<run>/notified`.
 pub fn notified_key(run: &str) -> String {
     format!("runs/{run}/notified")
@@ -47,6 +53,11 @@ pub async fn mark_final(
         Final::Done => "done",
         Final::Failed => "failed",
     };
+    if how == Final::Failed {
+        store
+            .create(&failed_key(run, unit), Bytes::from_static(b"failed"))
+            .await?;
+    }
     store
         .create(&final_key(run, unit), Bytes::from_static(text.as_bytes()))
         .await?;
@@ -55,7 +66,24 @@ pub async fn mark_final(
 
 /// The units of `run` marked final.
 pub async fn final_units(store: &StateStore, run: &str) -> Result<Vec<String>, StateError> {
-    let prefix = format!("runs/{run}/final/");
+    units_under(store, &format!("runs/{run}/final/")).await
+}
+
+/// The units of `run` final by failure.
+pub async fn failed_units(store: &StateStore, run: &str) -> Result<Vec<String>, StateError> {
+    units_under(store, &format!("runs/{run}/failed/")).await
+}
+
+/// Makes a unit final by failure pending again (it is about to be retried), and lets the run
+/// be notified again when it ends.
+pub async fn reopen(store: &StateStore, run: &str, unit: &str) -> Result<(), StateError> {
+    store.delete(&final_key(run, unit)).await?;
+    store.delete(&failed_key(run, unit)).await?;
+    store.delete(&notified_key(run)).await
+}
+
+async fn units_under(store: &StateStore, prefix: &str) -> Result<Vec<String>, StateError> {
+    let prefix = prefix.to_owned();
     Ok(store
         .list(&prefix)
         .await?

@@ -10,7 +10,9 @@ use crate::copy::Action;
 use crate::error_chain::error_chain;
 use crate::state::records::{encode as encode_record, now};
 
-use super::copy::{engine, run_and_unit};
+use crate::copy::Engine;
+
+use super::copy::run_and_unit;
 use super::deps::Deps;
 use super::error::StepError;
 use super::messages::SignMessage;
@@ -40,16 +42,20 @@ pub fn signature_key(run: &str, unit: &str) -> String {
     format!("runs/{run}/signatures/{unit}.json")
 }
 
-/// Signs the unit `message` names.
-pub async fn sign(message: &SignMessage, deps: &Deps) -> Result<SignatureRecord, StepError> {
-    let signer = deps.signer.clone().ok_or_else(|| StepError::Config {
+/// Signs the unit `message` names with `engine` (one with a signer: [`super::copy::Engines`]).
+pub async fn sign(
+    message: &SignMessage,
+    deps: &Deps,
+    engine: Option<&Engine>,
+) -> Result<SignatureRecord, StepError> {
+    let engine = engine.ok_or_else(|| StepError::Config {
         variable: "PROMOTER_SIGN_KEY",
         reason: "not set, but a sign message arrived".into(),
     })?;
     let (run, unit) = run_and_unit(deps, &message.run, &message.unit).await?;
     let span = tracing::info_span!("sign", run = %message.run, unit = %unit.id, image = %unit.source, digest = %unit.digest);
     let _entered = span.enter();
-    let report = engine(deps).with_shared_signer(signer).sign_unit(&unit).await;
+    let report = engine.sign_unit(&unit).await;
     let mut record = SignatureRecord {
         schema: "promoter.signature/v1".to_owned(),
         unit: unit.id.clone(),

@@ -25,7 +25,7 @@ use super::deps::Deps;
 use super::error::{StepError, malformed};
 use super::http::{HttpRequest, HttpResponse};
 use super::messages::{CopyMessage, encode};
-use super::progress::{conclude_if_finished, final_units};
+use super::progress::{conclude_if_finished, failed_units, final_units, reopen};
 
 /// An on-call request to promote manifests from object storage (or a local folder).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,13 +167,9 @@ async fn promote_push(push: &PushEvent, deps: &Deps) -> Result<ValidateOutcome, 
         repository: &push.repository.full_name,
         token: deps.settings.github_token.as_deref(),
     };
-    let fetched = source::github_tarball(
-        &deps.http,
-        &repo,
-        &push.after,
-        &deps.settings.manifests_dir,
-    )
-    .await?;
+    let fetched =
+        source::github_tarball(&deps.http, &repo, &push.after, &deps.settings.manifests_dir)
+            .await?;
     let trigger = Trigger {
         kind: "revision".to_owned(),
         revision: push.after.clone(),
@@ -219,6 +215,12 @@ pub async fn enqueue_plan(
 ) -> Result<ValidateOutcome, StepError> {
     let run = run_id(&trigger);
     record_run(&deps.store, plan, &trigger).await?;
+    // Units final by success are skipped; units final by failure are tried again.
+    let failed: std::collections::HashSet<String> =
+        failed_units(&deps.store, &run).await?.into_iter().collect();
+    for unit in &failed {
+        reopen(&deps.store, &run, unit).await?;
+    }
     let finished: std::collections::HashSet<String> =
         final_units(&deps.store, &run).await?.into_iter().collect();
     let mut enqueued = 0;

@@ -9,8 +9,8 @@ use crate::state::records::{
 };
 use crate::state::{StateError, StateStore, Version};
 
-use super::history::unit_records;
 use super::UnitOutcome;
+use super::history::unit_records;
 use crate::state::records::Trigger;
 
 /// Creates the run's records if they are not there yet; returns the run record.

@@ -1,0 +1,220 @@
+//! `promoter promote` with state: the functions' chain in this process.
+//!
+//! The plan is recorded and its units enqueued exactly as validate-manifest does, then the
+//! in-process copy, sign and notify queues are drained by the same step handlers the Lambda
+//! functions run (several units at a time). What each step returned becomes the command's
+//! rows: a unit's copy report, with its signatures added by the sign step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use promoter::copy::{Action, UnitReport};
+use promoter::error_chain::error_chain;
+use promoter::notify::Notifier;
+use promoter::plan::Plan;
+use promoter::registry::Client;
+use promoter::sign::Signer;
+use promoter::sign::keys::VerifyingKey;
+use promoter::state::StateStore;
+use promoter::state::records::Trigger;
+use promoter::steps::copy::{CopyOutcome, Engines};
+use promoter::steps::deps::github_http_client;
+use promoter::steps::lambda::{Function, Output};
+use promoter::steps::local::{Handled, drain_with};
+use promoter::steps::messages::{SignMessage, decode};
+use promoter::steps::promote::{conclude, plan_revision, run_id};
+use promoter::steps::{Deps, Queues, Settings, StepError, validate};
+
+use crate::cli::PromoteArgs;
+use crate::promote::{Row, RunInfo, progress_bar};
+
+/// A promotion run through the chain.
+pub struct Chained {
+    /// One row per planned unit, in the plan's order.
+    pub rows: Vec<Row>,
+    /// The run.
+    pub run: RunInfo,
+    /// The engines used (their counters feed the summary).
+    pub engines: Engines,
+}
+
+/// Records the run, enqueues its units and drains the queues.
+pub async fn promote(
+    args: &PromoteArgs,
+    plan: &Plan,
+    client: Arc<Client>,
+    signer: Option<Signer>,
+    required_signature: Option<VerifyingKey>,
+) -> anyhow::Result<Chained> {
+    let deps = Deps {
+        store: StateStore::open(&args.state.url).await?,
+        client,
+        queues: Queues::in_memory(),
+        signer: signer.map(Arc::new),
+        required_signature,
+        notifier: Notifier::from_env()
+            .await
+            .context("configuring notifications (PROMOTER_* variables)")?,
+        settings: Settings {
+            lease_ttl: Duration::from_secs(args.state.lease_seconds.max(3)),
+            ..Settings::default()
+        },
+        http: github_http_client()?,
+    };
+    let trigger = Trigger {
+        kind: "cli".to_owned(),
+        revision: args.revision.clone().unwrap_or_else(|| plan_revision(plan)),
+        repository: None,
+    };
+    let run = run_id(&trigger);
+    validate::enqueue_plan(plan, trigger, &deps).await?;
+    let engines = Engines::new(&deps);
+    let bar = progress_bar(args.output, &engines.copy, plan.units.len());
+    let handled = drain_with(
+        &deps,
+        &engines,
+        args.parallel_units.max(1),
+        Duration::from_millis(500),
+    )
+    .await;
+    if let Some((bar, ticker)) = bar {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+    let rows = rows(plan, handled)?;
+    let record = conclude(&deps.store, &run).await?;
+    Ok(Chained {
+        rows,
+        run: RunInfo::of_record(&record, &deps.store),
+        engines,
+    })
+}
+
+/// Turns the handled messages into one row per planned unit.
+fn rows(plan: &Plan, handled: Vec<Handled>) -> anyhow::Result<Vec<Row>> {
+    let mut by_unit: HashMap<String, Row> = HashMap::new();
+    let names = |id: &str| {
+        plan.units
+            .iter()
+            .find(|u| u.id == id)
+            .map(|u| (u.source.to_string(), u.digest.to_string()))
+            .unwrap_or_default()
+    };
+    for message in handled {
+        match (message.function, message.result) {
+            (_, Err(StepError::State(error))) => return Err(error.into()),
+            (Function::CopyDigest, Ok(Output::Copy(outcome))) => {
+                let (source, digest) = names(&outcome.unit);
+                by_unit.insert(outcome.unit.clone(), copied_row(outcome, source, digest));
+            }
+            (Function::CopyDigest, Err(StepError::Copy { unit, source })) => {
+                let (source_name, digest) = names(&unit);
+                let report = UnitReport {
+                    id: unit.clone(),
+                    source: source_name,
+                    digest,
+                    actions: Vec::new(),
+                    error: Some(source),
+                    seconds: 0.0,
+                };
+                by_unit.insert(unit, Row::Copied(report));
+            }
+            (Function::Sign, Ok(Output::Sign(record))) => {
+                let signatures = record
+                    .added
+                    .iter()
+                    .map(|to| (to, true))
+                    .chain(record.present.iter().map(|to| (to, false)))
+                    .map(|(to, added)| Action::Sign {
+                        to: to.clone(),
+                        added,
+                    });
+                let row = by_unit.remove(&record.unit);
+                let (source, digest) = names(&record.unit);
+                let mut actions: Vec<Action> =
+                    row.as_ref().map_or_else(Vec::new, |r| r.actions().to_vec());
+                actions.extend(signatures);
+                let row = match (record.error, row) {
+                    (Some(error), _) => Row::Failed {
+                        id: record.unit.clone(),
+                        source,
+                        digest,
+                        error: format!("signing: {error}"),
+                        actions,
+                    },
+                    (None, Some(Row::Copied(mut report))) => {
+                        report.actions = actions;
+                        Row::Copied(report)
+                    }
+                    (None, Some(row)) => row,
+                    (None, None) => Row::Done {
+                        id: record.unit.clone(),
+                        source,
+                        digest,
+                        status: "done-earlier",
+                    },
+                };
+                by_unit.insert(record.unit, row);
+            }
+            (Function::Sign, Err(error)) => {
+                let unit = decode::<SignMessage>("sign message", &message.body)
+                    .map(|m| m.unit)
+                    .unwrap_or_default();
+                let (source, digest) = names(&unit);
+                let actions = by_unit
+                    .get(&unit)
+                    .map_or_else(Vec::new, |r| r.actions().to_vec());
+                by_unit.insert(
+                    unit.clone(),
+                    Row::Failed {
+                        id: unit,
+                        source,
+                        digest,
+                        error: format!("signing: {}", error_chain(&error)),
+                        actions,
+                    },
+                );
+            }
+            (Function::Notify, Err(error)) => {
+                eprintln!(
+                    "warning: notification not delivered: {}",
+                    error_chain(&error)
+                );
+            }
+            (_, Ok(_)) => {}
+            (function, Err(error)) => {
+                anyhow::bail!("{}: {}", function.name(), error_chain(&error));
+            }
+        }
+    }
+    Ok(plan
+        .units
+        .iter()
+        .map(|unit| {
+            by_unit.remove(&unit.id).unwrap_or_else(|| Row::Done {
+                id: unit.id.clone(),
+                source: unit.source.to_string(),
+                digest: unit.digest.to_string(),
+                status: "done-earlier",
+            })
+        })
+        .collect())
+}
+
+fn copied_row(outcome: CopyOutcome, source: String, digest: String) -> Row {
+    match outcome.report {
+        Some(report) => Row::Copied(report),
+        None => Row::Done {
+            id: outcome.unit,
+            source,
+            digest,
+            status: if outcome.status == "done_by_other_worker" {
+                "done-by-other-worker"
+            } else {
+                "done-earlier"
+            },
+        },
+    }
+}
