@@ -97,18 +97,21 @@ pub fn summarize(record: &RunRecord, units: &[UnitRecord]) -> Notice {
         .filter(|u| u.status == UnitStatus::Failed)
         .collect();
     let ok = record.status == RunStatus::Complete;
-    let title = if ok {
-        format!(
+    let title = match record.status {
+        RunStatus::Complete => format!(
             "Promotion {} complete: {} units promoted",
             record.trigger.revision, record.units
-        )
-    } else {
-        format!(
+        ),
+        RunStatus::Failed => format!(
             "Promotion {} failed: {} of {} units failed",
             record.trigger.revision,
             failed.len().max(record.counts.failed),
             record.units
-        )
+        ),
+        RunStatus::Running => format!(
+            "Promotion {} in progress: {} of {} units done",
+            record.trigger.revision, record.counts.done, record.units
+        ),
     };
     let mut text = format!(
         "run {} ({} {}): {} done, {} failed, {} pending",
@@ -150,11 +153,7 @@ pub fn summarize(record: &RunRecord, units: &[UnitRecord]) -> Notice {
     Notice {
         kind: NoticeKind::RunSummary,
         // A run notified as failed and completed by a later retry is notified again.
-        id: format!(
-            "run-{}-{}",
-            record.id,
-            if ok { "complete" } else { "failed" }
-        ),
+        id: format!("run-{}-{}", record.id, status_word(record.status)),
         title,
         text,
         details: serde_json::json!({
@@ -163,6 +162,14 @@ pub fn summarize(record: &RunRecord, units: &[UnitRecord]) -> Notice {
             "failures": failures,
         }),
         commit,
+    }
+}
+
+fn status_word(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Complete => "complete",
+        RunStatus::Failed => "failed",
+        RunStatus::Running => "running",
     }
 }
 
