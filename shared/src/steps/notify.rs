@@ -96,7 +96,6 @@ pub fn summarize(record: &RunRecord, units: &[UnitRecord]) -> Notice {
         .iter()
         .filter(|u| u.status == UnitStatus::Failed)
         .collect();
-    let ok = record.status == RunStatus::Complete;
     let title = match record.status {
         RunStatus::Complete => format!(
             "Promotion {} complete: {} units promoted",
@@ -133,10 +132,10 @@ pub fn summarize(record: &RunRecord, units: &[UnitRecord]) -> Notice {
         .map(|repository| CommitStatus {
             repository: repository.clone(),
             sha: record.trigger.revision.clone(),
-            state: if ok {
-                CommitState::Success
-            } else {
-                CommitState::Failure
+            state: match record.status {
+                RunStatus::Complete => CommitState::Success,
+                RunStatus::Failed => CommitState::Failure,
+                RunStatus::Running => CommitState::Pending,
             },
             description: title.clone(),
             target_url: None,
