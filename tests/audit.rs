@@ -116,6 +116,7 @@ fn client() -> Client {
 fn desired(repository: &str, entries: &[(&str, &[&str])]) -> DesiredIndex {
     DesiredIndex {
         schema: "promoter.desired/v1".into(),
+        sources: BTreeMap::new(),
         revision: "rev-1".into(),
         repositories: BTreeMap::from([(
             repository.to_owned(),

@@ -11,6 +11,7 @@ const OTHER: &str = "sha256:3333333333333333333333333333333333333333333333333333
 fn desired() -> DesiredIndex {
     DesiredIndex {
         schema: "promoter.desired/v1".into(),
+        sources: BTreeMap::new(),
         revision: "r1".into(),
         repositories: BTreeMap::from([
             (

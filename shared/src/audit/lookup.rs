@@ -78,7 +78,15 @@ pub async fn judge_with_registry(
                 .repositories
                 .get(&event.repository)
                 .unwrap_or(&empty);
-            let Some(relation) = find_approval(client, &repository, &digest, digests).await? else {
+            let source = desired
+                .sources
+                .get(&event.repository)
+                .and_then(|s| Repository::parse(s).ok());
+            let places = Places {
+                repository: &repository,
+                source: source.as_ref(),
+            };
+            let Some(relation) = find_approval(client, &places, &digest, digests).await? else {
                 return Ok(unknown_digest());
             };
             let why = match event.tag.as_deref().and_then(artifact_tag) {
@@ -111,11 +119,18 @@ async fn get(
         .map_err(AuditError::Registry)
 }
 
+/// Where a lookup reads: the production repository, and the staging repository it is
+/// promoted from (which holds an approved index before production does).
+struct Places<'a> {
+    repository: &'a Repository,
+    source: Option<&'a Repository>,
+}
+
 /// How `digest` relates to a desired digest of `repository` (e.g. `child of approved index
 /// sha256:…`), or `None` when it does not.
 async fn find_approval(
     client: &Client,
-    repository: &Repository,
+    places: &Places<'_>,
     digest: &str,
     desired: &BTreeMap<String, Vec<String>>,
 ) -> Result<Option<String>, AuditError> {
@@ -123,7 +138,7 @@ async fn find_approval(
     let mut chain = vec![digest.to_owned()];
     while chain.len() <= SUBJECT_HOPS {
         let Some(last) = chain.last() else { break };
-        let Some(manifest) = get(client, repository, last).await? else {
+        let Some(manifest) = get(client, places.repository, last).await? else {
             break;
         };
         let Some(subject) = links(&manifest).subject.map(|s| s.digest) else {
@@ -138,7 +153,14 @@ async fn find_approval(
         chain.push(subject);
     }
     for candidate in desired.keys() {
-        let Some(manifest) = get(client, repository, candidate).await? else {
+        let mut manifest = get(client, places.repository, candidate).await?;
+        if manifest.is_none()
+            && let Some(source) = places.source
+        {
+            // Not promoted yet (its children come first): staging has the same bytes.
+            manifest = get(client, source, candidate).await?;
+        }
+        let Some(manifest) = manifest else {
             continue;
         };
         let children = links(&manifest).manifests.unwrap_or_default();

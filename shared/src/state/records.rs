@@ -184,6 +184,11 @@ pub struct DesiredIndex {
     pub revision: String,
     /// repository → digest → tags.
     pub repositories: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// Destination repository → the staging repository it is promoted from. The auditor reads
+    /// an approved index there when production does not hold it yet (an index's children are
+    /// pushed, and notified, before the index itself).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, String>,
 }
 
 /// Reads and parses `key`; a record that does not parse is [`StateError::Corrupt`].

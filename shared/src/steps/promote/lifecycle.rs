@@ -56,8 +56,10 @@ pub(super) fn vanished(store: &StateStore, key: &str) -> StateError {
 /// Records what production should hold after this revision, and points `desired/current` at it.
 async fn write_desired(store: &StateStore, revision: &str, plan: &Plan) -> Result<(), StateError> {
     let mut repositories: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    let mut sources = BTreeMap::new();
     for unit in &plan.units {
         for d in &unit.destinations {
+            sources.insert(d.repository.to_string(), unit.source.to_string());
             let tags = repositories
                 .entry(d.repository.to_string())
                 .or_default()
@@ -70,6 +72,7 @@ async fn write_desired(store: &StateStore, revision: &str, plan: &Plan) -> Resul
         schema: "promoter.desired/v1".to_owned(),
         revision: revision.to_owned(),
         repositories,
+        sources,
     };
     store.create(&desired_key(revision), encode(&index)).await?;
     let pointer = bytes::Bytes::from(revision.to_owned());
