@@ -7,7 +7,8 @@
 //! to the dead-letter queue). A permanent failure (tag move, missing source) is recorded in
 //! the unit's record and the unit marked final: the message is consumed, not retried forever.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -15,13 +16,13 @@ use serde::Serialize;
 use crate::copy::{CopyOptions, Engine, UnitReport};
 use crate::error_chain::error_chain;
 use crate::plan::Unit;
-use crate::state::records::RunRecord;
+use crate::state::records::Trigger;
 use crate::steps::promote::{RunOptions, UnitOutcome, UnitTurn, load_run, work_unit};
 
 use super::deps::Deps;
 use super::error::StepError;
 use super::messages::{CopyMessage, SignMessage, encode};
-use super::progress::{Final, conclude_if_finished, mark_final};
+use super::progress::{Final, count_final, mark_final};
 
 /// What copy-digest did with one unit.
 #[derive(Debug, Serialize)]
@@ -43,26 +44,72 @@ pub struct CopyOutcome {
     pub report: Option<UnitReport>,
 }
 
-/// A run's record and the unit a message names.
-pub(super) async fn run_and_unit(
-    deps: &Deps,
-    run: &str,
-    unit: &str,
-) -> Result<(RunRecord, Unit), StepError> {
+/// A run's trigger and plan, as recorded when it started (neither changes afterwards).
+struct RecordedRun {
+    trigger: Trigger,
+    units: HashMap<String, Unit>,
+    planned: usize,
+}
+
+/// Runs already read by this process, by state URL and run id: a warm Lambda container reads
+/// a run's plan once, not once per message (a plan of tens of thousands of units is
+/// megabytes). Bounded: the oldest entries are dropped past [`RUN_CACHE`].
+static RUNS: Mutex<Vec<(RunKey, Arc<RecordedRun>)>> = Mutex::new(Vec::new());
+
+/// A state URL and a run id.
+type RunKey = (String, String);
+
+/// Runs kept by [`RUNS`].
+const RUN_CACHE: usize = 8;
+
+async fn recorded_run(deps: &Deps, run: &str) -> Result<Arc<RecordedRun>, StepError> {
+    let key = (deps.store.url(), run.to_owned());
+    let cached = RUNS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, r)| Arc::clone(r));
+    if let Some(recorded) = cached {
+        return Ok(recorded);
+    }
     let (record, units) = load_run(&deps.store, run)
         .await?
         .ok_or_else(|| StepError::Unknown {
             run: run.to_owned(),
             what: "the run".to_owned(),
         })?;
-    let unit = units
-        .into_iter()
-        .find(|u| u.id == unit)
+    let recorded = Arc::new(RecordedRun {
+        trigger: record.trigger,
+        planned: record.units,
+        units: units.into_iter().map(|u| (u.id.clone(), u)).collect(),
+    });
+    let mut runs = RUNS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if runs.len() >= RUN_CACHE {
+        runs.remove(0);
+    }
+    runs.push((key, Arc::clone(&recorded)));
+    Ok(recorded)
+}
+
+/// A run's trigger, its number of units, and the unit a message names.
+pub(super) async fn run_and_unit(
+    deps: &Deps,
+    run: &str,
+    unit: &str,
+) -> Result<(Trigger, usize, Unit), StepError> {
+    let recorded = recorded_run(deps, run).await?;
+    let found = recorded
+        .units
+        .get(unit)
+        .cloned()
         .ok_or_else(|| StepError::Unknown {
             run: run.to_owned(),
             what: format!("unit {unit}"),
         })?;
-    Ok((record, unit))
+    Ok((recorded.trigger.clone(), recorded.planned, found))
 }
 
 /// The transfer engines of one batch of messages: one engine shared by the batch's units, so
@@ -101,11 +148,11 @@ pub async fn copy_digest(
     deps: &Deps,
     engine: &Engine,
 ) -> Result<CopyOutcome, StepError> {
-    let (record, unit) = run_and_unit(deps, &message.run, &message.unit).await?;
+    let (trigger, planned, unit) = run_and_unit(deps, &message.run, &message.unit).await?;
     let span = tracing::info_span!("copy", run = %message.run, unit = %unit.id, image = %unit.source, digest = %unit.digest);
     let _entered = span.enter();
     let options = RunOptions {
-        trigger: record.trigger.clone(),
+        trigger,
         lease_ttl: deps.settings.lease_ttl,
         units_in_parallel: 1,
         poll: Duration::from_secs(1),
@@ -128,8 +175,9 @@ pub async fn copy_digest(
                 });
             }
             Some(error) => {
-                mark_final(&deps.store, &message.run, &unit.id, Final::Failed).await?;
-                conclude_if_finished(deps, &message.run, record.units).await?;
+                let counted =
+                    mark_final(&deps.store, &message.run, &unit.id, Final::Failed).await?;
+                count_final(deps, &message.run, planned, counted).await?;
                 tracing::warn!(error = %error_chain(&error), "unit failed for good");
                 return Ok(CopyOutcome {
                     run: message.run.clone(),
@@ -157,8 +205,8 @@ pub async fn copy_digest(
         deps.queues.sign.send(&encode(&sign)).await?;
         true
     } else {
-        mark_final(&deps.store, &message.run, &unit.id, Final::Done).await?;
-        conclude_if_finished(deps, &message.run, record.units).await?;
+        let counted = mark_final(&deps.store, &message.run, &unit.id, Final::Done).await?;
+        count_final(deps, &message.run, planned, counted).await?;
         false
     };
     Ok(CopyOutcome {

@@ -259,5 +259,6 @@ pub fn to_function_url(response: &HttpResponse) -> Value {
         "headers": { "content-type": "application/json" },
         "body": response.body.to_string(),
         "isBase64Encoded": false,
+        "cookies": [],
     })
 }

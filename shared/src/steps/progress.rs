@@ -4,8 +4,10 @@
 //! signing is off), or failed for a reason that retrying will not fix. Each final unit leaves a
 //! marker `runs/<run>/final/<unit>`; counting them is one listing (no per-unit reads), so the
 //! worker that finishes the last unit sees it and enqueues the run's notification. A marker
-//! `runs/<run>/notified` records that the notification was enqueued, so a redelivered message
-//! does not enqueue it again (and the notify step is itself idempotent per sink).
+//! `runs/<run>/notified`, claimed by a conditional create before the notification is enqueued,
+//! makes it enqueued once: by one of several workers finishing the last units at the same
+//! moment, and not again by a redelivered message (the notify step is also idempotent per
+//! sink).
 
 use bytes::Bytes;
 
@@ -42,13 +44,19 @@ pub fn notified_key(run: &str) -> String {
     format!("runs/{run}/notified")
 }
 
-/// Marks `unit` of `run` final (idempotent).
+/// `runs/<run>/finals`: how many units were marked final (a decimal count).
+pub fn finals_key(run: &str) -> String {
+    format!("runs/{run}/finals")
+}
+
+/// Marks `unit` of `run` final (idempotent); returns the run's count of final units when this
+/// call marked it, `None` when it was marked before.
 pub async fn mark_final(
     store: &StateStore,
     run: &str,
     unit: &str,
     how: Final,
-) -> Result<(), StateError> {
+) -> Result<Option<usize>, StateError> {
     let text = match how {
         Final::Done => "done",
         Final::Failed => "failed",
@@ -58,10 +66,55 @@ pub async fn mark_final(
             .create(&failed_key(run, unit), Bytes::from_static(b"failed"))
             .await?;
     }
-    store
+    let created = store
         .create(&final_key(run, unit), Bytes::from_static(text.as_bytes()))
         .await?;
-    Ok(())
+    if created.is_none() {
+        return Ok(None);
+    }
+    increment(store, &finals_key(run)).await.map(Some)
+}
+
+/// Adds one to the counter at `key` with conditional writes; returns the new count.
+async fn increment(store: &StateStore, key: &str) -> Result<usize, StateError> {
+    loop {
+        let Some(current) = store.get(key).await? else {
+            if store.create(key, Bytes::from_static(b"1")).await?.is_some() {
+                return Ok(1);
+            }
+            continue;
+        };
+        let count = std::str::from_utf8(&current.bytes)
+            .ok()
+            .and_then(|t| t.trim().parse::<usize>().ok())
+            .ok_or_else(|| StateError::Corrupt {
+                url: store.url(),
+                key: key.to_owned(),
+                expected: "a count",
+                reason: "not a decimal number".to_owned(),
+            })?
+            + 1;
+        let bytes = Bytes::from(count.to_string());
+        if store.update(key, bytes, &current.version).await?.is_some() {
+            return Ok(count);
+        }
+        // Another worker counted at the same time: read again, after a short random pause.
+        tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..20))).await;
+    }
+}
+
+/// Counts a unit just marked final (`counted`, from [`mark_final`]) and concludes the run when
+/// it was the last.
+pub async fn count_final(
+    deps: &Deps,
+    run: &str,
+    planned: usize,
+    counted: Option<usize>,
+) -> Result<Option<RunRecord>, StepError> {
+    match counted {
+        Some(count) if count >= planned => conclude_run(deps, run).await.map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// The units of `run` marked final.
@@ -79,7 +132,55 @@ pub async fn failed_units(store: &StateStore, run: &str) -> Result<Vec<String>, 
 pub async fn reopen(store: &StateStore, run: &str, unit: &str) -> Result<(), StateError> {
     store.delete(&final_key(run, unit)).await?;
     store.delete(&failed_key(run, unit)).await?;
+    decrement(store, &finals_key(run)).await?;
     store.delete(&notified_key(run)).await
+}
+
+/// Raises `run`'s counter of final units to `count` when it is below (a worker that died
+/// between its marker and its increment left it short); a rerun calls this with the markers it
+/// listed.
+pub async fn raise_finals(store: &StateStore, run: &str, count: usize) -> Result<(), StateError> {
+    let key = finals_key(run);
+    let bytes = Bytes::from(count.to_string());
+    loop {
+        let Some(current) = store.get(&key).await? else {
+            if count == 0 || store.create(&key, bytes.clone()).await?.is_some() {
+                return Ok(());
+            }
+            continue;
+        };
+        let counted = std::str::from_utf8(&current.bytes)
+            .ok()
+            .and_then(|t| t.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if counted >= count
+            || store
+                .update(&key, bytes.clone(), &current.version)
+                .await?
+                .is_some()
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// Takes one from the counter at `key` (when there is one).
+async fn decrement(store: &StateStore, key: &str) -> Result<(), StateError> {
+    while let Some(current) = store.get(key).await? {
+        let count = std::str::from_utf8(&current.bytes)
+            .ok()
+            .and_then(|t| t.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+            .saturating_sub(1);
+        if store
+            .update(key, Bytes::from(count.to_string()), &current.version)
+            .await?
+            .is_some()
+        {
+            break;
+        }
+    }
+    Ok(())
 }
 
 async fn units_under(store: &StateStore, prefix: &str) -> Result<Vec<String>, StateError> {
@@ -92,8 +193,8 @@ async fn units_under(store: &StateStore, prefix: &str) -> Result<Vec<String>, St
         .collect())
 }
 
-/// When every one of `run`'s units is final, records the run's status and enqueues its
-/// notification (once); returns the run record then.
+/// When every one of `run`'s units is final (counting the markers: a listing), records the
+/// run's status and enqueues its notification (once); returns the run record then.
 pub async fn conclude_if_finished(
     deps: &Deps,
     run: &str,
@@ -102,18 +203,76 @@ pub async fn conclude_if_finished(
     if final_units(&deps.store, run).await?.len() < planned {
         return Ok(None);
     }
+    conclude_run(deps, run).await.map(Some)
+}
+
+/// Records the run's status from its unit records and enqueues its notification (once).
+async fn conclude_run(deps: &Deps, run: &str) -> Result<RunRecord, StepError> {
     let record = conclude(&deps.store, run).await?;
-    if deps.store.get(&notified_key(run)).await?.is_none() {
-        deps.queues
+    // Claim the marker first (a conditional create): workers finishing the last units at the
+    // same moment all get here, and only the one that wins the create enqueues the notice.
+    let claimed = deps
+        .store
+        .create(&notified_key(run), Bytes::from_static(b"enqueued"))
+        .await?;
+    if claimed.is_some() {
+        let sent = deps
+            .queues
             .notify
             .send(&encode(&NotifyMessage::Run {
                 run: run.to_owned(),
             }))
-            .await?;
-        deps.store
-            .create(&notified_key(run), Bytes::from_static(b"enqueued"))
-            .await?;
+            .await;
+        if let Err(error) = sent {
+            // Not enqueued: let the redelivered message claim it again.
+            deps.store.delete(&notified_key(run)).await?;
+            return Err(error.into());
+        }
         tracing::info!(run, status = ?record.status, "run finished; notification enqueued");
     }
-    Ok(Some(record))
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MemoryStore;
+
+    #[tokio::test]
+    async fn each_unit_is_counted_once_and_a_retried_one_uncounted() {
+        let store = StateStore::from(MemoryStore::default());
+        assert_eq!(
+            mark_final(&store, "r", "a", Final::Done).await.ok(),
+            Some(Some(1))
+        );
+        assert_eq!(
+            mark_final(&store, "r", "a", Final::Done).await.ok(),
+            Some(None)
+        );
+        assert_eq!(
+            mark_final(&store, "r", "b", Final::Failed).await.ok(),
+            Some(Some(2))
+        );
+        assert_eq!(
+            failed_units(&store, "r").await.ok(),
+            Some(vec!["b".to_owned()])
+        );
+        reopen(&store, "r", "b").await.ok();
+        assert!(failed_units(&store, "r").await.is_ok_and(|u| u.is_empty()));
+        assert_eq!(
+            final_units(&store, "r").await.ok(),
+            Some(vec!["a".to_owned()])
+        );
+        assert_eq!(
+            mark_final(&store, "r", "b", Final::Done).await.ok(),
+            Some(Some(2))
+        );
+        // A rerun that lists more markers than counted raises the counter, never lowers it.
+        raise_finals(&store, "r", 5).await.ok();
+        raise_finals(&store, "r", 3).await.ok();
+        assert_eq!(
+            mark_final(&store, "r", "c", Final::Done).await.ok(),
+            Some(Some(6))
+        );
+    }
 }

@@ -16,7 +16,7 @@ use super::copy::run_and_unit;
 use super::deps::Deps;
 use super::error::StepError;
 use super::messages::SignMessage;
-use super::progress::{Final, conclude_if_finished, mark_final};
+use super::progress::{Final, count_final, mark_final};
 
 /// `runs/<run>/signatures/<unit>.json`: how signing a unit went.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +52,7 @@ pub async fn sign(
         variable: "PROMOTER_SIGN_KEY",
         reason: "not set, but a sign message arrived".into(),
     })?;
-    let (run, unit) = run_and_unit(deps, &message.run, &message.unit).await?;
+    let (_, planned, unit) = run_and_unit(deps, &message.run, &message.unit).await?;
     let span = tracing::info_span!("sign", run = %message.run, unit = %unit.id, image = %unit.source, digest = %unit.digest);
     let _entered = span.enter();
     let report = engine.sign_unit(&unit).await;
@@ -95,7 +95,7 @@ pub async fn sign(
     {
         deps.store.update(&key, bytes, &current.version).await?;
     }
-    mark_final(&deps.store, &message.run, &unit.id, how).await?;
-    conclude_if_finished(deps, &message.run, run.units).await?;
+    let counted = mark_final(&deps.store, &message.run, &unit.id, how).await?;
+    count_final(deps, &message.run, planned, counted).await?;
     Ok(record)
 }

@@ -25,7 +25,7 @@ use super::deps::Deps;
 use super::error::{StepError, malformed};
 use super::http::{HttpRequest, HttpResponse};
 use super::messages::{CopyMessage, encode};
-use super::progress::{conclude_if_finished, failed_units, final_units, reopen};
+use super::progress::{conclude_if_finished, failed_units, final_units, raise_finals, reopen};
 
 /// An on-call request to promote manifests from object storage (or a local folder).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +223,7 @@ pub async fn enqueue_plan(
     }
     let finished: std::collections::HashSet<String> =
         final_units(&deps.store, &run).await?.into_iter().collect();
+    raise_finals(&deps.store, &run, finished.len()).await?;
     let mut enqueued = 0;
     for unit in plan.units.iter().filter(|u| !finished.contains(&u.id)) {
         let message = CopyMessage {
