@@ -1,1 +1,785 @@
-//! Placeholder: filled in by the work on issue 6.
+//! The whole chain over SQS, against real servers: validate-manifest → copy-digest → sign →
+//! notify, the step handlers fed by three SQS queues in moto, state in S3 (SeaweedFS), one
+//! staging and two production registries (CNCF distribution), and a webhook receiver.
+//!
+//! Staging is seeded with single images sharing a base layer and a two-platform index; a plain
+//! manifest promoting them (with tags) to both production registries is uploaded to S3 and
+//! handed to `validate::manual`; `local::drain` then runs the handlers off the SQS queues until
+//! they are empty. Checked with the harness's raw client, skopeo and `promoter::sign::verify`:
+//! every message succeeded; both production registries serve every promoted manifest, index
+//! child and blob with staging's exact bytes and media type, every tag in place; each promoted
+//! digest carries a valid signature by the key in every destination; the run record is
+//! complete; exactly one signed run-summary notice (`run-<run id>-complete`) reached the
+//! webhook; the queues are empty. A second `validate::manual` of the same revision then
+//! writes nothing to any registry (their storage is unchanged, file by file and by modification
+//! time; a no-op tag PUT afterwards shows that such a snapshot does see writes), enqueues
+//! nothing, and sends no second notice.
+//!
+//! `StateStore::open("s3://…")` and the manifest source read S3's endpoint from the
+//! environment, which a test may not change while others run (and `unsafe` is forbidden): the
+//! scenario runs in a child process of this test binary, given `AWS_ENDPOINT_URL_S3` and
+//! credentials for the SeaweedFS the parent started.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::config::Credentials;
+use aws_sdk_sqs::types::QueueAttributeName;
+use bytes::Bytes;
+use promoter::notify::{Notifier, Sink, signature_header};
+use promoter::queue::{Queue, SqsQueue};
+use promoter::registry::auth::session::CredentialSources;
+use promoter::registry::{Client, ClientConfig, Repository};
+use promoter::sign::keys::{SigningKey, VerifyingKey};
+use promoter::sign::{self, KeySource, Signer};
+use promoter::state::StateStore;
+use promoter::state::records::RunStatus;
+use promoter::steps::deps::github_http_client;
+use promoter::steps::lambda::Function;
+use promoter::steps::local::{Handled, drain};
+use promoter::steps::progress::{failed_units, final_units, notified_key};
+use promoter::steps::promote::{load_run, unit_records};
+use promoter::steps::validate::{ManualRequest, ValidateOutcome, manual};
+use promoter::steps::{Deps, Queues, Settings};
+use promoter_tests::harness::image::{self, IndexFormat, ManifestFormat, Pushed, Seeder};
+use promoter_tests::harness::moto::MotoServer;
+use promoter_tests::harness::seaweed::SeaweedFs;
+use promoter_tests::harness::{RawClient, TestRegistry, inspect_raw};
+
+/// Set in the child process that runs the scenario; its value is SeaweedFS's endpoint.
+const CHILD: &str = "PROMOTER_CHAIN_TEST_S3";
+/// The bucket holding both the state and the uploaded manifests.
+const BUCKET: &str = "state";
+/// The state store.
+const STATE_URL: &str = "s3://state/promoter";
+/// Where the manifests are uploaded.
+const MANIFESTS_URL: &str = "s3://state/manifests/rev-1";
+/// The revision promoted (names the run).
+const REVISION: &str = "0123456789abcdef0123456789abcdef01234567";
+/// The webhook's HMAC secret.
+const WEBHOOK_SECRET: &str = "chain-webhook-secret";
+/// Staging's repositories live below this path, production's below [`PROD_PATHS`].
+const STAGING_PATH: &str = "staging";
+/// Each production registry's path (two different ones, to be sure names are not mixed up).
+const PROD_PATHS: [&str; 2] = ["prod", "mirror/prod"];
+
+// ---------------------------------------------------------------------------------------------
+// The parent: SeaweedFS, then the scenario in a child process with S3 configured
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_over_sqs() {
+    if let Some(endpoint) = std::env::var_os(CHILD) {
+        return scenario(&endpoint.to_string_lossy()).await;
+    }
+    let seaweed = SeaweedFs::start(&[BUCKET]);
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut command = std::process::Command::new(exe);
+    command.args([
+        "chain_over_sqs",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(key);
+        }
+    }
+    let output = command
+        .env(CHILD, seaweed.endpoint())
+        .env("AWS_ENDPOINT_URL_S3", seaweed.endpoint())
+        .env("AWS_ACCESS_KEY_ID", "any")
+        .env("AWS_SECRET_ACCESS_KEY", "any")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "the scenario failed:\n{stdout}\n{stderr}\nSeaweedFS's log:\n{}",
+        seaweed.log()
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran nothing:\n{stdout}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenario
+// ---------------------------------------------------------------------------------------------
+
+/// A promoted image: its name below the registries, what staging holds, its tags.
+struct Promoted {
+    name: &'static str,
+    pushed: Pushed,
+    tags: &'static [&'static str],
+}
+
+async fn scenario(s3_endpoint: &str) {
+    let started = Instant::now();
+    let staging = TestRegistry::start();
+    let prods = [TestRegistry::start(), TestRegistry::start()];
+    let moto = MotoServer::start();
+    let receiver = Receiver::start();
+
+    // Staging: two images of one repository, one of another (Docker media types), and a
+    // two-platform index; every image shares the base layer.
+    let seeder = Seeder::new(&staging);
+    let staged = |name: &str| format!("{STAGING_PATH}/{name}");
+    let promoted = vec![
+        Promoted {
+            name: "controller",
+            pushed: seeder.push_image(
+                &staged("controller"),
+                &image::single(ManifestFormat::Oci, "controller-1.0"),
+                Some("1.0"),
+            ),
+            tags: &["v1.0.0", "latest"],
+        },
+        Promoted {
+            name: "controller",
+            pushed: seeder.push_image(
+                &staged("controller"),
+                &image::single(ManifestFormat::Oci, "controller-1.1"),
+                None,
+            ),
+            tags: &["v1.1.0"],
+        },
+        Promoted {
+            name: "worker",
+            pushed: seeder.push_image(
+                &staged("worker"),
+                &image::single(ManifestFormat::Docker, "worker"),
+                None,
+            ),
+            tags: &["v3.2.1"],
+        },
+        Promoted {
+            name: "agent",
+            pushed: seeder.push_index(
+                &staged("agent"),
+                &image::multi_platform(IndexFormat::Oci, "agent"),
+                Some("2.0"),
+            ),
+            tags: &["v2.0.0", "stable"],
+        },
+    ];
+    let base = image::base_layer().digest;
+    assert!(
+        promoted
+            .iter()
+            .all(|p| p.pushed.all_blobs().contains(&base)),
+        "every image shares the base layer"
+    );
+
+    // The manifest, uploaded under an S3 prefix.
+    let manifest = manifest_yaml(&staging, &prods, &promoted);
+    let uploads = StateStore::open(MANIFESTS_URL)
+        .await
+        .expect("open the manifests' prefix");
+    uploads
+        .create("promoter-manifest.yaml", Bytes::from(manifest.clone()))
+        .await
+        .expect("upload the manifest")
+        .expect("a new object");
+
+    // Deps: SQS queues in moto, S3 state, a file key, the webhook.
+    let sqs_config = sqs_config(&moto.endpoint()).await;
+    let sqs = aws_sdk_sqs::Client::new(&sqs_config);
+    let mut urls = Vec::new();
+    for name in ["copy-digest", "sign", "notify"] {
+        let created = sqs
+            .create_queue()
+            .queue_name(name)
+            .attributes(QueueAttributeName::VisibilityTimeout, "10")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create the {name} queue in moto: {e:?}"));
+        urls.push(created.queue_url().expect("a queue URL").to_owned());
+    }
+    let queue = |url: &String| Queue::Sqs(Box::new(SqsQueue::new(&sqs_config, url.clone())));
+    let keys = tempfile::tempdir().expect("a folder for the keys");
+    let (private, public) = SigningKey::generate(&keys.path().join("cosign")).expect("a key pair");
+    let public = VerifyingKey::from_pem_file(&public).expect("the public key");
+    let signer = Signer::new(
+        KeySource::File(SigningKey::from_pem_file(&private).expect("the private key")),
+        Vec::new(),
+    )
+    .await
+    .expect("a signer");
+    let deps = Deps {
+        store: StateStore::open(STATE_URL).await.expect("open the state"),
+        client: Arc::new(
+            Client::new(ClientConfig::default(), CredentialSources::default())
+                .expect("a registry client"),
+        ),
+        queues: Queues {
+            copy: queue(&urls[0]),
+            sign: queue(&urls[1]),
+            notify: queue(&urls[2]),
+        },
+        signer: Some(Arc::new(signer)),
+        required_signature: None,
+        notifier: Notifier::new(
+            vec![Sink::Webhook {
+                url: receiver.url(),
+                secret: Some(WEBHOOK_SECRET.to_owned()),
+            }],
+            None,
+        ),
+        settings: Settings::default(),
+        http: github_http_client().expect("an HTTP client"),
+    };
+    assert_eq!(deps.store.url(), STATE_URL);
+    println!(
+        "servers up and staging seeded in {:?} (S3 at {s3_endpoint})",
+        started.elapsed()
+    );
+
+    // validate-manifest: a run of 4 units, all enqueued.
+    let request = ManualRequest {
+        revision: REVISION.to_owned(),
+        manifests: MANIFESTS_URL.to_owned(),
+        repository: None,
+    };
+    let outcome = manual(&request, &deps).await.expect("validate-manifest");
+    let ValidateOutcome::Accepted {
+        run,
+        revision,
+        units,
+        enqueued,
+    } = outcome
+    else {
+        panic!("the manifest was not accepted: {outcome:?}\n{manifest}");
+    };
+    assert_eq!(
+        (revision.as_str(), units, enqueued),
+        (REVISION, promoted.len(), promoted.len())
+    );
+    assert_eq!(approximate_counts(&sqs, &urls[0]).await, (4, 0));
+
+    // The chain, off the SQS queues.
+    let drained = Instant::now();
+    let handled = drain(&deps, 4, Duration::from_millis(500)).await;
+    let first_drain = drained.elapsed();
+    let registry_requests = deps.client.counts.total.load(Ordering::Relaxed);
+    let state_requests = deps.store.requests();
+    println!(
+        "first drain: {} messages in {first_drain:?}; {registry_requests} registry requests, \
+         {state_requests} state requests so far",
+        handled.len()
+    );
+    assert_all_succeeded(&handled);
+    let by_function = |function: Function| {
+        handled
+            .iter()
+            .filter(|h| h.function == function)
+            .collect::<Vec<_>>()
+    };
+    let copies = by_function(Function::CopyDigest);
+    let signs = by_function(Function::Sign);
+    let notices = by_function(Function::Notify);
+    assert_eq!(
+        (copies.len(), signs.len(), notices.len(), handled.len()),
+        (4, 4, 1, 9),
+        "one copy and one sign message per unit, one notify message: {handled:#?}"
+    );
+    for copy in &copies {
+        let value = output(copy);
+        assert_eq!(value["status"], "copied", "{value}");
+        assert_eq!(value["sign_enqueued"], true, "{value}");
+        assert_eq!(value["run"], run.as_str());
+        assert_eq!(copy.receives, 1, "no message was received twice");
+    }
+    for signed in &signs {
+        let value = output(signed);
+        assert_eq!(
+            value["added"].as_array().map(Vec::len),
+            Some(2),
+            "a signature added in each destination: {value}"
+        );
+        assert_eq!(value["present"], serde_json::json!([]), "{value}");
+    }
+    let notified = output(notices[0]);
+    // The summary's id names the run and how it ended (`run-<run id>-complete`).
+    let notice_id = format!("run-{run}-complete");
+    assert_eq!(notified["notice"], notice_id.as_str());
+    assert_eq!(notified["sent"], serde_json::json!(["webhook"]));
+
+    // Production serves staging's exact bytes, by digest (index children and blobs included)
+    // and by every tag, in both registries.
+    let staging_client = RawClient::for_registry(&staging);
+    for (prod, prod_path) in prods.iter().zip(PROD_PATHS) {
+        let prod_client = RawClient::for_registry(prod);
+        for p in &promoted {
+            let source = staged(p.name);
+            let target = format!("{prod_path}/{}", p.name);
+            for manifest in std::iter::once(&p.pushed).chain(&p.pushed.children) {
+                let want = staging_client.get_manifest(&source, &manifest.digest);
+                let got = prod_client.get_manifest(&target, &manifest.digest);
+                assert_eq!(
+                    got.status,
+                    200,
+                    "{}/{target}@{}",
+                    prod.host(),
+                    manifest.digest
+                );
+                assert_eq!(got.body, manifest.bytes, "{target}@{}", manifest.digest);
+                assert_eq!(got.body, want.body);
+                assert_eq!(
+                    got.header("content-type"),
+                    Some(manifest.media_type.as_str())
+                );
+            }
+            for blob in p.pushed.all_blobs() {
+                let want = staging_client.get_blob(&source, &blob);
+                let got = prod_client.get_blob(&target, &blob);
+                assert_eq!((want.status, got.status), (200, 200), "{target}@{blob}");
+                assert_eq!(got.body, want.body, "{target}@{blob}");
+            }
+            for tag in p.tags {
+                assert_eq!(
+                    inspect_raw(prod, &target, tag, None),
+                    p.pushed.bytes,
+                    "skopeo reads {}/{target}:{tag}",
+                    prod.host()
+                );
+            }
+        }
+    }
+
+    // Every promoted digest is signed by the key, in every destination, naming the digest.
+    for p in &promoted {
+        for (prod, prod_path) in prods.iter().zip(PROD_PATHS) {
+            let repository = Repository::parse(&format!("{}/{prod_path}/{}", prod.host(), p.name))
+                .expect("a repository");
+            let payloads = sign::verify(&deps.client, &repository, &p.pushed.digest, &public)
+                .await
+                .expect("read the signatures");
+            assert_eq!(
+                payloads.len(),
+                1,
+                "one valid signature of {}@{}",
+                repository.path,
+                p.pushed.digest
+            );
+            assert_eq!(
+                payloads[0].critical.image.docker_manifest_digest,
+                p.pushed.digest
+            );
+            // Without identities, the name signed is the first destination's (by name).
+            let first_destination = prods
+                .iter()
+                .zip(PROD_PATHS)
+                .map(|(r, path)| format!("{}/{path}/{}", r.host(), p.name))
+                .min();
+            assert_eq!(
+                Some(&payloads[0].critical.identity.docker_reference),
+                first_destination.as_ref(),
+                "the name signed"
+            );
+        }
+    }
+
+    // The run record: complete, every unit done and final, the notice enqueued once.
+    let (record, planned) = load_run(&deps.store, &run)
+        .await
+        .expect("read the run")
+        .expect("the run is recorded");
+    assert_eq!(record.status, RunStatus::Complete, "{record:?}");
+    assert_eq!(record.units, 4);
+    assert_eq!(
+        (
+            record.counts.done,
+            record.counts.failed,
+            record.counts.pending
+        ),
+        (4, 0, 0)
+    );
+    assert!(record.finished_at.is_some());
+    assert_eq!(record.trigger.revision, REVISION);
+    let mut planned_digests: Vec<String> = planned.iter().map(|u| u.digest.to_string()).collect();
+    let mut promoted_digests: Vec<String> =
+        promoted.iter().map(|p| p.pushed.digest.clone()).collect();
+    planned_digests.sort();
+    promoted_digests.sort();
+    assert_eq!(planned_digests, promoted_digests);
+    let unit_states = unit_records(&deps.store, &run).await.expect("unit records");
+    assert_eq!(unit_states.len(), 4);
+    for unit in &unit_states {
+        assert_eq!(
+            unit.status,
+            promoter::state::records::UnitStatus::Done,
+            "{unit:?}"
+        );
+    }
+    assert_eq!(
+        final_units(&deps.store, &run)
+            .await
+            .expect("final units")
+            .len(),
+        4
+    );
+    assert!(
+        failed_units(&deps.store, &run)
+            .await
+            .expect("failed units")
+            .is_empty()
+    );
+    assert!(
+        deps.store
+            .get(&notified_key(&run))
+            .await
+            .expect("read")
+            .is_some()
+    );
+
+    // Exactly one notice reached the webhook: the run's summary, signed.
+    let received = receiver.requests();
+    assert_eq!(received.len(), 1, "{received:#?}");
+    let notice = &received[0];
+    assert_eq!(notice.method, "POST");
+    assert_eq!(notice.header("x-promoter-event"), Some("run_summary"));
+    assert_eq!(
+        notice.header("x-promoter-delivery"),
+        Some(notice_id.as_str())
+    );
+    assert_eq!(
+        notice.header("x-promoter-signature-256"),
+        Some(signature_header(WEBHOOK_SECRET.as_bytes(), &notice.body).as_str())
+    );
+    let body: serde_json::Value = serde_json::from_slice(&notice.body).expect("a JSON notice");
+    assert_eq!(body["kind"], "run_summary", "{body}");
+    assert_eq!(body["id"], notice_id.as_str(), "{body}");
+    assert_eq!(body["details"]["run"]["counts"]["done"], 4, "{body}");
+    assert_eq!(body["details"]["failures"], serde_json::json!([]), "{body}");
+
+    // Every queue is empty.
+    assert_queues_empty(&sqs, &urls).await;
+    let registries = [&staging, &prods[0], &prods[1]];
+    let before: Vec<Snapshot> = registries
+        .iter()
+        .map(|r| snapshot(r.storage_root()))
+        .collect();
+
+    // The same revision again: nothing to enqueue, nothing written, no second notice.
+    let rerun = Instant::now();
+    let again = manual(&request, &deps)
+        .await
+        .expect("validate-manifest again");
+    assert_eq!(
+        again,
+        ValidateOutcome::Accepted {
+            run: run.clone(),
+            revision: REVISION.to_owned(),
+            units: 4,
+            enqueued: 0,
+        }
+    );
+    let requests_before = deps.client.counts.total.load(Ordering::Relaxed);
+    let handled_again = drain(&deps, 4, Duration::from_millis(500)).await;
+    println!(
+        "rerun: {} messages, {} registry requests, in {:?}",
+        handled_again.len(),
+        deps.client.counts.total.load(Ordering::Relaxed) - requests_before,
+        rerun.elapsed()
+    );
+    assert_all_succeeded(&handled_again);
+    for handled in &handled_again {
+        // Only no-op copies could appear (units are final): never a sign or a notify.
+        assert_eq!(handled.function, Function::CopyDigest, "{handled:?}");
+        assert_ne!(output(handled)["status"], "copied", "{handled:?}");
+    }
+    for (registry, was) in registries.iter().zip(&before) {
+        let now = snapshot(registry.storage_root());
+        assert!(
+            &now == was,
+            "the rerun wrote to {}: {:#?}",
+            registry.host(),
+            difference(was, &now)
+        );
+    }
+    // The snapshots would have seen a write: even re-putting a tag with the same bytes shows.
+    let first = &promoted[0];
+    Seeder::new(&prods[0]).push_manifest(
+        &format!("{}/{}", PROD_PATHS[0], first.name),
+        first.tags[0],
+        &first.pushed.media_type,
+        &first.pushed.bytes,
+    );
+    assert!(
+        snapshot(prods[0].storage_root()) != before[1],
+        "a no-op tag PUT changes the storage snapshot"
+    );
+    assert_eq!(receiver.requests().len(), 1, "no second notice");
+    assert_queues_empty(&sqs, &urls).await;
+    let (record_again, _) = load_run(&deps.store, &run)
+        .await
+        .expect("read the run")
+        .expect("the run");
+    assert_eq!(record_again.status, RunStatus::Complete);
+    assert_eq!(record_again.counts.done, 4);
+    println!(
+        "total {:?}: {} registry requests, {} state requests",
+        started.elapsed(),
+        deps.client.counts.total.load(Ordering::Relaxed),
+        deps.store.requests()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// The plain manifest promoting `promoted` from staging to both production registries.
+fn manifest_yaml(
+    staging: &TestRegistry,
+    prods: &[TestRegistry; 2],
+    promoted: &[Promoted],
+) -> String {
+    let mut yaml = format!(
+        "registries:\n- name: {}/{STAGING_PATH}\n  src: true\n",
+        staging.host()
+    );
+    for (prod, path) in prods.iter().zip(PROD_PATHS) {
+        yaml.push_str(&format!("- name: {}/{path}\n", prod.host()));
+    }
+    yaml.push_str("images:\n");
+    let mut names: Vec<&str> = promoted.iter().map(|p| p.name).collect();
+    names.dedup();
+    for name in names {
+        yaml.push_str(&format!("- name: {name}\n  dmap:\n"));
+        for p in promoted.iter().filter(|p| p.name == name) {
+            let tags: Vec<String> = p.tags.iter().map(|t| format!("\"{t}\"")).collect();
+            yaml.push_str(&format!(
+                "    \"{}\": [{}]\n",
+                p.pushed.digest,
+                tags.join(", ")
+            ));
+        }
+    }
+    yaml
+}
+
+/// An SDK configuration for moto.
+async fn sqs_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "chain-test"))
+        .load()
+        .await
+}
+
+/// `(ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible)` of a queue.
+async fn approximate_counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
+    let answer = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("GetQueueAttributes");
+    let attributes = answer.attributes().expect("attributes");
+    let count = |name: &QueueAttributeName| -> u64 {
+        attributes
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name:?} of {url}: {attributes:?}"))
+    };
+    (
+        count(&QueueAttributeName::ApproximateNumberOfMessages),
+        count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+/// Every queue holds nothing, visible or in flight, and a receive gets nothing.
+async fn assert_queues_empty(sqs: &aws_sdk_sqs::Client, urls: &[String]) {
+    for url in urls {
+        assert_eq!(approximate_counts(sqs, url).await, (0, 0), "{url}");
+        let received = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        assert!(received.messages().is_empty(), "{url}: {received:?}");
+    }
+}
+
+/// A handled message's output as the JSON a Lambda function returns (it succeeded).
+fn output(handled: &Handled) -> serde_json::Value {
+    let output = handled
+        .result
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{handled:?} failed: {e}"));
+    serde_json::to_value(output).expect("a step's output as JSON")
+}
+
+/// Every message succeeded: no error, no unit failed for good, no signing error.
+fn assert_all_succeeded(handled: &[Handled]) {
+    let failures: Vec<String> = handled
+        .iter()
+        .filter_map(|h| match &h.result {
+            Err(error) => Some(format!(
+                "{} {}: {}",
+                h.function.name(),
+                h.body,
+                promoter::error_chain::error_chain(error)
+            )),
+            Ok(_) => {
+                let value = output(h);
+                (value["status"] == "failed"
+                    || !value.get("error").is_none_or(serde_json::Value::is_null))
+                .then(|| format!("{} {}: {value}", h.function.name(), h.body))
+            }
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "messages failed:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Every file and folder under a registry's storage: size and modification time.
+type Snapshot = BTreeMap<String, (u64, SystemTime)>;
+
+fn snapshot(root: &Path) -> Snapshot {
+    let mut out = Snapshot::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read a storage folder") {
+            let entry = entry.expect("a folder entry");
+            let meta = entry.metadata().expect("metadata");
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            out.insert(
+                relative,
+                (meta.len(), meta.modified().expect("a modification time")),
+            );
+            if meta.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// What changed between two snapshots, for a failure message.
+fn difference(before: &Snapshot, after: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, value) in after {
+        match before.get(path) {
+            None => out.push(format!("+ {path}")),
+            Some(old) if old != value => out.push(format!("~ {path}")),
+            Some(_) => {}
+        }
+    }
+    out.extend(
+        before
+            .keys()
+            .filter(|path| !after.contains_key(*path))
+            .map(|path| format!("- {path}")),
+    );
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The webhook receiver
+// ---------------------------------------------------------------------------------------------
+
+/// A request the receiver got.
+#[derive(Clone, Debug)]
+struct Recorded {
+    method: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Recorded {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A tiny_http server on loopback recording every request and answering 200.
+struct Receiver {
+    server: Arc<tiny_http::Server>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    thread: Option<JoinHandle<()>>,
+    port: u16,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("listen"));
+        let port = server.server_addr().to_ip().expect("an IP address").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let thread = std::thread::spawn({
+            let server = Arc::clone(&server);
+            let requests = Arc::clone(&requests);
+            move || {
+                for mut request in server.incoming_requests() {
+                    let mut body = Vec::new();
+                    let _ = request.as_reader().read_to_end(&mut body);
+                    requests.lock().expect("lock").push(Recorded {
+                        method: request.method().to_string(),
+                        headers: request
+                            .headers()
+                            .iter()
+                            .map(|h| (h.field.to_string(), h.value.to_string()))
+                            .collect(),
+                        body,
+                    });
+                    let _ = request.respond(tiny_http::Response::from_string("ok"));
+                }
+            }
+        });
+        Receiver {
+            server,
+            requests,
+            thread: Some(thread),
+            port,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks/promoter", self.port)
+    }
+
+    fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
