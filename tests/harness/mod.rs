@@ -11,6 +11,7 @@
 pub mod gcs;
 pub mod http;
 pub mod image;
+pub mod lambda;
 pub mod moto;
 pub mod registry;
 pub mod seaweed;
