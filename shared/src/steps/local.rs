@@ -45,7 +45,9 @@ pub async fn drain(deps: &Deps, parallel: usize, retry_pause: Duration) -> Vec<H
 /// Drains the chain's queues with `engines` (whose progress counters a caller may watch).
 ///
 /// A unit another worker holds is waited for without limit (its lease expires if that worker
-/// died); other retryable failures count against [`MAX_RECEIVES`].
+/// died); other retryable failures count against [`MAX_RECEIVES`]. A message put back is
+/// waited for until it comes back (at once in memory; after its visibility timeout on SQS).
+/// `receives` counts deliveries per message body.
 pub async fn drain_with(
     deps: &Deps,
     engines: &Engines,
@@ -54,6 +56,8 @@ pub async fn drain_with(
 ) -> Vec<Handled> {
     let mut handled = Vec::new();
     let mut receives: HashMap<String, u32> = HashMap::new();
+    // Messages left unacknowledged to come back (on SQS, after their visibility timeout).
+    let mut awaited: HashMap<String, u32> = HashMap::new();
     loop {
         let mut progressed = false;
         let mut retrying = false;
@@ -83,6 +87,12 @@ pub async fn drain_with(
                     .collect()
                     .await;
             for (message, result) in results {
+                if let Some(left) = awaited.get_mut(&message.body) {
+                    *left -= 1;
+                    if *left == 0 {
+                        awaited.remove(&message.body);
+                    }
+                }
                 let count = receives.entry(message.body.clone()).or_insert(0);
                 *count += 1;
                 let again = match &result {
@@ -92,6 +102,7 @@ pub async fn drain_with(
                 };
                 if again {
                     retrying = true;
+                    *awaited.entry(message.body).or_insert(0) += 1;
                     continue;
                 }
                 if let Err(error) = queue.acknowledge(&message).await {
@@ -112,7 +123,7 @@ pub async fn drain_with(
                 }
             }
             tokio::time::sleep(retry_pause).await;
-        } else if !progressed {
+        } else if !progressed && awaited.is_empty() {
             return handled;
         }
     }
