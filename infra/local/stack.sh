@@ -8,7 +8,8 @@
 # (configs, storage, pid files, logs, seeded.txt) lives in ${PROMOTER_STACK_DIR:-/var/tmp/promoter-stack}.
 # PROMOTER_STAGING_PORT / PROMOTER_PRODUCTION_PORT move the ports (e.g. for a second stack).
 #
-# Usage: stack.sh install   apt-get install what is missing (docker-registry, skopeo, apache2-utils)
+# Usage: stack.sh install   apt-get install what is missing (docker-registry, skopeo, apache2-utils,
+#                           shellcheck)
 #        stack.sh up        install if needed, then (re)start both registries; storage is kept
 #        stack.sh seed      push sample images, built from nothing, to staging; print REPO@DIGEST TAG
 #        stack.sh status    show what runs
@@ -39,6 +40,7 @@ install() {
     command -v htpasswd >/dev/null || missing+=(apache2-utils)
     command -v curl >/dev/null || missing+=(curl)
     command -v python3 >/dev/null || missing+=(python3)
+    command -v shellcheck >/dev/null || missing+=(shellcheck)
     if ((${#missing[@]} == 0)); then
         return
     fi
