@@ -60,11 +60,19 @@ pub async fn http(request: &HttpRequest, deps: &Deps) -> Result<AuditOutcome, St
             variable: "PROMOTER_AUDIT_TOKEN",
             reason: "not set: notifications cannot be authenticated, so none is accepted".into(),
         })?;
-    let given = request
-        .bearer_token()
-        .or_else(|| request.query.get("token").map(String::as_str))
-        .ok_or(StepError::Unauthorized("no bearer token"))?;
-    if !secrets_equal(given, expected) {
+    // The URL token first: a Pub/Sub push with OIDC auth also carries a bearer (Google's
+    // signed token), which is not ours to compare.
+    let given: Vec<&str> = [
+        request.query.get("token").map(String::as_str),
+        request.bearer_token(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if given.is_empty() {
+        return Err(StepError::Unauthorized("no bearer token"));
+    }
+    if !given.iter().any(|token| secrets_equal(token, expected)) {
         return Err(StepError::Unauthorized("wrong bearer token"));
     }
     let shape: serde_json::Value =
