@@ -23,7 +23,7 @@
 //! adds to, on invalid manifests and on a removal, with and without the removal label.
 //!
 //! Needs what `infra/local/test.sh` installs: `docker-registry`, `skopeo`, `htpasswd`, `curl`,
-//! `python3`, and `git`.
+//! `python3`, `git` and `openssl`.
 
 use std::collections::BTreeSet;
 use std::fs;
