@@ -180,9 +180,9 @@ if dry_run --project example-promoter --region eu --state-bucket s-b \
             fail "the second dry run lacks: $line"
         }
     done
-    grep -q 'WARNING: --push-auth-service-account' "$WORK/dry2.err" || {
+    grep -q 'note: --push-auth-service-account' "$WORK/dry2.err" || {
         ok=0
-        fail "no warning that the audit handler rejects OIDC-signed pushes"
+        fail "no note that the audit handler authenticates OIDC-signed pushes by their ?token="
     }
     ((ok == 0)) || pass "dry run with CMEK, Secret Manager, OIDC push and two projects"
 else

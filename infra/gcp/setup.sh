@@ -63,9 +63,8 @@ Options
   --push-auth-service-account ID_OR_EMAIL
                                 PROMOTER_GCP_PUSH_AUTH_SERVICE_ACCOUNT: also sign each push with
                                 an OIDC token of this account (created if an ID is given).
-                                WARNING: today's audit handler reads `Authorization: Bearer`
-                                before `?token=`, so it rejects every OIDC-signed push (401).
-                                Only for an endpoint that verifies Google OIDC tokens.
+                                The audit handler does not verify the OIDC token: it still
+                                authenticates the push by its ?token= (checked first).
   --push-auth-token-audience AUDIENCE
                                 PROMOTER_GCP_PUSH_AUTH_TOKEN_AUDIENCE: the OIDC token's audience
                                 (default: the push endpoint)
@@ -563,9 +562,8 @@ else
 fi
 
 if [[ -n $PUSH_SA ]]; then
-    log "$PROG: WARNING: --push-auth-service-account: Pub/Sub will send 'Authorization: Bearer <OIDC token>';"
-    log "  today's audit handler compares that header with PROMOTER_AUDIT_TOKEN before ?token= and answers 401."
-    log "  Use it only once the endpoint verifies Google OIDC tokens (see infra/gcp/README.md)."
+    log "$PROG: note: --push-auth-service-account: Pub/Sub will also send 'Authorization: Bearer <OIDC token>';"
+    log "  the audit handler does not verify it and authenticates the push by its ?token= (see infra/gcp/README.md)."
     note "push authentication: $PUSH_SA signs each push (OIDC)"
     if ((PUSH_SA_CREATE)) && ! exists "service account $PUSH_SA" iam service-accounts describe "$PUSH_SA" "--project=$PROJECT"; then
         run iam service-accounts create "${PUSH_SA%%@*}" "--project=$PROJECT" \
