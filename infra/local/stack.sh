@@ -40,7 +40,10 @@ install() {
     command -v htpasswd >/dev/null || missing+=(apache2-utils)
     command -v curl >/dev/null || missing+=(curl)
     command -v python3 >/dev/null || missing+=(python3)
+    python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
     command -v shellcheck >/dev/null || missing+=(shellcheck)
+    command -v git >/dev/null || missing+=(git)
+    command -v openssl >/dev/null || missing+=(openssl)
     if ((${#missing[@]} == 0)); then
         return
     fi
