@@ -8,8 +8,8 @@
 # (configs, storage, pid files, logs, seeded.txt) lives in ${PROMOTER_STACK_DIR:-/var/tmp/promoter-stack}.
 # PROMOTER_STAGING_PORT / PROMOTER_PRODUCTION_PORT move the ports (e.g. for a second stack).
 #
-# Usage: stack.sh install   apt-get install what is missing (docker-registry, skopeo, apache2-utils,
-#                           shellcheck)
+# Usage: stack.sh install   apt-get install what is missing (docker-registry, skopeo,
+#                           apache2-utils, the shell linter, git, openssl, python3-venv)
 #        stack.sh up        install if needed, then (re)start both registries; storage is kept
 #        stack.sh seed      push sample images, built from nothing, to staging; print REPO@DIGEST TAG
 #        stack.sh status    show what runs
