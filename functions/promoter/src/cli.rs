@@ -281,6 +281,13 @@ pub enum RunsCommand {
         /// repairs what is missing).
         #[arg(long, value_name = "ID")]
         unit: Option<String>,
+        /// Sign what is re-driven with this key (as `promote --key`): a key file or
+        /// awskms:///KEY. Without it, re-driven units are copied but not signed.
+        #[arg(long, env = "PROMOTER_SIGN_KEY", value_name = "PATH|awskms:///KEY")]
+        key: Option<String>,
+        /// The canonical name signed for destinations under PREFIX (as `promote`).
+        #[arg(long = "sign-identity", value_name = "PREFIX=CANONICAL", value_parser = parse_identity)]
+        sign_identities: Vec<(String, String)>,
         /// State.
         #[command(flatten)]
         state: StateArgs,

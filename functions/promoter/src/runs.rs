@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::Context;
 use promoter::copy::{CopyOptions, Engine};
+use promoter::sign::{KeySource, Signer};
 use promoter::state::StateStore;
 use promoter::state::records::{RunRecord, UnitRecord};
 use promoter::steps::promote as steps;
@@ -29,13 +30,19 @@ pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {
             RunsCommand::Retry {
                 run,
                 unit,
+                key,
+                sign_identities,
                 state,
                 registries,
                 output,
             } => {
                 let store = StateStore::open(&state.url).await?;
                 let client = Arc::new(client(&registries).await?);
-                let engine = Engine::new(Arc::clone(&client), CopyOptions::default());
+                let mut engine = Engine::new(Arc::clone(&client), CopyOptions::default());
+                if let Some(key) = &key {
+                    let key = KeySource::open(key).await?;
+                    engine = engine.with_signer(Signer::new(key, sign_identities).await?);
+                }
                 let options = run_options(
                     &state,
                     "cli",
