@@ -68,7 +68,9 @@ if $build; then
   packages=()
   for f in "${functions[@]}"; do packages+=(-p "$f"); done
   echo "building: cargo lambda build --release ${packages[*]}" >&2
-  (cd "$root" && "$cargo_lambda" lambda build --release "${packages[@]}" >&2)
+  # cargo-lambda links with Zig; the PyPI package brings it (`python3 -m ziglang`) into its venv.
+  (cd "$root" && PATH="$(dirname "$cargo_lambda"):$PATH" \
+    "$cargo_lambda" lambda build --release "${packages[@]}" >&2)
 fi
 for f in "${functions[@]}"; do
   [[ -x $target/lambda/$f/bootstrap ]] || die "$target/lambda/$f/bootstrap missing: build first (without --no-build)"
