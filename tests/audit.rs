@@ -10,8 +10,6 @@
 //! registry is a retryable error.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use promoter::audit::judge_with_registry;
@@ -24,58 +22,34 @@ use promoter::state::records::DesiredIndex;
 use promoter_tests::harness::image::{
     self, IndexFormat, ManifestFormat, OCI_INDEX, OCI_MANIFEST, Pushed, Seeder, sha256_digest,
 };
+use promoter_tests::harness::receiver;
 use promoter_tests::harness::{RegistryBuilder, TestRegistry};
 
 const REPO: &str = "prod/app";
 
 /// A webhook endpoint on loopback collecting every body POSTed to it.
-struct Receiver {
-    server: Arc<tiny_http::Server>,
-    bodies: Arc<Mutex<Vec<Vec<u8>>>>,
-    thread: Option<JoinHandle<()>>,
-    port: u16,
-}
+struct Receiver(receiver::Receiver);
 
 impl Receiver {
     fn start() -> Self {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind the receiver"));
-        let port = server.server_addr().to_ip().expect("an IP listener").port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let thread = {
-            let server = Arc::clone(&server);
-            let bodies = Arc::clone(&bodies);
-            std::thread::spawn(move || {
-                for mut request in server.incoming_requests() {
-                    let mut body = Vec::new();
-                    let _ = request.as_reader().read_to_end(&mut body);
-                    bodies.lock().expect("receiver lock").push(body);
-                    let _ = request.respond(tiny_http::Response::empty(200));
-                }
-            })
-        };
-        Receiver {
-            server,
-            bodies,
-            thread: Some(thread),
-            port,
-        }
+        Receiver(receiver::Receiver::answering(200, ""))
     }
 
     /// The registry's `notifications:` section pointing at this receiver.
     fn config(&self) -> String {
         format!(
-            "notifications:\n  endpoints:\n    - name: audit\n      url: http://127.0.0.1:{}/notify\n      \
+            "notifications:\n  endpoints:\n    - name: audit\n      url: {}\n      \
              timeout: 2s\n      threshold: 5\n      backoff: 100ms\n",
-            self.port
+            self.0.url("/notify")
         )
     }
 
     /// Every event received so far, decoded.
     fn events(&self, host: &str) -> Vec<RegistryEvent> {
-        let bodies = self.bodies.lock().expect("receiver lock").clone();
-        bodies
+        self.0
+            .requests()
             .iter()
-            .flat_map(|body| from_distribution(body, host).expect("a distribution notification"))
+            .flat_map(|r| from_distribution(&r.body, host).expect("a distribution notification"))
             .collect()
     }
 
@@ -96,15 +70,6 @@ impl Receiver {
                 "notifications did not arrive; got {events:#?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

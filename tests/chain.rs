@@ -22,9 +22,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -46,8 +45,10 @@ use promoter::steps::progress::{failed_units, final_units, notified_key};
 use promoter::steps::promote::{load_run, unit_records};
 use promoter::steps::validate::{ManualRequest, ValidateOutcome, manual};
 use promoter::steps::{Deps, Queues, Settings};
+use promoter_tests::harness::child::ChildTest;
 use promoter_tests::harness::image::{self, IndexFormat, ManifestFormat, Pushed, Seeder};
 use promoter_tests::harness::moto::MotoServer;
+use promoter_tests::harness::receiver::Receiver;
 use promoter_tests::harness::seaweed::SeaweedFs;
 use promoter_tests::harness::{RawClient, TestRegistry, inspect_raw};
 
@@ -78,42 +79,12 @@ async fn chain_over_sqs() {
         return scenario(&endpoint.to_string_lossy()).await;
     }
     let seaweed = SeaweedFs::start(&[BUCKET]);
-    let exe = std::env::current_exe().expect("the test binary");
-    let mut command = std::process::Command::new(exe);
-    command.args([
-        "chain_over_sqs",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("AWS_") {
-            command.env_remove(key);
-        }
-    }
-    let output = command
+    let output = ChildTest::new("chain_over_sqs")
+        .s3(&seaweed.endpoint())
         .env(CHILD, seaweed.endpoint())
-        .env("AWS_ENDPOINT_URL_S3", seaweed.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "any")
-        .env("AWS_SECRET_ACCESS_KEY", "any")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .output()
-        .expect("run the test binary");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "the scenario failed:\n{stdout}\n{stderr}\nSeaweedFS's log:\n{}",
-        seaweed.log()
-    );
-    assert!(
-        stdout.contains("1 passed"),
-        "the child ran nothing:\n{stdout}"
-    );
+        .run();
+    println!("{}", output.stdout);
+    output.assert_one_passed_or(|| format!("SeaweedFS's log:\n{}", seaweed.log()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -132,7 +103,7 @@ async fn scenario(s3_endpoint: &str) {
     let staging = TestRegistry::start();
     let prods = [TestRegistry::start(), TestRegistry::start()];
     let moto = MotoServer::start();
-    let receiver = Receiver::start();
+    let receiver = Receiver::answering(200, "ok");
 
     // Staging: two images of one repository, one of another (Docker media types), and a
     // two-platform index; every image shares the base layer.
@@ -234,7 +205,7 @@ async fn scenario(s3_endpoint: &str) {
         required_signature: None,
         notifier: Notifier::new(
             vec![Sink::Webhook {
-                url: receiver.url(),
+                url: receiver.url("/hooks/promoter"),
                 secret: Some(WEBHOOK_SECRET.to_owned()),
             }],
             None,
@@ -702,84 +673,4 @@ fn difference(before: &Snapshot, after: &Snapshot) -> Vec<String> {
             .map(|path| format!("- {path}")),
     );
     out
-}
-
-// ---------------------------------------------------------------------------------------------
-// The webhook receiver
-// ---------------------------------------------------------------------------------------------
-
-/// A request the receiver got.
-#[derive(Clone, Debug)]
-struct Recorded {
-    method: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Recorded {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-}
-
-/// A tiny_http server on loopback recording every request and answering 200.
-struct Receiver {
-    server: Arc<tiny_http::Server>,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    thread: Option<JoinHandle<()>>,
-    port: u16,
-}
-
-impl Receiver {
-    fn start() -> Self {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("listen"));
-        let port = server.server_addr().to_ip().expect("an IP address").port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let thread = std::thread::spawn({
-            let server = Arc::clone(&server);
-            let requests = Arc::clone(&requests);
-            move || {
-                for mut request in server.incoming_requests() {
-                    let mut body = Vec::new();
-                    let _ = request.as_reader().read_to_end(&mut body);
-                    requests.lock().expect("lock").push(Recorded {
-                        method: request.method().to_string(),
-                        headers: request
-                            .headers()
-                            .iter()
-                            .map(|h| (h.field.to_string(), h.value.to_string()))
-                            .collect(),
-                        body,
-                    });
-                    let _ = request.respond(tiny_http::Response::from_string("ok"));
-                }
-            }
-        });
-        Receiver {
-            server,
-            requests,
-            thread: Some(thread),
-            port,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hooks/promoter", self.port)
-    }
-
-    fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().expect("lock").clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }

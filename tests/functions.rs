@@ -23,8 +23,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use aws_sdk_sqs::types::Message;
 use base64::Engine as _;
@@ -41,9 +39,9 @@ use promoter::state::records::{
 use promoter_tests::harness::image::{ManifestFormat, Pushed, push_single, sha256_digest};
 use promoter_tests::harness::lambda::{Answer, Emulator, built_binary};
 use promoter_tests::harness::moto::MotoServer;
+use promoter_tests::harness::receiver::{Receiver, Reply};
 use promoter_tests::harness::{TestRegistry, inspect_raw, try_inspect_raw};
 use serde_json::{Value, json};
-use tiny_http::{Response, Server};
 
 const WEBHOOK_SECRET: &str = "github-webhook-secret";
 const AUDIT_TOKEN: &str = "audit-token";
@@ -54,100 +52,18 @@ const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
 
 // ---------------------------------------------------------------------------------------------
-// Local servers of this test: a fake GitHub API and a webhook receiver
+// A fake GitHub API (the webhook receiver is the harness's `Receiver`)
 // ---------------------------------------------------------------------------------------------
 
-/// One request a local server received.
-#[derive(Clone, Debug)]
-struct Seen {
-    url: String,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-/// A tiny_http server on 127.0.0.1 answering every request with `answer`, remembering each.
-struct LocalServer {
-    server: Arc<Server>,
-    thread: Option<JoinHandle<()>>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl LocalServer {
-    fn start(
-        answer: impl Fn(&Seen) -> Response<std::io::Cursor<Vec<u8>>> + Send + 'static,
-    ) -> Self {
-        let server = Arc::new(Server::http("127.0.0.1:0").expect("bind 127.0.0.1:0"));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let thread = {
-            let server = Arc::clone(&server);
-            let seen = Arc::clone(&seen);
-            std::thread::spawn(move || {
-                for mut request in server.incoming_requests() {
-                    let mut body = Vec::new();
-                    let _ = request.as_reader().read_to_end(&mut body);
-                    let received = Seen {
-                        url: request.url().to_owned(),
-                        headers: request
-                            .headers()
-                            .iter()
-                            .map(|h| (h.field.to_string().to_lowercase(), h.value.to_string()))
-                            .collect(),
-                        body,
-                    };
-                    let response = answer(&received);
-                    seen.lock().expect("lock").push(received);
-                    let _ = request.respond(response);
-                }
-            })
-        };
-        LocalServer {
-            server,
-            thread: Some(thread),
-            seen,
-        }
-    }
-
-    fn url(&self) -> String {
-        let port = self
-            .server
-            .server_addr()
-            .to_ip()
-            .expect("an IP address")
-            .port();
-        format!("http://127.0.0.1:{port}")
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("lock").clone()
-    }
-}
-
-impl Drop for LocalServer {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// GitHub's API for `REPOSITORY`: `GET /repos/o/manifests/tarball/SHA` answers `archive`.
-fn fake_github(archive: Vec<u8>) -> LocalServer {
-    LocalServer::start(move |seen| {
-        if seen.url == format!("/repos/{REPOSITORY}/tarball/{SHA}") {
-            Response::from_data(archive.clone()).with_header(
-                tiny_http::Header::from_bytes("Content-Type", "application/x-gzip")
-                    .expect("a header"),
-            )
+fn fake_github(archive: Vec<u8>) -> Receiver {
+    Receiver::start(move |_, request| {
+        if request.path == format!("/repos/{REPOSITORY}/tarball/{SHA}") {
+            Reply::new(200, archive.clone()).header("Content-Type", "application/x-gzip")
         } else {
-            Response::from_data(br#"{"message":"Not Found"}"#.to_vec()).with_status_code(404)
+            Reply::new(404, r#"{"message":"Not Found"}"#)
         }
     })
-}
-
-/// A webhook receiver answering 200 to everything.
-fn webhook_receiver() -> LocalServer {
-    LocalServer::start(|_| Response::from_data(b"ok".to_vec()))
 }
 
 /// A tarball as GitHub makes it: one top folder `OWNER-NAME-SHA7/`, holding `files`.
@@ -320,8 +236,8 @@ struct World {
     production: TestRegistry,
     app: Pushed,
     tool: Pushed,
-    github: LocalServer,
-    receiver: LocalServer,
+    github: Receiver,
+    receiver: Receiver,
     sqs: aws_sdk_sqs::Client,
     copy_queue: String,
     sign_queue: String,
@@ -367,7 +283,7 @@ impl World {
             ("README.md", "# manifests\n"),
             ("promoter.yaml", &manifest),
         ]));
-        let receiver = webhook_receiver();
+        let receiver = Receiver::answering(200, "ok");
 
         let moto = MotoServer::start();
         let sqs = sqs_client(&moto).await;
@@ -403,13 +319,10 @@ impl World {
             ("PROMOTER_SIGN_QUEUE_URL", sign_queue.clone()),
             ("PROMOTER_NOTIFY_QUEUE_URL", notify_queue.clone()),
             ("PROMOTER_GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
-            ("PROMOTER_GITHUB_API", github.url()),
+            ("PROMOTER_GITHUB_API", github.url("")),
             ("PROMOTER_AUDIT_TOKEN", AUDIT_TOKEN.to_owned()),
             ("PROMOTER_SIGN_KEY", private_key.display().to_string()),
-            (
-                "PROMOTER_WEBHOOK_URL",
-                format!("{}/hooks/promoter", receiver.url()),
-            ),
+            ("PROMOTER_WEBHOOK_URL", receiver.url("/hooks/promoter")),
         ];
         for name in [
             "validate-manifest",
@@ -447,9 +360,9 @@ impl World {
 
     fn tarball_requests(&self) -> usize {
         self.github
-            .seen()
+            .requests()
             .iter()
-            .filter(|s| s.url.contains("/tarball/"))
+            .filter(|s| s.path.contains("/tarball/"))
             .count()
     }
 
@@ -859,14 +772,11 @@ async fn notify(world: &World, alert: &Message) {
     let answer = world.emulator.invoke("notify", &message);
     let outcome = expect_json(world, &answer, 200, "notify");
     assert_eq!(outcome["sent"], json!(["webhook"]), "{outcome}");
-    let deliveries = world.receiver.seen();
+    let deliveries = world.receiver.requests();
     assert_eq!(deliveries.len(), 1, "{deliveries:?}");
     let delivery = &deliveries[0];
-    assert_eq!(delivery.url, "/hooks/promoter");
-    assert_eq!(
-        delivery.headers.get("x-promoter-event").map(String::as_str),
-        Some("alert")
-    );
+    assert_eq!(delivery.path, "/hooks/promoter");
+    assert_eq!(delivery.header("x-promoter-event"), Some("alert"));
     let notice: Value = serde_json::from_slice(&delivery.body).expect("a JSON notice");
     let rogue = format!("{}/rogue/app", world.production.host());
     assert!(
@@ -894,7 +804,7 @@ async fn notify(world: &World, alert: &Message) {
         json!({"batchItemFailures": []})
     );
     assert_eq!(
-        world.receiver.seen().len(),
+        world.receiver.requests().len(),
         1,
         "the webhook got the alert once"
     );

@@ -10,8 +10,6 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region};
@@ -20,9 +18,10 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use promoter::source::{Fetched, GithubRepo, SourceError, github_tarball, object_prefix};
 use promoter::state::{S3Store, StateStore};
+use promoter_tests::harness::child::ChildTest;
+use promoter_tests::harness::receiver::{Receiver, Reply};
 use promoter_tests::harness::seaweed::SeaweedFs;
 use tar::{EntryType, Header};
-use tiny_http::{Response, Server};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 const TOKEN: &str = "ghp_test_token_never_shown";
@@ -110,108 +109,37 @@ fn github_archive(extra: &[(&str, &[u8])]) -> Vec<u8> {
     gz.finish().expect("gzip")
 }
 
-/// One request the fake GitHub received.
-#[derive(Clone, Debug)]
-struct Seen {
-    url: String,
-    headers: HashMap<String, String>,
-}
-
 /// A fake GitHub API and codeload on `127.0.0.1`: `/repos/o/<name>/tarball/<sha>` answers
 /// by `<name>` (`r`, `evil`: a redirect; `missing`: 404; `flaky`: 503; `limited`: a
 /// rate-limited 403), `/codeload/o/<name>/...` serves `archives[name]`.
-struct FakeGithub {
-    server: Arc<Server>,
-    thread: Option<JoinHandle<()>>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl FakeGithub {
-    fn start(archives: HashMap<&'static str, Vec<u8>>) -> Self {
-        let server = Arc::new(Server::http("127.0.0.1:0").expect("bind 127.0.0.1:0"));
-        let port = server.server_addr().to_ip().expect("an IP address").port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let thread = {
-            let server = Arc::clone(&server);
-            let seen = Arc::clone(&seen);
-            std::thread::spawn(move || {
-                for request in server.incoming_requests() {
-                    let url = request.url().to_owned();
-                    let headers = request
-                        .headers()
-                        .iter()
-                        .map(|h| (h.field.to_string().to_lowercase(), h.value.to_string()))
-                        .collect();
-                    seen.lock().expect("lock").push(Seen {
-                        url: url.clone(),
-                        headers,
-                    });
-                    let path = url.split('?').next().unwrap_or_default();
-                    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-                    let response = match parts[..] {
-                        ["repos", "o", "missing", "tarball", _] => Response::from_string(
-                            r#"{"message":"Not Found","documentation_url":"https://docs.github.com/rest"}"#,
-                        )
-                        .with_status_code(404),
-                        ["repos", "o", "flaky", "tarball", _] => {
-                            Response::from_string("upstream unavailable").with_status_code(503)
-                        }
-                        ["repos", "o", "limited", "tarball", _] => {
-                            Response::from_string(r#"{"message":"API rate limit exceeded"}"#)
-                                .with_status_code(403)
-                                .with_header(header("x-ratelimit-remaining", "0"))
-                        }
-                        ["repos", "o", name, "tarball", sha] => {
-                            let location = format!(
-                                "http://127.0.0.1:{port}/codeload/o/{name}/legacy.tar.gz/{sha}?token={DOWNLOAD_TOKEN}"
-                            );
-                            Response::from_string("")
-                                .with_status_code(302)
-                                .with_header(header("Location", &location))
-                        }
-                        ["codeload", "o", name, ..] if archives.contains_key(name) => {
-                            Response::from_data(archives[name].clone())
-                                .with_header(header("Content-Type", "application/x-gzip"))
-                        }
-                        _ => Response::from_string("no such route").with_status_code(404),
-                    };
-                    let _ = request.respond(response);
-                }
-            })
-        };
-        FakeGithub {
-            server,
-            thread: Some(thread),
-            seen,
+fn fake_github(archives: HashMap<&'static str, Vec<u8>>) -> Receiver {
+    Receiver::start(move |_, request| {
+        let path = request.path.split('?').next().unwrap_or_default();
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match parts[..] {
+            ["repos", "o", "missing", "tarball", _] => Reply::new(
+                404,
+                r#"{"message":"Not Found","documentation_url":"https://docs.github.com/rest"}"#,
+            ),
+            ["repos", "o", "flaky", "tarball", _] => Reply::new(503, "upstream unavailable"),
+            ["repos", "o", "limited", "tarball", _] => {
+                Reply::new(403, r#"{"message":"API rate limit exceeded"}"#)
+                    .header("x-ratelimit-remaining", "0")
+            }
+            ["repos", "o", name, "tarball", sha] => {
+                // The API's own host and port, as the client sent them.
+                let host = request.header("host").expect("a Host header");
+                let location = format!(
+                    "http://{host}/codeload/o/{name}/legacy.tar.gz/{sha}?token={DOWNLOAD_TOKEN}"
+                );
+                Reply::new(302, "").header("Location", &location)
+            }
+            ["codeload", "o", name, ..] if archives.contains_key(name) => {
+                Reply::new(200, archives[name].clone()).header("Content-Type", "application/x-gzip")
+            }
+            _ => Reply::new(404, "no such route"),
         }
-    }
-
-    fn api_base(&self) -> String {
-        let port = self
-            .server
-            .server_addr()
-            .to_ip()
-            .expect("an IP address")
-            .port();
-        format!("http://127.0.0.1:{port}")
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("lock").clone()
-    }
-}
-
-impl Drop for FakeGithub {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a header")
+    })
 }
 
 /// Loads `fetched` as manifests and checks they are the thin example's two projects.
@@ -239,8 +167,8 @@ fn describe(error: &SourceError) -> String {
     text
 }
 
-async fn fetch(github: &FakeGithub, name: &str, subdir: &str) -> Result<Fetched, SourceError> {
-    let api_base = github.api_base();
+async fn fetch(github: &Receiver, name: &str, subdir: &str) -> Result<Fetched, SourceError> {
+    let api_base = github.url("");
     let repository = format!("o/{name}");
     let repo = GithubRepo {
         api_base: &api_base,
@@ -252,7 +180,7 @@ async fn fetch(github: &FakeGithub, name: &str, subdir: &str) -> Result<Fetched,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_tarball_is_fetched_and_loads() {
-    let github = FakeGithub::start(HashMap::from([("r", github_archive(&[]))]));
+    let github = fake_github(HashMap::from([("r", github_archive(&[]))]));
     let fetched = fetch(&github, "r", "").await.expect("fetched");
     assert_thin_example(&fetched);
     assert_eq!(
@@ -265,11 +193,11 @@ async fn github_tarball_is_fetched_and_loads() {
     );
     assert!(fetched.root().join("README.md").is_file());
 
-    let seen = github.seen();
+    let seen = github.requests();
     assert_eq!(seen.len(), 2, "{seen:?}");
     let api = &seen[0];
-    assert_eq!(api.url, format!("/repos/o/r/tarball/{SHA}"));
-    let h = |name: &str| api.headers.get(name).map(String::as_str);
+    assert_eq!(api.path, format!("/repos/o/r/tarball/{SHA}"));
+    let h = |name: &str| api.header(name);
     assert_eq!(h("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
     assert_eq!(h("accept"), Some("application/vnd.github+json"));
     assert_eq!(h("x-github-api-version"), Some("2022-11-28"));
@@ -277,7 +205,7 @@ async fn github_tarball_is_fetched_and_loads() {
         h("user-agent").is_some_and(|ua| ua.starts_with("promoter/")),
         "{api:?}"
     );
-    assert!(seen[1].url.starts_with("/codeload/o/r/"), "{seen:?}");
+    assert!(seen[1].path.starts_with("/codeload/o/r/"), "{seen:?}");
 
     // The temporary folder goes with the value.
     let tree = fetched.tree().to_path_buf();
@@ -287,7 +215,7 @@ async fn github_tarball_is_fetched_and_loads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_subdirs() {
-    let github = FakeGithub::start(HashMap::from([("r", github_archive(&[]))]));
+    let github = fake_github(HashMap::from([("r", github_archive(&[]))]));
     let fetched = fetch(&github, "r", "images/")
         .await
         .expect("an existing subfolder");
@@ -311,7 +239,7 @@ async fn github_subdirs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_error_statuses() {
-    let github = FakeGithub::start(HashMap::new());
+    let github = fake_github(HashMap::new());
 
     let error = fetch(&github, "missing", "").await.expect_err("404");
     let text = describe(&error);
@@ -362,7 +290,7 @@ async fn github_archive_escaping_is_refused() {
     let name = format!("evil-{}-{SHA}", std::process::id());
     let entry = format!("../{name}");
     let archive = github_archive(&[(entry.as_str(), b"pwned".as_slice())]);
-    let github = FakeGithub::start(HashMap::from([("evil", archive)]));
+    let github = fake_github(HashMap::from([("evil", archive)]));
 
     let error = fetch(&github, "evil", "").await.expect_err("refused");
     let text = describe(&error);
@@ -424,37 +352,11 @@ async fn object_prefix_from_s3() {
             .expect("a new object");
     }
 
-    let exe = std::env::current_exe().expect("the test binary");
-    let mut command = std::process::Command::new(exe);
-    command.args([
-        "object_prefix_from_s3",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("AWS_") {
-            command.env_remove(key);
-        }
-    }
-    let output = command
+    ChildTest::new("object_prefix_from_s3")
+        .s3(&server.endpoint())
         .env(S3_CHILD, server.endpoint())
-        .env("AWS_ENDPOINT_URL_S3", server.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "any")
-        .env("AWS_SECRET_ACCESS_KEY", "any")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .output()
-        .expect("run the test binary");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "child failed:\n{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("1 passed"),
-        "the child ran nothing:\n{stdout}"
-    );
+        .run()
+        .assert_one_passed();
 }
 
 /// The child's part: read the uploaded tree back through `s3://` URLs.

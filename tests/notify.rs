@@ -3,8 +3,6 @@
 //! that signatures verify independently, that retryable failures are retried (honouring
 //! `Retry-After`) and permanent ones are not, and that no secret reaches an error.
 
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
@@ -13,118 +11,8 @@ use promoter::notify::{
     CommitState, CommitStatus, Delivery, Notice, NoticeKind, Notifier, NotifyError, Sink,
 };
 use promoter_tests::harness::moto::MotoServer;
+use promoter_tests::harness::receiver::{Receiver, Reply};
 use serde_json::json;
-
-/// A request the receiver got.
-#[derive(Clone, Debug)]
-struct Recorded {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Recorded {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-}
-
-/// What to answer: status, headers, body.
-type Answer = (u16, Vec<(&'static str, String)>, String);
-
-/// Decides the answer to the n-th request (from 0).
-type Responder = dyn Fn(usize, &Recorded) -> Answer + Send + Sync;
-
-/// An HTTP receiver on `127.0.0.1` that records every request; stopped on drop.
-struct Receiver {
-    server: Arc<tiny_http::Server>,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    thread: Option<JoinHandle<()>>,
-    port: u16,
-}
-
-impl Receiver {
-    fn start(respond: impl Fn(usize, &Recorded) -> Answer + Send + Sync + 'static) -> Self {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("listen"));
-        let port = server.server_addr().to_ip().expect("an IP address").port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let respond: Box<Responder> = Box::new(respond);
-        let thread = std::thread::spawn({
-            let server = Arc::clone(&server);
-            let requests = Arc::clone(&requests);
-            move || {
-                for mut request in server.incoming_requests() {
-                    let mut body = Vec::new();
-                    request
-                        .as_reader()
-                        .read_to_end(&mut body)
-                        .expect("read the body");
-                    let recorded = Recorded {
-                        method: request.method().to_string(),
-                        path: request.url().to_owned(),
-                        headers: request
-                            .headers()
-                            .iter()
-                            .map(|h| (h.field.to_string(), h.value.to_string()))
-                            .collect(),
-                        body,
-                    };
-                    let index = {
-                        let mut all = requests.lock().expect("lock");
-                        all.push(recorded.clone());
-                        all.len() - 1
-                    };
-                    let (status, headers, text) = respond(index, &recorded);
-                    let mut response =
-                        tiny_http::Response::from_string(text).with_status_code(status);
-                    for (name, value) in headers {
-                        response.add_header(
-                            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
-                                .expect("a header"),
-                        );
-                    }
-                    let _ = request.respond(response);
-                }
-            }
-        });
-        Receiver {
-            server,
-            requests,
-            thread: Some(thread),
-            port,
-        }
-    }
-
-    /// Answers every request with `status` and `body`.
-    fn answering(status: u16, body: &'static str) -> Self {
-        Self::start(move |_, _| (status, Vec::new(), body.to_owned()))
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().expect("lock").clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 fn notice(commit: Option<CommitStatus>) -> Notice {
     Notice {
@@ -292,8 +180,8 @@ async fn github_statuses_go_to_the_commit() {
 #[tokio::test]
 async fn server_errors_are_retried_until_delivered() {
     let receiver = Receiver::start(|n, _| match n {
-        0 | 1 => (500, Vec::new(), "try later".to_owned()),
-        _ => (200, Vec::new(), "ok".to_owned()),
+        0 | 1 => Reply::new(500, "try later"),
+        _ => Reply::new(200, "ok"),
     });
     let delivery = notifier(
         Sink::Webhook {
@@ -322,12 +210,8 @@ async fn server_errors_are_retried_until_delivered() {
 #[tokio::test]
 async fn retry_after_is_honoured() {
     let receiver = Receiver::start(|n, _| match n {
-        0 => (
-            429,
-            vec![("Retry-After", "1".to_owned())],
-            "slow down".to_owned(),
-        ),
-        _ => (200, Vec::new(), "ok".to_owned()),
+        0 => Reply::new(429, "slow down").header("Retry-After", "1"),
+        _ => Reply::new(200, "ok"),
     });
     let started = Instant::now();
     notifier(
@@ -390,7 +274,7 @@ async fn client_errors_are_permanent_and_show_no_secret() {
     // GitHub: a receiver that echoes the token back must not get it into the error.
     let github = Receiver::start(|_, request| {
         let authorization = request.header("authorization").unwrap_or("").to_owned();
-        (401, Vec::new(), format!("Bad credentials: {authorization}"))
+        Reply::new(401, format!("Bad credentials: {authorization}"))
     });
     let token = "ghp_SuperSecretToken42";
     let notifier_github = notifier(
@@ -415,7 +299,7 @@ async fn client_errors_are_permanent_and_show_no_secret() {
     assert!(!format!("{error:?} {notifier_github:?}").contains(token));
 
     // Webhook: neither the secret nor the URL's query.
-    let hook = Receiver::start(|_, _| (403, Vec::new(), "forbidden: whsec-abcdef".to_owned()));
+    let hook = Receiver::answering(403, "forbidden: whsec-abcdef");
     let error = notifier(
         Sink::Webhook {
             url: hook.url("/hook?token=querysecret"),

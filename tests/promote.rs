@@ -20,6 +20,7 @@ use promoter::reference::{Digest, Tag};
 use promoter::registry::auth::docker_config::{Credential, DockerConfig};
 use promoter::registry::auth::session::CredentialSources;
 use promoter::registry::{Client, ClientConfig, RegistryError};
+use promoter_tests::harness::child::ChildTest;
 use promoter_tests::harness::image::{self, IndexFormat, ManifestFormat, Platform, Pushed, Seeder};
 use promoter_tests::harness::skopeo::list_tags;
 use promoter_tests::harness::{RawClient, TestRegistry, digest_of, inspect_raw, try_inspect_raw};
@@ -1005,26 +1006,12 @@ async fn docker_credential_helper_is_run() {
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))
     .expect("a PATH");
-    let exe = std::env::current_exe().expect("the test binary");
-    let output = std::process::Command::new(exe)
-        .args([
-            "docker_credential_helper_is_run",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    ChildTest::new("docker_credential_helper_is_run")
         .env("PATH", path)
         .env(HELPER_CHILD, "1")
         .env(HELPER_LOG, &log)
-        .output()
-        .expect("run the test binary");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "child failed:\n{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("1 passed"),
-        "the child ran nothing:\n{stdout}"
-    );
+        .run()
+        .assert_one_passed();
     let calls = std::fs::read_to_string(&log).expect("the helper was run");
     assert_eq!(calls.lines().count(), 1, "asked once, then cached: {calls}");
     assert!(calls.starts_with("get 127.0.0.1:"), "{calls}");

@@ -1,18 +1,22 @@
 //! A harness for tests against real registries: CNCF distribution started on loopback
 //! ([`registry`]), a bearer-token issuer of its own ([`token`]), images built from nothing and
 //! pushed with raw HTTP, independently of the promoter's client ([`image`], [`http`]), and
-//! `skopeo` as an independent reader ([`skopeo`]).
+//! `skopeo` as an independent reader ([`skopeo`]). Also: a recording HTTP server for webhooks
+//! and fake APIs ([`receiver`]), and a test re-run in a child process with its own environment
+//! ([`child`]).
 //!
 //! Needs `docker-registry`, `skopeo` and `htpasswd` on the machine: `infra/local/test.sh`
 //! installs them (through `infra/local/stack.sh install`).
 //!
 //! Every call is safe inside an async test: blocking HTTP runs on a helper thread.
 
+pub mod child;
 pub mod gcs;
 pub mod http;
 pub mod image;
 pub mod lambda;
 pub mod moto;
+pub mod receiver;
 pub mod registry;
 pub mod seaweed;
 pub mod server;

@@ -1,7 +1,7 @@
 //! The audit end to end, on real servers: a production registry (CNCF distribution) sends its
 //! push notifications to `promoter audit serve`, which judges them against the desired state
 //! `promoter promote` recorded, files each in state (`audit/<date>/<event-id>.json`) and sends
-//! an alert for what nobody approved to a signed webhook (a receiver of this test).
+//! an alert for what nobody approved to a signed webhook (a recording receiver of the harness).
 //!
 //! Shown here: a signed promotion (images, their tags and cosign signatures) raises no alert
 //! and every record is approved or expected; an image copied into production behind the
@@ -13,17 +13,16 @@
 //! notified) before the index, and the auditor finds the approved index in staging then.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use promoter_tests::harness::http::RawClient;
 use promoter_tests::harness::image::{
     IndexFormat, ManifestFormat, Seeder, multi_platform, sha256_digest, single,
 };
+use promoter_tests::harness::receiver::Receiver;
 use promoter_tests::harness::registry::TestRegistry;
 use promoter_tests::harness::server::http_status;
 use promoter_tests::harness::skopeo;
@@ -34,111 +33,6 @@ const SECRET: &str = "webhook-secret-9b2e";
 const PATIENCE: Duration = Duration::from_secs(20);
 /// Poll interval while waiting.
 const POLL: Duration = Duration::from_millis(100);
-
-// ---------------------------------------------------------------------------------------------
-// A webhook receiver recording every request (std only: no client or server of the promoter).
-
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Received {
-    method: String,
-    path: String,
-    /// Names in lowercase.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "the webhook body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
-/// An HTTP/1.1 endpoint on loopback answering 200 to everything and keeping what it got.
-struct Receiver {
-    port: u16,
-    requests: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Receiver {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the webhook receiver");
-        let port = listener.local_addr().expect("receiver address").port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&requests);
-        // The thread ends with the test process.
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                if let Ok(request) = serve_one(stream) {
-                    seen.lock().expect("receiver lock").push(request);
-                }
-            }
-        });
-        Receiver { port, requests }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.requests.lock().expect("receiver lock").clone()
-    }
-}
-
-/// Reads one request (a `Content-Length` body), answers `200`, closes.
-fn serve_one(stream: TcpStream) -> std::io::Result<Received> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_owned();
-    let path = parts.next().unwrap_or_default().to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-        }
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        !headers
-            .iter()
-            .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")),
-        "the webhook was sent chunked; this receiver reads Content-Length bodies"
-    );
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    let mut stream = stream;
-    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-    Ok(Received {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
 
 // ---------------------------------------------------------------------------------------------
 // HMAC-SHA256 (RFC 2104) over the harness's SHA-256, independent of the promoter's code.
@@ -324,7 +218,7 @@ impl Stack {
         std::fs::write(dir.path().join("docker/config.json"), "{\"auths\":{}}")
             .expect("empty docker config");
         let state = dir.path().join("state");
-        let receiver = Receiver::start();
+        let receiver = Receiver::answering(200, "");
         // The audit endpoint's port first, then production pointing at it, then the endpoint.
         let audit_port = {
             let probe =
@@ -339,7 +233,7 @@ impl Stack {
                  timeout: 2s\n      threshold: 3\n      backoff: 1s\n"
             ))
             .start();
-        let audit = AuditServer::start(audit_port, &state, &receiver.url(), dir.path());
+        let audit = AuditServer::start(audit_port, &state, &receiver.url("/hook"), dir.path());
         let keys = promoter(dir.path(), &["keys", "generate", "cosign"]);
         assert_eq!(keys.status.code(), Some(0), "{}", stderr(&keys));
         Stack {
