@@ -121,7 +121,8 @@ fn rows(plan: &Plan, handled: Vec<Handled>) -> anyhow::Result<Vec<Row>> {
                 };
                 by_unit.insert(unit, Row::Copied(report));
             }
-            (Function::Sign, Ok(Output::Sign(record))) => {
+            (Function::Sign, Ok(Output::Sign(outcome))) => {
+                let record = outcome.record;
                 let signatures = record
                     .added
                     .iter()

@@ -22,7 +22,7 @@ use crate::steps::promote::{RunOptions, UnitOutcome, UnitTurn, load_run, work_un
 use super::deps::Deps;
 use super::error::StepError;
 use super::messages::{CopyMessage, SignMessage, encode};
-use super::progress::{Final, count_final, mark_final};
+use super::progress::{Final, Finalized, mark_final};
 
 /// What copy-digest did with one unit.
 #[derive(Debug, Serialize)]
@@ -42,6 +42,9 @@ pub struct CopyOutcome {
     /// The engine's report when this worker copied (for the CLI's output).
     #[serde(skip)]
     pub report: Option<UnitReport>,
+    /// Set when this message made the unit final: its batch counts it.
+    #[serde(skip)]
+    pub finalized: Option<Finalized>,
 }
 
 /// A run's trigger and plan, as recorded when it started (neither changes afterwards).
@@ -175,9 +178,7 @@ pub async fn copy_digest(
                 });
             }
             Some(error) => {
-                let counted =
-                    mark_final(&deps.store, &message.run, &unit.id, Final::Failed).await?;
-                count_final(deps, &message.run, planned, counted).await?;
+                let marked = mark_final(&deps.store, &message.run, &unit.id, Final::Failed).await?;
                 tracing::warn!(error = %error_chain(&error), "unit failed for good");
                 return Ok(CopyOutcome {
                     run: message.run.clone(),
@@ -189,6 +190,7 @@ pub async fn copy_digest(
                         error: Some(error),
                         ..report
                     }),
+                    finalized: finalized(marked, &message.run, planned),
                 });
             }
             None if report.was_present() => ("present", Some(report)),
@@ -197,6 +199,7 @@ pub async fn copy_digest(
         UnitOutcome::AlreadyDone => ("done_earlier", None),
         UnitOutcome::DoneByOther(_) => ("done_by_other_worker", None),
     };
+    let mut marked = false;
     let sign_enqueued = if deps.signer.is_some() {
         let sign = SignMessage {
             run: message.run.clone(),
@@ -205,8 +208,7 @@ pub async fn copy_digest(
         deps.queues.sign.send(&encode(&sign)).await?;
         true
     } else {
-        let counted = mark_final(&deps.store, &message.run, &unit.id, Final::Done).await?;
-        count_final(deps, &message.run, planned, counted).await?;
+        marked = mark_final(&deps.store, &message.run, &unit.id, Final::Done).await?;
         false
     };
     Ok(CopyOutcome {
@@ -216,5 +218,14 @@ pub async fn copy_digest(
         error: None,
         sign_enqueued,
         report,
+        finalized: finalized(marked, &message.run, planned),
+    })
+}
+
+/// What a unit this message marked final adds to its batch's count.
+pub(super) fn finalized(marked: bool, run: &str, planned: usize) -> Option<Finalized> {
+    marked.then(|| Finalized {
+        run: run.to_owned(),
+        planned,
     })
 }

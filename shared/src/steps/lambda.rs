@@ -33,6 +33,7 @@ use super::deps::Deps;
 use super::error::{StepError, malformed};
 use super::http::{HttpRequest, HttpResponse};
 use super::messages::{CopyMessage, NotifyMessage, SignMessage, decode};
+use super::progress::{Finalized, count_batch};
 use super::{audit, copy, notify, sign, validate};
 
 /// The functions.
@@ -113,9 +114,32 @@ pub enum Output {
     /// copy-digest's.
     Copy(copy::CopyOutcome),
     /// sign's.
-    Sign(sign::SignatureRecord),
+    Sign(sign::SignOutcome),
     /// notify's.
     Notify(notify::NotifyOutcome),
+}
+
+impl Output {
+    /// The unit this message made final, if any.
+    pub fn finalized(&self) -> Option<&Finalized> {
+        match self {
+            Output::Copy(outcome) => outcome.finalized.as_ref(),
+            Output::Sign(outcome) => outcome.finalized.as_ref(),
+            Output::Notify(_) => None,
+        }
+    }
+}
+
+/// Counts the units a batch made final (see [`super::progress`]); a failure is logged: the
+/// messages themselves succeeded, and re-enqueuing the run recounts from the markers.
+pub async fn count_outputs<'a>(deps: &Deps, outputs: impl IntoIterator<Item = &'a Output>) {
+    let finalized: Vec<&Finalized> = outputs.into_iter().filter_map(Output::finalized).collect();
+    if finalized.is_empty() {
+        return;
+    }
+    if let Err(error) = count_batch(deps, finalized).await {
+        tracing::error!(error = %error_chain(&error), "counting the batch's final units failed; a rerun of the run recounts");
+    }
 }
 
 /// Runs `function` on one invocation payload.
@@ -147,7 +171,11 @@ pub async fn invoke(function: Function, event: Value, deps: &Deps) -> Result<Val
         Function::Audit => audit::eventbridge(event.to_string().as_bytes(), deps)
             .await
             .and_then(|o| to_value(&o)),
-        _ => to_value(&message(function, &event.to_string(), deps, &engines).await?),
+        _ => {
+            let output = message(function, &event.to_string(), deps, &engines).await?;
+            count_outputs(deps, [&output]).await;
+            to_value(&output)
+        }
     }
 }
 
@@ -195,6 +223,7 @@ async fn sqs_batch(function: Function, batch: SqsEvent, deps: &Deps) -> Value {
             .buffered(BATCH_CONCURRENCY)
             .collect()
             .await;
+    count_outputs(deps, results.iter().filter_map(|(_, r)| r.as_ref().ok())).await;
     let mut failures = Vec::new();
     for (id, result) in results {
         match result {

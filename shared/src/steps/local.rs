@@ -18,7 +18,7 @@ use crate::queue::{Queue, Received};
 use super::copy::Engines;
 use super::deps::Deps;
 use super::error::StepError;
-use super::lambda::{Function, Output, message as handle};
+use super::lambda::{Function, Output, count_outputs, message as handle};
 
 /// Times a message is received before it is given up (SQS's `maxReceiveCount`).
 pub const MAX_RECEIVES: u32 = 5;
@@ -86,6 +86,7 @@ pub async fn drain_with(
                     .buffered(parallel.max(1))
                     .collect()
                     .await;
+            count_outputs(deps, results.iter().filter_map(|(_, r)| r.as_ref().ok())).await;
             for (message, result) in results {
                 if let Some(left) = awaited.get_mut(&message.body) {
                     *left -= 1;

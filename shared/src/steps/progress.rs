@@ -49,14 +49,23 @@ pub fn finals_key(run: &str) -> String {
     format!("runs/{run}/finals")
 }
 
-/// Marks `unit` of `run` final (idempotent); returns the run's count of final units when this
-/// call marked it, `None` when it was marked before.
+/// A unit a step made final: what the batch it was in adds to its run's counter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finalized {
+    /// The run.
+    pub run: String,
+    /// The run's number of units.
+    pub planned: usize,
+}
+
+/// Marks `unit` of `run` final (idempotent); true when this call marked it (then count it,
+/// with [`count_batch`]).
 pub async fn mark_final(
     store: &StateStore,
     run: &str,
     unit: &str,
     how: Final,
-) -> Result<Option<usize>, StateError> {
+) -> Result<bool, StateError> {
     let text = match how {
         Final::Done => "done",
         Final::Failed => "failed",
@@ -69,18 +78,19 @@ pub async fn mark_final(
     let created = store
         .create(&final_key(run, unit), Bytes::from_static(text.as_bytes()))
         .await?;
-    if created.is_none() {
-        return Ok(None);
-    }
-    increment(store, &finals_key(run)).await.map(Some)
+    Ok(created.is_some())
 }
 
-/// Adds one to the counter at `key` with conditional writes; returns the new count.
-async fn increment(store: &StateStore, key: &str) -> Result<usize, StateError> {
+/// Adds `added` to the counter at `key` with conditional writes; returns the new count.
+async fn increment(store: &StateStore, key: &str, added: usize) -> Result<usize, StateError> {
     loop {
         let Some(current) = store.get(key).await? else {
-            if store.create(key, Bytes::from_static(b"1")).await?.is_some() {
-                return Ok(1);
+            if store
+                .create(key, Bytes::from(added.to_string()))
+                .await?
+                .is_some()
+            {
+                return Ok(added);
             }
             continue;
         };
@@ -93,7 +103,7 @@ async fn increment(store: &StateStore, key: &str) -> Result<usize, StateError> {
                 expected: "a count",
                 reason: "not a decimal number".to_owned(),
             })?
-            + 1;
+            + added;
         let bytes = Bytes::from(count.to_string());
         if store.update(key, bytes, &current.version).await?.is_some() {
             return Ok(count);
@@ -103,18 +113,25 @@ async fn increment(store: &StateStore, key: &str) -> Result<usize, StateError> {
     }
 }
 
-/// Counts a unit just marked final (`counted`, from [`mark_final`]) and concludes the run when
-/// it was the last.
-pub async fn count_final(
+/// Adds the units a batch of messages made final to their runs' counters, and concludes each
+/// run whose count reaches its unit count.
+pub async fn count_batch<'a>(
     deps: &Deps,
-    run: &str,
-    planned: usize,
-    counted: Option<usize>,
-) -> Result<Option<RunRecord>, StepError> {
-    match counted {
-        Some(count) if count >= planned => conclude_run(deps, run).await.map(Some),
-        _ => Ok(None),
+    finalized: impl IntoIterator<Item = &'a Finalized>,
+) -> Result<(), StepError> {
+    let mut runs: std::collections::BTreeMap<&str, (usize, usize)> =
+        std::collections::BTreeMap::new();
+    for unit in finalized {
+        let entry = runs.entry(unit.run.as_str()).or_insert((unit.planned, 0));
+        entry.1 += 1;
     }
+    for (run, (planned, added)) in runs {
+        let count = increment(&deps.store, &finals_key(run), added).await?;
+        if count >= planned {
+            conclude_run(deps, run).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The units of `run` marked final.
@@ -243,16 +260,17 @@ mod tests {
         let store = StateStore::from(MemoryStore::default());
         assert_eq!(
             mark_final(&store, "r", "a", Final::Done).await.ok(),
-            Some(Some(1))
+            Some(true)
         );
         assert_eq!(
             mark_final(&store, "r", "a", Final::Done).await.ok(),
-            Some(None)
+            Some(false)
         );
         assert_eq!(
             mark_final(&store, "r", "b", Final::Failed).await.ok(),
-            Some(Some(2))
+            Some(true)
         );
+        assert_eq!(increment(&store, &finals_key("r"), 2).await.ok(), Some(2));
         assert_eq!(
             failed_units(&store, "r").await.ok(),
             Some(vec!["b".to_owned()])
@@ -263,16 +281,15 @@ mod tests {
             final_units(&store, "r").await.ok(),
             Some(vec!["a".to_owned()])
         );
+        // Reopening uncounted b: a + b counted, then b again.
         assert_eq!(
             mark_final(&store, "r", "b", Final::Done).await.ok(),
-            Some(Some(2))
+            Some(true)
         );
+        assert_eq!(increment(&store, &finals_key("r"), 1).await.ok(), Some(2));
         // A rerun that lists more markers than counted raises the counter, never lowers it.
         raise_finals(&store, "r", 5).await.ok();
         raise_finals(&store, "r", 3).await.ok();
-        assert_eq!(
-            mark_final(&store, "r", "c", Final::Done).await.ok(),
-            Some(Some(6))
-        );
+        assert_eq!(increment(&store, &finals_key("r"), 1).await.ok(), Some(6));
     }
 }

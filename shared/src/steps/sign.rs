@@ -12,11 +12,11 @@ use crate::state::records::{encode as encode_record, now};
 
 use crate::copy::Engine;
 
-use super::copy::run_and_unit;
+use super::copy::{finalized, run_and_unit};
 use super::deps::Deps;
 use super::error::StepError;
 use super::messages::SignMessage;
-use super::progress::{Final, count_final, mark_final};
+use super::progress::{Final, Finalized, mark_final};
 
 /// `runs/<run>/signatures/<unit>.json`: how signing a unit went.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +37,17 @@ pub struct SignatureRecord {
     pub at: u64,
 }
 
+/// What sign did with one unit: its signature record (what the function returns).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SignOutcome {
+    /// The record written to state.
+    #[serde(flatten)]
+    pub record: SignatureRecord,
+    /// Set when this message made the unit final: its batch counts it.
+    #[serde(skip)]
+    pub finalized: Option<Finalized>,
+}
+
 /// `runs/<run>/signatures/<unit>.json`.
 pub fn signature_key(run: &str, unit: &str) -> String {
     format!("runs/{run}/signatures/{unit}.json")
@@ -47,7 +58,7 @@ pub async fn sign(
     message: &SignMessage,
     deps: &Deps,
     engine: Option<&Engine>,
-) -> Result<SignatureRecord, StepError> {
+) -> Result<SignOutcome, StepError> {
     let engine = engine.ok_or_else(|| StepError::Config {
         variable: "PROMOTER_SIGN_KEY",
         reason: "not set, but a sign message arrived".into(),
@@ -95,7 +106,9 @@ pub async fn sign(
     {
         deps.store.update(&key, bytes, &current.version).await?;
     }
-    let counted = mark_final(&deps.store, &message.run, &unit.id, how).await?;
-    count_final(deps, &message.run, planned, counted).await?;
-    Ok(record)
+    let marked = mark_final(&deps.store, &message.run, &unit.id, how).await?;
+    Ok(SignOutcome {
+        record,
+        finalized: finalized(marked, &message.run, planned),
+    })
 }
