@@ -18,7 +18,7 @@ use promoter::registry::Client;
 use promoter::sign::Signer;
 use promoter::sign::keys::VerifyingKey;
 use promoter::state::StateStore;
-use promoter::state::records::Trigger;
+use promoter::state::records::{self, RunRecord, Trigger, run_key};
 use promoter::steps::copy::{CopyOutcome, Engines};
 use promoter::steps::deps::github_http_client;
 use promoter::steps::lambda::{Function, Output};
@@ -69,7 +69,10 @@ pub async fn promote(
         repository: None,
     };
     let run = run_id(&trigger);
-    validate::enqueue_plan(plan, trigger, &deps).await?;
+    let enqueued = match validate::enqueue_plan(plan, trigger, &deps).await? {
+        validate::ValidateOutcome::Accepted { enqueued, .. } => enqueued,
+        _ => 0,
+    };
     let engines = Engines::new(&deps);
     let bar = progress_bar(args.output, &engines.copy, plan.units.len());
     let handled = drain_with(
@@ -84,7 +87,17 @@ pub async fn promote(
         bar.finish_and_clear();
     }
     let rows = rows(plan, handled)?;
-    let record = conclude(&deps.store, &run).await?;
+    // With nothing enqueued, enqueuing concluded the run from its unit records already (and
+    // named any it could not read); otherwise they are read here, so that a record this
+    // process could not count (corrupt, say) is reported, not passed over.
+    let record = if enqueued == 0 {
+        records::read::<RunRecord>(&deps.store, &run_key(&run), "run record")
+            .await?
+            .map(|(record, _)| record)
+            .context("the run record vanished")?
+    } else {
+        conclude(&deps.store, &run).await?
+    };
     Ok(Chained {
         rows,
         run: RunInfo::of_record(&record, &deps.store),
