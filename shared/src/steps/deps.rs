@@ -128,7 +128,7 @@ impl Deps {
     /// Builds everything from the environment:
     ///
     /// - `PROMOTER_STATE`: `file:///path`, a folder, `s3://bucket/prefix`, `gs://bucket/prefix`
-    ///   (default `.promoter`);
+    ///   (default `.promoter`, except under Lambda, where it must be set);
     /// - `PROMOTER_COPY_QUEUE_URL`, `PROMOTER_SIGN_QUEUE_URL`, `PROMOTER_NOTIFY_QUEUE_URL`: SQS
     ///   queue URLs (unset: an in-process queue, whose messages an on-call `promoter invoke`
     ///   prints);
@@ -141,8 +141,18 @@ impl Deps {
     ///
     /// AWS clients read the usual AWS variables (`AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, …).
     pub async fn from_env() -> Result<Deps, StepError> {
-        let store =
-            StateStore::open(&var("PROMOTER_STATE").unwrap_or_else(|| ".promoter".into())).await?;
+        let state = match var("PROMOTER_STATE") {
+            Some(url) => url,
+            // Under Lambda the working folder is read-only and lost: state must be named.
+            None if var("AWS_LAMBDA_FUNCTION_NAME").is_some() => {
+                return Err(config_error(
+                    "PROMOTER_STATE",
+                    "not set; a function keeps its state in s3://BUCKET/PREFIX or gs://BUCKET/PREFIX",
+                ));
+            }
+            None => ".promoter".to_owned(),
+        };
+        let store = StateStore::open(&state).await?;
         let client = Arc::new(client_from_env().await?);
         let queues = queues_from_env().await;
         let signer = signer_from_env().await?;
