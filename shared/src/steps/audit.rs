@@ -153,10 +153,16 @@ pub async fn audit_events(
             Verdict::Unapproved { .. } => {
                 outcome.unapproved += 1;
                 tracing::warn!(repository = %record.repository, digest = ?record.digest, tag = ?record.tag, verdict = %record.verdict, "unapproved change in production");
-                deps.queues
+                let sent = deps
+                    .queues
                     .notify
                     .send(&encode_message(&NotifyMessage::Alert { key: key.clone() }))
-                    .await?;
+                    .await;
+                if let Err(error) = sent {
+                    // Unrecorded, so that the registry's redelivery alerts.
+                    deps.store.delete(&key).await?;
+                    return Err(error.into());
+                }
                 outcome.alerts.push(key);
             }
         }

@@ -218,14 +218,18 @@ pub async fn copy_digest(
         error: None,
         sign_enqueued,
         report,
-        finalized: finalized(marked, &message.run, planned),
+        finalized: (!sign_enqueued)
+            .then(|| finalized(marked, &message.run, planned))
+            .flatten(),
     })
 }
 
-/// What a unit this message marked final adds to its batch's count.
+/// A unit this message brought to its end, for its batch's count (`marked`: this message
+/// marked it final).
 pub(super) fn finalized(marked: bool, run: &str, planned: usize) -> Option<Finalized> {
-    marked.then(|| Finalized {
+    Some(Finalized {
         run: run.to_owned(),
         planned,
+        fresh: marked,
     })
 }

@@ -92,7 +92,8 @@ pub enum StepError {
         /// The first failure.
         #[source]
         first: NotifyError,
-        /// Whether every failure may pass.
+        /// Whether some failure may pass (the message then comes back; sinks already sent to
+        /// are skipped).
         retryable: bool,
     },
 }

@@ -130,16 +130,17 @@ impl Output {
     }
 }
 
-/// Counts the units a batch made final (see [`super::progress`]); a failure is logged: the
-/// messages themselves succeeded, and re-enqueuing the run recounts from the markers.
-pub async fn count_outputs<'a>(deps: &Deps, outputs: impl IntoIterator<Item = &'a Output>) {
+/// Counts the units a batch made final (see [`super::progress`]). On failure the messages
+/// that made units final should come back (their redelivery counts the markers).
+pub async fn count_outputs<'a>(
+    deps: &Deps,
+    outputs: impl IntoIterator<Item = &'a Output>,
+) -> Result<(), StepError> {
     let finalized: Vec<&Finalized> = outputs.into_iter().filter_map(Output::finalized).collect();
     if finalized.is_empty() {
-        return;
+        return Ok(());
     }
-    if let Err(error) = count_batch(deps, finalized).await {
-        tracing::error!(error = %error_chain(&error), "counting the batch's final units failed; a rerun of the run recounts");
-    }
+    count_batch(deps, finalized).await
 }
 
 /// Runs `function` on one invocation payload.
@@ -173,7 +174,7 @@ pub async fn invoke(function: Function, event: Value, deps: &Deps) -> Result<Val
             .and_then(|o| to_value(&o)),
         _ => {
             let output = message(function, &event.to_string(), deps, &engines).await?;
-            count_outputs(deps, [&output]).await;
+            count_outputs(deps, [&output]).await?;
             to_value(&output)
         }
     }
@@ -223,8 +224,18 @@ async fn sqs_batch(function: Function, batch: SqsEvent, deps: &Deps) -> Value {
             .buffered(BATCH_CONCURRENCY)
             .collect()
             .await;
-    count_outputs(deps, results.iter().filter_map(|(_, r)| r.as_ref().ok())).await;
+    let counted = count_outputs(deps, results.iter().filter_map(|(_, r)| r.as_ref().ok())).await;
     let mut failures = Vec::new();
+    if let Err(error) = &counted {
+        // The units are marked final but not counted: their messages come back, and their
+        // redelivery counts the markers.
+        tracing::warn!(error = %error_chain(error), "counting the batch's final units failed");
+        for (id, result) in &results {
+            if result.as_ref().is_ok_and(|o| o.finalized().is_some()) {
+                failures.push(json!({ "itemIdentifier": id }));
+            }
+        }
+    }
     for (id, result) in results {
         match result {
             Ok(_) => {}

@@ -86,7 +86,11 @@ pub async fn drain_with(
                     .buffered(parallel.max(1))
                     .collect()
                     .await;
-            count_outputs(deps, results.iter().filter_map(|(_, r)| r.as_ref().ok())).await;
+            if let Err(error) =
+                count_outputs(deps, results.iter().filter_map(|(_, r)| r.as_ref().ok())).await
+            {
+                tracing::warn!(error = %error_chain(&error), "counting final units failed; the run is concluded from its records");
+            }
             for (message, result) in results {
                 if let Some(left) = awaited.get_mut(&message.body) {
                     *left -= 1;

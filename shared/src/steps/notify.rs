@@ -66,7 +66,7 @@ pub async fn notify(message: &NotifyMessage, deps: &Deps) -> Result<NotifyOutcom
             }
         }
     }
-    let retryable = failures.iter().all(|e| e.is_retryable());
+    let retryable = failures.iter().any(|e| e.is_retryable());
     let failed = failures.len();
     match failures.into_iter().next() {
         Some(first) => Err(StepError::Notify {
@@ -152,7 +152,13 @@ pub fn summarize(record: &RunRecord, units: &[UnitRecord]) -> Notice {
     Notice {
         kind: NoticeKind::RunSummary,
         // A run notified as failed and completed by a later retry is notified again.
-        id: format!("run-{}-{}", record.id, status_word(record.status)),
+        // Each conclusion (a rerun reopening failed units concludes again) is a new notice.
+        id: format!(
+            "run-{}-{}-{}",
+            record.id,
+            status_word(record.status),
+            record.finished_at.unwrap_or(record.started_at)
+        ),
         title,
         text,
         details: serde_json::json!({

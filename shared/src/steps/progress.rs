@@ -49,13 +49,17 @@ pub fn finals_key(run: &str) -> String {
     format!("runs/{run}/finals")
 }
 
-/// A unit a step made final: what the batch it was in adds to its run's counter.
+/// A unit a step brought to its end: what the batch it was in adds to its run's counter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finalized {
     /// The run.
     pub run: String,
     /// The run's number of units.
     pub planned: usize,
+    /// This message marked it final; false for a redelivered message that found it marked
+    /// (its first delivery may have stopped before counting it, so the batch then counts the
+    /// markers instead).
+    pub fresh: bool,
 }
 
 /// Marks `unit` of `run` final (idempotent); true when this call marked it (then count it,
@@ -114,21 +118,35 @@ async fn increment(store: &StateStore, key: &str, added: usize) -> Result<usize,
 }
 
 /// Adds the units a batch of messages made final to their runs' counters, and concludes each
-/// run whose count reaches its unit count.
+/// run whose count reaches its unit count. A run with a unit a redelivered message found final
+/// is checked by counting its markers (its first delivery may have died before counting).
 pub async fn count_batch<'a>(
     deps: &Deps,
     finalized: impl IntoIterator<Item = &'a Finalized>,
 ) -> Result<(), StepError> {
-    let mut runs: std::collections::BTreeMap<&str, (usize, usize)> =
+    // run → (planned, fresh units, any redelivered)
+    let mut runs: std::collections::BTreeMap<&str, (usize, usize, bool)> =
         std::collections::BTreeMap::new();
     for unit in finalized {
-        let entry = runs.entry(unit.run.as_str()).or_insert((unit.planned, 0));
-        entry.1 += 1;
+        let entry = runs
+            .entry(unit.run.as_str())
+            .or_insert((unit.planned, 0, false));
+        if unit.fresh {
+            entry.1 += 1;
+        } else {
+            entry.2 = true;
+        }
     }
-    for (run, (planned, added)) in runs {
-        let count = increment(&deps.store, &finals_key(run), added).await?;
+    for (run, (planned, added, redelivered)) in runs {
+        let count = if added > 0 {
+            increment(&deps.store, &finals_key(run), added).await?
+        } else {
+            0
+        };
         if count >= planned {
             conclude_run(deps, run).await?;
+        } else if redelivered {
+            conclude_if_finished(deps, run, planned).await?;
         }
     }
     Ok(())
@@ -226,6 +244,11 @@ pub async fn conclude_if_finished(
 /// Records the run's status from its unit records and enqueues its notification (once).
 async fn conclude_run(deps: &Deps, run: &str) -> Result<RunRecord, StepError> {
     let record = conclude(&deps.store, run).await?;
+    if record.status == crate::state::records::RunStatus::Running {
+        // The counter ran ahead of the unit records (a rerun's recount beside a batch still
+        // counting): the unit that really ends the run concludes it.
+        return Ok(record);
+    }
     // Claim the marker first (a conditional create): workers finishing the last units at the
     // same moment all get here, and only the one that wins the create enqueues the notice.
     let claimed = deps
@@ -291,5 +314,120 @@ mod tests {
         raise_finals(&store, "r", 5).await.ok();
         raise_finals(&store, "r", 3).await.ok();
         assert_eq!(increment(&store, &finals_key("r"), 1).await.ok(), Some(6));
+    }
+
+    /// A store holding run `r` of two units, both recorded done.
+    async fn two_done_units() -> Deps {
+        use crate::state::records::{Counts, RunStatus, Trigger, encode, run_key, unit_key};
+        let deps = Deps {
+            store: StateStore::from(MemoryStore::default()),
+            client: std::sync::Arc::new(
+                crate::registry::Client::new(
+                    crate::registry::ClientConfig::default(),
+                    crate::registry::auth::session::CredentialSources::default(),
+                )
+                .expect("a client"),
+            ),
+            queues: super::super::Queues::in_memory(),
+            signer: None,
+            required_signature: None,
+            notifier: crate::notify::Notifier::new(Vec::new(), None),
+            settings: super::super::Settings::default(),
+            http: reqwest::Client::new(),
+        };
+        let run = RunRecord {
+            schema: "promoter.run/v1".into(),
+            id: "r".into(),
+            trigger: Trigger {
+                kind: "revision".into(),
+                revision: "rev".into(),
+                repository: None,
+            },
+            units: 2,
+            started_at: 1,
+            finished_at: None,
+            status: RunStatus::Running,
+            counts: Counts::default(),
+        };
+        deps.store.create(&run_key("r"), encode(&run)).await.ok();
+        for unit in ["a", "b"] {
+            let record = serde_json::json!({
+                "schema": "promoter.unit/v1", "run": "r", "id": unit, "source": "s",
+                "digest": "d", "status": "done", "attempts": 1, "worker": "w",
+                "started_at": 1, "finished_at": 2, "seconds": 1.0, "writes": 1, "bytes": 1,
+                "error": null,
+            });
+            let bytes = Bytes::from(serde_json::to_vec(&record).unwrap_or_default());
+            deps.store.create(&unit_key("r", unit), bytes).await.ok();
+        }
+        deps
+    }
+
+    fn finalized(fresh: bool) -> Finalized {
+        Finalized {
+            run: "r".into(),
+            planned: 2,
+            fresh,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_died_before_counting_is_concluded_by_its_redelivery() {
+        let deps = two_done_units().await;
+        // The first delivery marked both units final, then died before counting them.
+        for unit in ["a", "b"] {
+            assert_eq!(
+                mark_final(&deps.store, "r", unit, Final::Done).await.ok(),
+                Some(true)
+            );
+        }
+        // The redelivered messages find them marked: the batch counts the markers instead.
+        count_batch(&deps, [&finalized(false), &finalized(false)])
+            .await
+            .expect("counted");
+        let notices = deps.queues.notify.receive(10).await.expect("receive");
+        assert_eq!(notices.len(), 1, "the run's notice, once");
+        // Delivered yet again: concluded already, nothing more.
+        count_batch(&deps, [&finalized(false)])
+            .await
+            .expect("counted");
+        assert!(
+            deps.queues
+                .notify
+                .receive(10)
+                .await
+                .is_ok_and(|m| m.is_empty())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_counter_ahead_of_the_records_does_not_announce_the_run() {
+        let deps = two_done_units().await;
+        // Unit b's record says running: the run is not over, whatever the counter says.
+        let running = serde_json::json!({
+            "schema": "promoter.unit/v1", "run": "r", "id": "b", "source": "s", "digest": "d",
+            "status": "running", "attempts": 1, "worker": "w", "started_at": 1,
+            "finished_at": null, "seconds": null, "writes": 0, "bytes": 0, "error": null,
+        });
+        let key = crate::state::records::unit_key("r", "b");
+        let current = deps
+            .store
+            .get(&key)
+            .await
+            .ok()
+            .flatten()
+            .expect("b's record");
+        let bytes = Bytes::from(serde_json::to_vec(&running).unwrap_or_default());
+        deps.store.update(&key, bytes, &current.version).await.ok();
+        count_batch(&deps, [&finalized(true), &finalized(true)])
+            .await
+            .expect("counted");
+        assert!(
+            deps.queues
+                .notify
+                .receive(10)
+                .await
+                .is_ok_and(|m| m.is_empty())
+        );
     }
 }

@@ -34,10 +34,15 @@ pub(super) async fn start(
         },
     };
     let key = run_key(id);
-    if store.create(&key, encode(&fresh)).await?.is_some() {
+    // The plan and the desired state first, the run record last: a worker that dies between
+    // them leaves no run record, so a retry writes everything again (each write is
+    // create-if-absent), instead of finding a run without its plan.
+    if store.get(&key).await?.is_none() {
         store.create(&plan_key(id), encode(&plan.units)).await?;
         write_desired(store, &trigger.revision, plan).await?;
-        tracing::info!(run = id, units = plan.units.len(), "run started");
+        if store.create(&key, encode(&fresh)).await?.is_some() {
+            tracing::info!(run = id, units = plan.units.len(), "run started");
+        }
     }
     records::read::<RunRecord>(store, &key, "run record")
         .await?
