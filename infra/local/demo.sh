@@ -37,8 +37,11 @@ step promoter plan thin --base thin-base --output markdown
 step promoter promote thin --dry-run
 "$promoter" promote thin --dry-run | tail -n 3
 
-# A signing key, cosign's way (PREFIX.key private, PREFIX.pub public).
+# A signing key, cosign's way (PREFIX.key private, PREFIX.pub public), and fresh state for this
+# demo (outside the checkout), so that every run of the demo promotes and signs with its key.
 rm -f "$PROMOTER_STACK_DIR/cosign.key" "$PROMOTER_STACK_DIR/cosign.pub"
+export PROMOTER_STATE="$PROMOTER_STACK_DIR/demo-state"
+rm -rf "$PROMOTER_STATE"
 "$promoter" keys generate "$PROMOTER_STACK_DIR/cosign" >/dev/null
 
 step promoter promote thin --key cosign.key
