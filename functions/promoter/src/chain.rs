@@ -18,7 +18,7 @@ use promoter::registry::Client;
 use promoter::sign::Signer;
 use promoter::sign::keys::VerifyingKey;
 use promoter::state::StateStore;
-use promoter::state::records::{self, RunRecord, Trigger, run_key};
+use promoter::state::records::{self, RunRecord, RunStatus, Trigger, run_key};
 use promoter::steps::copy::{CopyOutcome, Engines};
 use promoter::steps::deps::github_http_client;
 use promoter::steps::lambda::{Function, Output};
@@ -69,13 +69,10 @@ pub async fn promote(
         repository: None,
     };
     let run = run_id(&trigger);
-    let enqueued = match validate::enqueue_plan(plan, trigger, &deps).await? {
-        validate::ValidateOutcome::Accepted { enqueued, .. } => enqueued,
-        _ => 0,
-    };
+    validate::enqueue_plan(plan, trigger, &deps).await?;
     let engines = Engines::new(&deps);
     let bar = progress_bar(args.output, &engines.copy, plan.units.len());
-    let handled = drain_with(
+    let drained = drain_with(
         &deps,
         &engines,
         args.parallel_units.max(1),
@@ -86,17 +83,18 @@ pub async fn promote(
         ticker.abort();
         bar.finish_and_clear();
     }
-    let rows = rows(plan, handled)?;
-    // With nothing enqueued, enqueuing concluded the run from its unit records already (and
-    // named any it could not read); otherwise they are read here, so that a record this
-    // process could not count (corrupt, say) is reported, not passed over.
-    let record = if enqueued == 0 {
-        records::read::<RunRecord>(&deps.store, &run_key(&run), "run record")
-            .await?
-            .map(|(record, _)| record)
-            .context("the run record vanished")?
-    } else {
-        conclude(&deps.store, &run).await?
+    // A unit whose run could not be counted (a corrupt record, say) is reported, not passed
+    // over: the run's status would be wrong.
+    if let Some(error) = drained.uncounted.into_iter().next() {
+        return Err(error.into());
+    }
+    let rows = rows(plan, drained.handled)?;
+    // The batch (or the enqueue) that made the last unit final concluded the run; a run with
+    // units given up on is still running, and its counts are brought up to date here.
+    let record = match records::read::<RunRecord>(&deps.store, &run_key(&run), "run record").await?
+    {
+        Some((record, _)) if record.status != RunStatus::Running => record,
+        _ => conclude(&deps.store, &run).await?,
     };
     Ok(Chained {
         rows,

@@ -148,6 +148,15 @@ impl UnitReport {
     }
 }
 
+/// What is done to a unit.
+#[derive(Clone, Copy, Debug)]
+enum Work {
+    /// Copy it (and sign it, when the engine has a signer).
+    Copy,
+    /// Only sign it (it is promoted already).
+    Sign,
+}
+
 /// The transfer engine, shared by every unit of a run.
 pub struct Engine {
     client: Arc<Client>,
@@ -253,26 +262,7 @@ impl Engine {
     /// Signs one already promoted unit in every destination (with the engine's signer),
     /// retrying retryable failures like [`Engine::copy_unit`].
     pub async fn sign_unit(&self, unit: &Unit) -> UnitReport {
-        let started = Instant::now();
-        let mut run = unit::UnitRun::new(self, unit);
-        let mut result = run.sign_only().await;
-        for attempt in 2..=UNIT_ATTEMPTS {
-            match &result {
-                Err(error) if error.is_retryable() => {
-                    tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
-                    result = run.sign_only().await;
-                }
-                _ => break,
-            }
-        }
-        UnitReport {
-            id: unit.id.clone(),
-            source: unit.source.to_string(),
-            digest: unit.digest.to_string(),
-            actions: run.into_actions(),
-            error: result.err(),
-            seconds: started.elapsed().as_secs_f64(),
-        }
+        self.attempt(unit, Work::Sign).await
     }
 
     /// Copies one unit to all its destinations.
@@ -281,24 +271,30 @@ impl Engine {
     /// own retries, a broken download) is tried again, up to [`UNIT_ATTEMPTS`] times; every
     /// step is idempotent, so a retry only does what is still missing.
     pub async fn copy_unit(&self, unit: &Unit) -> UnitReport {
+        let report = self.attempt(unit, Work::Copy).await;
+        self.progress
+            .units_done
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(error) = &report.error {
+            tracing::warn!(unit = %unit.id, source = %unit.source, digest = %unit.digest, %error, "unit failed");
+        }
+        report
+    }
+
+    /// Does `work` on `unit`, up to [`UNIT_ATTEMPTS`] times while it fails retryably.
+    async fn attempt(&self, unit: &Unit, work: Work) -> UnitReport {
         let started = Instant::now();
         let mut run = unit::UnitRun::new(self, unit);
-        let mut result = run.run().await;
+        let mut result = run.work(work).await;
         for attempt in 2..=UNIT_ATTEMPTS {
             match &result {
                 Err(error) if error.is_retryable() => {
                     tracing::info!(unit = %unit.id, attempt, %error, "retrying unit");
                     tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
-                    result = run.run().await;
+                    result = run.work(work).await;
                 }
                 _ => break,
             }
-        }
-        self.progress
-            .units_done
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Err(error) = &result {
-            tracing::warn!(unit = %unit.id, source = %unit.source, digest = %unit.digest, %error, "unit failed");
         }
         UnitReport {
             id: unit.id.clone(),

@@ -322,6 +322,14 @@ impl<'e> UnitRun<'e> {
         Ok(())
     }
 
+    /// Does `work`: a copy ([`Self::run`]) or signing only ([`Self::sign_only`]).
+    pub(super) async fn work(&mut self, work: super::Work) -> Result<(), CopyError> {
+        match work {
+            super::Work::Copy => self.run().await,
+            super::Work::Sign => self.sign_only().await,
+        }
+    }
+
     /// Signs an already promoted unit in every destination (what the sign step does after
     /// copy-digest): observes each destination, refuses one that lacks the digest, then signs.
     pub async fn sign_only(&mut self) -> Result<(), CopyError> {

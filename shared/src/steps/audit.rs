@@ -41,13 +41,7 @@ pub struct AuditOutcome {
 
 /// Handles a registry notification arriving over HTTP.
 pub async fn handle_http(request: &HttpRequest, deps: &Deps) -> HttpResponse {
-    match http(request, deps).await {
-        Ok(outcome) => HttpResponse::json(200, &outcome),
-        Err(error) => {
-            tracing::warn!(error = %crate::error_chain::error_chain(&error), "notification refused");
-            HttpResponse::error(&error)
-        }
-    }
+    HttpResponse::of(http(request, deps).await, |_| 200, "notification refused")
 }
 
 /// Checks the token, decodes the notification (distribution or Pub/Sub) and audits it.

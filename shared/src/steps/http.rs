@@ -60,6 +60,22 @@ impl HttpResponse {
         }
     }
 
+    /// The response for a step's result: `status(outcome)` and the outcome, or the error's
+    /// response (logged with `refused`, e.g. "webhook refused").
+    pub fn of<T: Serialize>(
+        result: Result<T, StepError>,
+        status: impl FnOnce(&T) -> u16,
+        refused: &str,
+    ) -> Self {
+        match result {
+            Ok(outcome) => HttpResponse::json(status(&outcome), &outcome),
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "{refused}");
+                HttpResponse::error(&error)
+            }
+        }
+    }
+
     /// The response for a failed step: its status, and `{"error": CHAIN}`.
     pub fn error(error: &StepError) -> Self {
         HttpResponse {

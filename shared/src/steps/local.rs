@@ -36,10 +36,24 @@ pub struct Handled {
     pub receives: u32,
 }
 
+/// What draining the queues did.
+#[derive(Debug, Default)]
+pub struct Drained {
+    /// Every message's final result, in the order handled.
+    pub handled: Vec<Handled>,
+    /// Failures to count units made final and conclude their runs (the messages themselves
+    /// succeeded; a Lambda batch would send them back): a caller reports these.
+    pub uncounted: Vec<StepError>,
+}
+
 /// Drains the chain's queues with engines of its own; returns every message's final result
-/// in the order handled.
+/// in the order handled (counting failures are logged).
 pub async fn drain(deps: &Deps, parallel: usize, retry_pause: Duration) -> Vec<Handled> {
-    drain_with(deps, &Engines::new(deps), parallel, retry_pause).await
+    let drained = drain_with(deps, &Engines::new(deps), parallel, retry_pause).await;
+    for error in &drained.uncounted {
+        tracing::warn!(error = %error_chain(error), "counting final units failed");
+    }
+    drained.handled
 }
 
 /// Drains the chain's queues with `engines` (whose progress counters a caller may watch).
@@ -53,8 +67,8 @@ pub async fn drain_with(
     engines: &Engines,
     parallel: usize,
     retry_pause: Duration,
-) -> Vec<Handled> {
-    let mut handled = Vec::new();
+) -> Drained {
+    let mut drained = Drained::default();
     let mut receives: HashMap<String, u32> = HashMap::new();
     // Messages left unacknowledged to come back (on SQS, after their visibility timeout).
     let mut awaited: HashMap<String, u32> = HashMap::new();
@@ -89,7 +103,7 @@ pub async fn drain_with(
             if let Err(error) =
                 count_outputs(deps, results.iter().filter_map(|(_, r)| r.as_ref().ok())).await
             {
-                tracing::warn!(error = %error_chain(&error), "counting final units failed; the run is concluded from its records");
+                drained.uncounted.push(error);
             }
             for (message, result) in results {
                 if let Some(left) = awaited.get_mut(&message.body) {
@@ -113,7 +127,7 @@ pub async fn drain_with(
                 if let Err(error) = queue.acknowledge(&message).await {
                     tracing::warn!(error = %error_chain(&error), "acknowledge failed");
                 }
-                handled.push(Handled {
+                drained.handled.push(Handled {
                     function,
                     body: message.body,
                     result,
@@ -129,7 +143,7 @@ pub async fn drain_with(
             }
             tokio::time::sleep(retry_pause).await;
         } else if !progressed && awaited.is_empty() {
-            return handled;
+            return drained;
         }
     }
 }

@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::audit::AuditRecord;
 use crate::error_chain::error_chain;
 use crate::notify::{CommitState, CommitStatus, Delivery, Notice, NoticeKind};
-use crate::state::records::{self, RunRecord, RunStatus, UnitRecord, UnitStatus};
-use crate::steps::promote::{load_run, unit_records};
+use crate::state::records::{self, RunRecord, RunStatus, UnitRecord, UnitStatus, run_key};
+use crate::steps::promote::unit_records;
 
 use super::deps::Deps;
 use super::error::StepError;
@@ -80,7 +80,8 @@ pub async fn notify(message: &NotifyMessage, deps: &Deps) -> Result<NotifyOutcom
 }
 
 async fn run_notice(deps: &Deps, run: &str) -> Result<Notice, StepError> {
-    let (record, _) = load_run(&deps.store, run)
+    // The run record only: its plan (megabytes in a large run) is not needed here.
+    let (record, _) = records::read::<RunRecord>(&deps.store, &run_key(run), "run record")
         .await?
         .ok_or_else(|| StepError::Unknown {
             run: run.to_owned(),

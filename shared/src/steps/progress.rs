@@ -12,7 +12,7 @@
 use bytes::Bytes;
 
 use crate::state::records::RunRecord;
-use crate::state::{StateError, StateStore};
+use crate::state::{Object, StateError, StateStore};
 use crate::steps::promote::conclude;
 
 use super::deps::Deps;
@@ -85,6 +85,20 @@ pub async fn mark_final(
     Ok(created.is_some())
 }
 
+/// The count a counter object holds; one that is not a decimal number is reported, never
+/// silently replaced.
+fn count_of(store: &StateStore, key: &str, object: &Object) -> Result<usize, StateError> {
+    std::str::from_utf8(&object.bytes)
+        .ok()
+        .and_then(|t| t.trim().parse::<usize>().ok())
+        .ok_or_else(|| StateError::Corrupt {
+            url: store.url(),
+            key: key.to_owned(),
+            expected: "a count",
+            reason: "not a decimal number".to_owned(),
+        })
+}
+
 /// Adds `added` to the counter at `key` with conditional writes; returns the new count.
 async fn increment(store: &StateStore, key: &str, added: usize) -> Result<usize, StateError> {
     loop {
@@ -98,16 +112,7 @@ async fn increment(store: &StateStore, key: &str, added: usize) -> Result<usize,
             }
             continue;
         };
-        let count = std::str::from_utf8(&current.bytes)
-            .ok()
-            .and_then(|t| t.trim().parse::<usize>().ok())
-            .ok_or_else(|| StateError::Corrupt {
-                url: store.url(),
-                key: key.to_owned(),
-                expected: "a count",
-                reason: "not a decimal number".to_owned(),
-            })?
-            + added;
+        let count = count_of(store, key, &current)? + added;
         let bytes = Bytes::from(count.to_string());
         if store.update(key, bytes, &current.version).await?.is_some() {
             return Ok(count);
@@ -184,11 +189,7 @@ pub async fn raise_finals(store: &StateStore, run: &str, count: usize) -> Result
             }
             continue;
         };
-        let counted = std::str::from_utf8(&current.bytes)
-            .ok()
-            .and_then(|t| t.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        if counted >= count
+        if count_of(store, &key, &current)? >= count
             || store
                 .update(&key, bytes.clone(), &current.version)
                 .await?
@@ -202,11 +203,7 @@ pub async fn raise_finals(store: &StateStore, run: &str, count: usize) -> Result
 /// Takes one from the counter at `key` (when there is one).
 async fn decrement(store: &StateStore, key: &str) -> Result<(), StateError> {
     while let Some(current) = store.get(key).await? {
-        let count = std::str::from_utf8(&current.bytes)
-            .ok()
-            .and_then(|t| t.trim().parse::<usize>().ok())
-            .unwrap_or(0)
-            .saturating_sub(1);
+        let count = count_of(store, key, &current)?.saturating_sub(1);
         if store
             .update(key, Bytes::from(count.to_string()), &current.version)
             .await?

@@ -96,13 +96,11 @@ pub fn delivery_key(delivery: &str) -> String {
 
 /// Handles a GitHub push webhook, answering as HTTP.
 pub async fn handle_webhook(request: &HttpRequest, deps: &Deps) -> HttpResponse {
-    match webhook(request, deps).await {
-        Ok(outcome) => HttpResponse::json(outcome.http_status(), &outcome),
-        Err(error) => {
-            tracing::warn!(error = %crate::error_chain::error_chain(&error), "webhook refused");
-            HttpResponse::error(&error)
-        }
-    }
+    HttpResponse::of(
+        webhook(request, deps).await,
+        ValidateOutcome::http_status,
+        "webhook refused",
+    )
 }
 
 /// Handles a GitHub push webhook.
