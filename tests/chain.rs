@@ -33,7 +33,7 @@ use bytes::Bytes;
 use promoter::notify::{Notifier, Sink, signature_header};
 use promoter::queue::{Queue, SqsQueue};
 use promoter::registry::auth::session::CredentialSources;
-use promoter::registry::{Client, ClientConfig, Repository};
+use promoter::registry::{Client, ClientConfig};
 use promoter::sign::keys::{SigningKey, VerifyingKey};
 use promoter::sign::{self, KeySource, Signer};
 use promoter::state::StateStore;
@@ -79,7 +79,7 @@ async fn chain_over_sqs() {
         return scenario(&endpoint.to_string_lossy()).await;
     }
     let seaweed = SeaweedFs::start(&[BUCKET]);
-    let output = ChildTest::new("chain_over_sqs")
+    let output = ChildTest::new(module_path!(), "chain_over_sqs")
         .s3(&seaweed.endpoint())
         .env(CHILD, seaweed.endpoint())
         .run();
@@ -337,16 +337,21 @@ async fn scenario(s3_endpoint: &str) {
     // Every promoted digest is signed by the key, in every destination, naming the digest.
     for p in &promoted {
         for (prod, prod_path) in prods.iter().zip(PROD_PATHS) {
-            let repository = Repository::parse(&format!("{}/{prod_path}/{}", prod.host(), p.name))
-                .expect("a repository");
-            let payloads = sign::verify(&deps.client, &repository, &p.pushed.digest, &public)
-                .await
-                .expect("read the signatures");
+            let repository =
+                promoter_tests::repository(&format!("{}/{prod_path}/{}", prod.host(), p.name));
+            let payloads = sign::verify(
+                &deps.client,
+                &repository,
+                &promoter_tests::digest(&p.pushed.digest),
+                &public,
+            )
+            .await
+            .expect("read the signatures");
             assert_eq!(
                 payloads.len(),
                 1,
                 "one valid signature of {}@{}",
-                repository.path,
+                repository.path(),
                 p.pushed.digest
             );
             assert_eq!(

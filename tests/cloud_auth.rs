@@ -26,10 +26,10 @@ const MOTO_ECR_PASSWORD: &str = "123456789012-auth-token";
 fn unit(source: &str, destination: &str, digest: &str) -> Unit {
     Unit {
         id: "cloud".to_owned(),
-        source: Arc::from(source),
+        source: promoter_tests::repository(source),
         digest: digest.parse().expect("digest"),
         destinations: vec![Destination {
-            repository: Arc::from(destination),
+            repository: promoter_tests::repository(destination),
             tags: Arc::from(vec!["v1".parse().expect("tag")]),
         }],
     }

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use promoter::plan::unit_id;
 use promoter::reference::Digest;
 use promoter::registry::auth::session::CredentialSources;
-use promoter::registry::{Client, ClientConfig, Repository};
+use promoter::registry::{Client, ClientConfig};
 use promoter::sign::keys::{SigningKey, VerifyingKey};
 use promoter::state::StateStore;
 use promoter::state::records::{
@@ -355,7 +355,10 @@ impl World {
 
     fn unit_of(&self, pushed: &Pushed) -> String {
         let digest: Digest = pushed.digest.parse().expect("a digest");
-        unit_id(&format!("{}/{}", self.staging.host(), pushed.repo), &digest)
+        unit_id(
+            &promoter_tests::repository(&format!("{}/{}", self.staging.host(), pushed.repo)),
+            &digest,
+        )
     }
 
     fn tarball_requests(&self) -> usize {
@@ -753,12 +756,16 @@ async fn sign(world: &World, run: &str, message: &Message) {
     // Production holds a valid signature of the digest by the key.
     let client = Client::new(ClientConfig::default(), CredentialSources::default())
         .expect("a registry client");
-    let repository =
-        Repository::parse(&format!("{}/prod/app", world.production.host())).expect("a repository");
+    let repository = promoter_tests::repository(&format!("{}/prod/app", world.production.host()));
     let key = VerifyingKey::from_pem_file(&world.public_key).expect("the public key");
-    let payloads = promoter::sign::verify(&client, &repository, &world.app.digest, &key)
-        .await
-        .expect("read the signatures");
+    let payloads = promoter::sign::verify(
+        &client,
+        &repository,
+        &promoter_tests::digest(&world.app.digest),
+        &key,
+    )
+    .await
+    .expect("read the signatures");
     assert_eq!(payloads.len(), 1, "one valid signature by the release key");
     // Half the run is final (the tool is still held): no run summary yet.
     assert!(!world.state.join(format!("runs/{run}/notified")).exists());

@@ -352,7 +352,7 @@ async fn object_prefix_from_s3() {
             .expect("a new object");
     }
 
-    ChildTest::new("object_prefix_from_s3")
+    ChildTest::new(module_path!(), "object_prefix_from_s3")
         .s3(&server.endpoint())
         .env(S3_CHILD, server.endpoint())
         .run()

@@ -37,14 +37,15 @@ fn repo(registry: &TestRegistry, path: &str) -> String {
 /// A unit copying `digest` from `source` (`HOST/PATH`) to each `(HOST/PATH, tags)`.
 fn unit(source: &str, digest: &str, destinations: &[(String, &[&str])]) -> Unit {
     let digest: Digest = digest.parse().expect("a valid sha256 digest");
+    let source = promoter_tests::repository(source);
     Unit {
-        id: plan::unit_id(source, &digest),
-        source: Arc::from(source),
+        id: plan::unit_id(&source, &digest),
+        source,
         digest,
         destinations: destinations
             .iter()
             .map(|(repository, tags)| Destination {
-                repository: Arc::from(repository.as_str()),
+                repository: promoter_tests::repository(repository),
                 tags: tags
                     .iter()
                     .map(|t| t.parse::<Tag>().expect("a valid tag"))
@@ -378,8 +379,8 @@ async fn a_shared_base_layer_is_uploaded_once_per_registry() {
     // Mounts come from the same host.
     for action in &actions {
         if let Action::MountBlob { from, to, .. } = action {
-            assert!(from.starts_with(&prod.host()), "{from}");
-            assert!(to.starts_with(&prod.host()), "{to}");
+            assert_eq!(from.host(), prod.host(), "{from}");
+            assert_eq!(to.host(), prod.host(), "{to}");
             assert_ne!(from, to);
         }
     }
@@ -556,7 +557,8 @@ async fn a_second_run_finds_everything_present() {
         .flat_map(|u| &u.destinations)
         .map(|d| 1 + d.tags.len() as u64)
         .sum();
-    let sources: std::collections::HashSet<&str> = units.iter().map(|u| &*u.source).collect();
+    let sources: std::collections::HashSet<&str> =
+        units.iter().map(|u| u.source.as_str()).collect();
     let discovery = sources.len() as u64 + units.len() as u64;
     assert!(
         second_requests <= heads + discovery,
@@ -583,11 +585,11 @@ async fn a_second_run_finds_everything_present() {
         third[0].actions,
         [
             Action::Present {
-                at: repo(&prod, "y/one")
+                at: promoter_tests::repository(&repo(&prod, "y/one"))
             },
             Action::PutTag {
-                tag: "v1.0.1".to_owned(),
-                to: repo(&prod, "y/one")
+                tag: "v1.0.1".parse().expect("a tag"),
+                to: promoter_tests::repository(&repo(&prod, "y/one"))
             }
         ]
     );
@@ -1006,7 +1008,7 @@ async fn docker_credential_helper_is_run() {
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))
     .expect("a PATH");
-    ChildTest::new("docker_credential_helper_is_run")
+    ChildTest::new(module_path!(), "docker_credential_helper_is_run")
         .env("PATH", path)
         .env(HELPER_CHILD, "1")
         .env(HELPER_LOG, &log)

@@ -12,11 +12,25 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use promoter::reference::{Digest, Reference, Repository, Tag};
 use promoter::registry::limits::LimitConfig;
 use promoter::registry::retry::RetryPolicy;
-use promoter::registry::{
-    Client, ClientConfig, Manifest, RegistryError, Repository, sha256_digest,
-};
+use promoter::registry::{Client, ClientConfig, Manifest, RegistryError};
+
+/// A tag or digest, as the tests write them.
+fn r(text: &str) -> Reference {
+    text.parse().expect("a tag or digest")
+}
+
+/// A tag.
+fn tag(text: &str) -> Tag {
+    text.parse().expect("a tag")
+}
+
+/// A digest.
+fn d(text: &str) -> Digest {
+    text.parse().expect("a digest")
+}
 
 /// A request the fake registry received.
 #[derive(Clone, Debug)]
@@ -134,7 +148,9 @@ impl Fake {
 
     /// `HOST/PATH`, parsed.
     fn repository(&self, path: &str) -> Repository {
-        Repository::parse(&format!("{}/{path}", self.host())).expect("HOST/PATH")
+        format!("{}/{path}", self.host())
+            .parse::<Repository>()
+            .expect("HOST/PATH")
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -276,12 +292,12 @@ async fn throttling_is_retried_after_the_servers_retry_after() {
     let client = client(RetryPolicy::default(), LimitConfig::default());
     let started = Instant::now();
     let head = client
-        .manifest_head(&fake.repository("app"), "v1")
+        .manifest_head(&fake.repository("app"), r("v1"))
         .await
         .expect("succeeds after the retry")
         .expect("found");
     let elapsed = started.elapsed();
-    assert_eq!(head.digest.as_deref(), Some(DIGEST));
+    assert_eq!(head.digest, Some(d(DIGEST)));
     assert!(elapsed >= Duration::from_millis(950), "waited {elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "waited {elapsed:?}");
     assert_eq!(client.counts.retried.load(Ordering::Relaxed), 1);
@@ -311,7 +327,7 @@ async fn retry_after_is_capped_by_the_policy() {
     );
     let started = Instant::now();
     let head = client
-        .manifest_head(&fake.repository("app"), "v1")
+        .manifest_head(&fake.repository("app"), r("v1"))
         .await
         .expect("succeeds after the retry");
     assert!(head.is_some());
@@ -323,13 +339,13 @@ async fn retry_after_is_capped_by_the_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_are_retried_until_success() {
     let bytes = br#"{"schemaVersion":2,"config":{"mediaType":"c","digest":"sha256:1","size":1},"layers":[]}"#;
-    let digest = sha256_digest(bytes);
+    let digest = Digest::of(bytes);
     let fake = Fake::script(vec![
         Reply::status(503).body(b"busy"),
         Reply::status(503).body(b"busy"),
         Reply::status(200)
             .header("Content-Type", OCI_MANIFEST)
-            .header("Docker-Content-Digest", &digest)
+            .header("Docker-Content-Digest", digest.as_str())
             .body(bytes),
     ]);
     let client = client(quick(4), LimitConfig::default());
@@ -363,10 +379,10 @@ async fn a_tag_is_resolved_by_get_when_head_has_no_digest() {
     });
     let client = client(quick(2), LimitConfig::default());
     let digest = client
-        .resolve(&fake.repository("app"), "v1")
+        .resolve(&fake.repository("app"), &tag("v1"))
         .await
         .expect("resolved");
-    assert_eq!(digest, Some(sha256_digest(bytes)));
+    assert_eq!(digest, Some(Digest::of(bytes)));
     let methods: Vec<String> = fake.seen().into_iter().map(|s| s.method).collect();
     assert_eq!(methods, ["HEAD", "GET"]);
 }
@@ -376,14 +392,14 @@ async fn not_found_is_absent_without_retry() {
     let fake = Fake::script(vec![Reply::status(404)]);
     let client = client(quick(5), LimitConfig::default());
     let head = client
-        .manifest_head(&fake.repository("app"), DIGEST)
+        .manifest_head(&fake.repository("app"), d(DIGEST))
         .await
         .expect("404 is an answer");
     assert_eq!(head, None);
     assert_eq!(client.counts.total.load(Ordering::Relaxed), 1);
     assert_eq!(client.counts.retried.load(Ordering::Relaxed), 0);
     let exists = client
-        .blob_exists(&fake.repository("app"), DIGEST)
+        .blob_exists(&fake.repository("app"), &d(DIGEST))
         .await
         .expect("404 is an answer");
     assert!(!exists);
@@ -398,7 +414,7 @@ async fn a_persistent_server_error_fails_after_the_configured_attempts() {
         )]);
     let client = client(quick(3), LimitConfig::default());
     let error = client
-        .manifest_head(&fake.repository("app"), "v1")
+        .manifest_head(&fake.repository("app"), r("v1"))
         .await
         .expect_err("500 every time");
     match &error {
@@ -415,7 +431,7 @@ async fn a_persistent_server_error_fails_after_the_configured_attempts() {
 
     // The body is reported with a GET (a HEAD answer has none).
     let error = client
-        .manifest_get(&fake.repository("app"), "v1")
+        .manifest_get(&fake.repository("app"), r("v1"))
         .await
         .expect_err("500 every time");
     assert!(error.to_string().contains("disk on fire"), "{error}");
@@ -428,7 +444,7 @@ async fn answers_that_will_not_change_are_not_retried() {
         let fake = Fake::script(vec![Reply::status(status)]);
         let client = client(quick(5), LimitConfig::default());
         let error = client
-            .manifest_head(&fake.repository("app"), "v1")
+            .manifest_head(&fake.repository("app"), r("v1"))
             .await
             .expect_err("an error status");
         assert!(
@@ -447,10 +463,10 @@ async fn refused_connections_are_retried_then_reported() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let repository = Repository::parse(&format!("127.0.0.1:{port}/app")).expect("HOST/PATH");
+    let repository: Repository = format!("127.0.0.1:{port}/app").parse().expect("HOST/PATH");
     let client = client(quick(3), LimitConfig::default());
     let error = client
-        .manifest_head(&repository, "v1")
+        .manifest_head(&repository, r("v1"))
         .await
         .expect_err("nothing listens");
     assert!(
@@ -470,7 +486,7 @@ async fn content_that_does_not_match_its_digest_is_refused() {
     ]);
     let client = client(quick(3), LimitConfig::default());
     let error = client
-        .manifest_get(&fake.repository("app"), DIGEST)
+        .manifest_get(&fake.repository("app"), d(DIGEST))
         .await
         .expect_err("wrong content");
     match &error {
@@ -478,7 +494,10 @@ async fn content_that_does_not_match_its_digest_is_refused() {
             expected, actual, ..
         } => {
             assert_eq!(expected, DIGEST);
-            assert_eq!(*actual, sha256_digest(b"{\"not\":\"what was asked\"}"));
+            assert_eq!(
+                *actual,
+                Digest::of(b"{\"not\":\"what was asked\"}").to_string()
+            );
         }
         other => panic!("expected a digest mismatch, got {other:?}"),
     }
@@ -493,10 +512,10 @@ async fn content_that_does_not_match_its_digest_is_refused() {
     let manifest = Manifest {
         media_type: OCI_MANIFEST.to_owned(),
         bytes: bytes.to_vec().into(),
-        digest: sha256_digest(bytes),
+        digest: Digest::of(bytes),
     };
     let error = client
-        .manifest_put(&fake.repository("app"), "v1", &manifest)
+        .manifest_put(&fake.repository("app"), r("v1"), &manifest)
         .await
         .expect_err("the registry announces another digest");
     assert!(
@@ -521,7 +540,7 @@ async fn the_rate_limit_spaces_requests_per_host() {
     let heads = (0..20).map(|_| {
         let client = Arc::clone(&client);
         let repository = repository.clone();
-        tokio::spawn(async move { client.manifest_head(&repository, "v1").await })
+        tokio::spawn(async move { client.manifest_head(&repository, r("v1")).await })
     });
     for head in futures_join(heads).await {
         assert!(head.is_some(), "every HEAD answered");
@@ -557,7 +576,7 @@ async fn the_rate_limit_spaces_requests_per_host() {
     // Another host has a budget of its own.
     let other_started = Instant::now();
     client
-        .manifest_head(&other.repository("app"), "v1")
+        .manifest_head(&other.repository("app"), r("v1"))
         .await
         .expect("another host");
     assert!(other_started.elapsed() < Duration::from_millis(200));
@@ -578,7 +597,7 @@ async fn the_concurrency_limit_caps_requests_in_flight() {
     let heads = (0..8).map(|_| {
         let client = Arc::clone(&client);
         let repository = repository.clone();
-        tokio::spawn(async move { client.manifest_head(&repository, "v1").await })
+        tokio::spawn(async move { client.manifest_head(&repository, r("v1")).await })
     });
     for head in futures_join(heads).await {
         assert!(head.is_some());
@@ -634,7 +653,7 @@ async fn bearer_tokens_are_fetched_once_per_scope_and_reused() {
     let client = client(quick(2), LimitConfig::default());
     for _ in 0..5 {
         let head = client
-            .manifest_head(&fake.repository("app"), "v1")
+            .manifest_head(&fake.repository("app"), r("v1"))
             .await
             .expect("authenticated");
         assert!(head.is_some());
@@ -660,7 +679,7 @@ async fn bearer_tokens_are_fetched_once_per_scope_and_reused() {
     // A new scope: the token is fetched up front, without another 401.
     let before = fake.seen().len();
     client
-        .manifest_head(&fake.repository("other"), "v1")
+        .manifest_head(&fake.repository("other"), r("v1"))
         .await
         .expect("authenticated");
     let new: Vec<Seen> = fake.seen()[before..].to_vec();
@@ -678,7 +697,7 @@ async fn concurrent_first_requests_share_one_token() {
     let heads = (0..8).map(|_| {
         let client = Arc::clone(&client);
         let repository = repository.clone();
-        tokio::spawn(async move { client.manifest_head(&repository, "v1").await })
+        tokio::spawn(async move { client.manifest_head(&repository, r("v1")).await })
     });
     for head in futures_join(heads).await {
         assert!(head.is_some());

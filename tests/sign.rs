@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use promoter::registry::auth::session::CredentialSources;
-use promoter::registry::{Client, ClientConfig, Repository};
+use promoter::registry::{Client, ClientConfig};
 use promoter::sign::keys::{SigningKey, VerifyingKey};
 use promoter::sign::{self, Pushed, cosign};
 use promoter_tests::harness::image::{ManifestFormat, push_single};
@@ -41,24 +41,28 @@ async fn signatures_are_appended_verified_and_tamper_evident() {
     let client = Arc::new(
         Client::new(ClientConfig::default(), CredentialSources::default()).expect("client"),
     );
-    let repository =
-        Repository::parse(&format!("{}/prod/app", registry.host())).expect("repository");
+    let repository = promoter_tests::repository(&format!("{}/prod/app", registry.host()));
     let dir = tempfile::tempdir().expect("temp dir");
     let (ours, our_public) = key_pair(dir.path(), "ours");
     let (theirs, their_public) = key_pair(dir.path(), "theirs");
 
     assert!(
-        sign::verify(&client, &repository, &image.digest, &our_public)
-            .await
-            .expect("verify")
-            .is_empty()
+        sign::verify(
+            &client,
+            &repository,
+            &promoter_tests::digest(&image.digest),
+            &our_public
+        )
+        .await
+        .expect("verify")
+        .is_empty()
     );
 
     // A second signer signed first; our signature is appended, theirs survives.
     let their_signature = sign::sign(
         &theirs,
         "registry.example/app",
-        &image.digest,
+        &promoter_tests::digest(&image.digest),
         serde_json::Map::new(),
     )
     .expect("sign");
@@ -66,7 +70,7 @@ async fn signatures_are_appended_verified_and_tamper_evident() {
         sign::push(
             &client,
             &repository,
-            &image.digest,
+            &promoter_tests::digest(&image.digest),
             &their_signature,
             &their_public
         )
@@ -76,47 +80,75 @@ async fn signatures_are_appended_verified_and_tamper_evident() {
     );
     let mut optional = serde_json::Map::new();
     optional.insert("run".to_owned(), serde_json::Value::from("r1"));
-    let signed = sign::sign(&ours, "registry.example/app", &image.digest, optional).expect("sign");
+    let signed = sign::sign(
+        &ours,
+        "registry.example/app",
+        &promoter_tests::digest(&image.digest),
+        optional,
+    )
+    .expect("sign");
     assert_eq!(
-        sign::push(&client, &repository, &image.digest, &signed, &our_public)
-            .await
-            .expect("push"),
+        sign::push(
+            &client,
+            &repository,
+            &promoter_tests::digest(&image.digest),
+            &signed,
+            &our_public
+        )
+        .await
+        .expect("push"),
         Pushed::Added
     );
     // Signing again is a no-op.
     let again = sign::sign(
         &ours,
         "registry.example/app",
-        &image.digest,
+        &promoter_tests::digest(&image.digest),
         serde_json::Map::new(),
     )
     .expect("sign");
     assert_eq!(
-        sign::push(&client, &repository, &image.digest, &again, &our_public)
-            .await
-            .expect("push"),
+        sign::push(
+            &client,
+            &repository,
+            &promoter_tests::digest(&image.digest),
+            &again,
+            &our_public
+        )
+        .await
+        .expect("push"),
         Pushed::AlreadySigned
     );
 
-    let ours_found = sign::verify(&client, &repository, &image.digest, &our_public)
-        .await
-        .expect("verify");
+    let ours_found = sign::verify(
+        &client,
+        &repository,
+        &promoter_tests::digest(&image.digest),
+        &our_public,
+    )
+    .await
+    .expect("verify");
     assert_eq!(ours_found.len(), 1);
     assert_eq!(
         ours_found[0].critical.identity.docker_reference,
         "registry.example/app"
     );
     assert_eq!(
-        sign::verify(&client, &repository, &image.digest, &their_public)
-            .await
-            .expect("verify")
-            .len(),
+        sign::verify(
+            &client,
+            &repository,
+            &promoter_tests::digest(&image.digest),
+            &their_public
+        )
+        .await
+        .expect("verify")
+        .len(),
         1
     );
 
     // The signature image is where cosign looks, shaped as cosign writes it.
-    let tag = cosign::signature_tag(&image.digest);
-    let raw = skopeo::inspect_raw(&registry, "prod/app", &tag, None);
+    let tag = cosign::signature_tag(&promoter_tests::digest(&image.digest));
+    let raw = skopeo::inspect_raw(&registry, "prod/app", tag.as_str(), None);
     let manifest: serde_json::Value = serde_json::from_slice(&raw).expect("signature manifest");
     let layers = manifest["layers"].as_array().expect("layers");
     assert_eq!(layers.len(), 2);
@@ -136,7 +168,7 @@ async fn signatures_are_appended_verified_and_tamper_evident() {
     let wrong_digest = sign::sign(
         &ours,
         "registry.example/app",
-        &other.digest,
+        &promoter_tests::digest(&other.digest),
         serde_json::Map::new(),
     )
     .expect("sign");
@@ -144,7 +176,7 @@ async fn signatures_are_appended_verified_and_tamper_evident() {
     sign::push(
         &client,
         &repository,
-        &image.digest,
+        &promoter_tests::digest(&image.digest),
         &wrong_digest,
         &fresh_public,
     )
@@ -154,20 +186,36 @@ async fn signatures_are_appended_verified_and_tamper_evident() {
         payload: signed.payload.slice(..signed.payload.len() - 1),
         signature: signed.signature.clone(),
     };
-    sign::push(&client, &repository, &other.digest, &forged, &fresh_public)
-        .await
-        .expect("push");
+    sign::push(
+        &client,
+        &repository,
+        &promoter_tests::digest(&other.digest),
+        &forged,
+        &fresh_public,
+    )
+    .await
+    .expect("push");
     assert!(
-        sign::verify(&client, &repository, &other.digest, &our_public)
-            .await
-            .expect("verify")
-            .is_empty()
+        sign::verify(
+            &client,
+            &repository,
+            &promoter_tests::digest(&other.digest),
+            &our_public
+        )
+        .await
+        .expect("verify")
+        .is_empty()
     );
     assert_eq!(
-        sign::verify(&client, &repository, &image.digest, &our_public)
-            .await
-            .expect("verify")
-            .len(),
+        sign::verify(
+            &client,
+            &repository,
+            &promoter_tests::digest(&image.digest),
+            &our_public
+        )
+        .await
+        .expect("verify")
+        .len(),
         1
     );
 }
@@ -225,18 +273,24 @@ async fn staging_signatures_and_attestations_reach_every_mirror() {
     let client = Arc::new(
         Client::new(ClientConfig::default(), CredentialSources::default()).expect("client"),
     );
-    let source = Repository::parse(&format!("{}/staging/app", staging.host())).expect("repository");
+    let source = promoter_tests::repository(&format!("{}/staging/app", staging.host()));
     // In staging: the maintainer's signature, and an attestation (any image under the `.att` tag).
     let signed = sign::sign(
         &maintainer,
         "staging/app",
-        &image.digest,
+        &promoter_tests::digest(&image.digest),
         serde_json::Map::new(),
     )
     .expect("sign");
-    sign::push(&client, &source, &image.digest, &signed, &maintainer_public)
-        .await
-        .expect("push");
+    sign::push(
+        &client,
+        &source,
+        &promoter_tests::digest(&image.digest),
+        &signed,
+        &maintainer_public,
+    )
+    .await
+    .expect("push");
     let att_tag = format!("{}.att", image.digest.replace(':', "-"));
     let attestation = push_single(
         &staging,
@@ -249,23 +303,26 @@ async fn staging_signatures_and_attestations_reach_every_mirror() {
     let mirrors = ["us/app", "eu/app"];
     let unit = Unit {
         id: "carry".to_owned(),
-        source: Arc::from(source.to_string()),
+        source: source.clone(),
         digest: image.digest.parse().expect("digest"),
         destinations: mirrors
             .iter()
             .map(|m| Destination {
-                repository: Arc::from(format!("{}/{m}", production.host())),
+                repository: promoter_tests::repository(&format!("{}/{m}", production.host())),
                 tags: Arc::from(vec!["v1".parse().expect("tag")]),
             })
             .collect(),
     };
-    let engine = Engine::new(Arc::clone(&client), CopyOptions::default()).with_signer(
-        Signer::new(KeySource::File(release), Vec::new())
-            .await
-            .expect("signer"),
-    );
+    let engine = Engine::new(Arc::clone(&client), CopyOptions::default());
     let report = engine.copy_unit(&unit).await;
     assert!(report.succeeded(), "{:?}", report.error);
+    // Then the sign step's work: the release key signs in every mirror.
+    Signer::new(KeySource::File(release), Vec::new())
+        .await
+        .expect("signer")
+        .sign_unit(&client, &unit)
+        .await
+        .expect("signed");
     let carried = report
         .actions
         .iter()
@@ -278,21 +335,30 @@ async fn staging_signatures_and_attestations_reach_every_mirror() {
     );
 
     for mirror in mirrors {
-        let repository =
-            Repository::parse(&format!("{}/{mirror}", production.host())).expect("repository");
+        let repository = promoter_tests::repository(&format!("{}/{mirror}", production.host()));
         // Both signers verify in every mirror.
         assert_eq!(
-            sign::verify(&client, &repository, &image.digest, &maintainer_public)
-                .await
-                .expect("verify")
-                .len(),
+            sign::verify(
+                &client,
+                &repository,
+                &promoter_tests::digest(&image.digest),
+                &maintainer_public
+            )
+            .await
+            .expect("verify")
+            .len(),
             1
         );
         assert_eq!(
-            sign::verify(&client, &repository, &image.digest, &release_public)
-                .await
-                .expect("verify")
-                .len(),
+            sign::verify(
+                &client,
+                &repository,
+                &promoter_tests::digest(&image.digest),
+                &release_public
+            )
+            .await
+            .expect("verify")
+            .len(),
             1
         );
         // The attestation arrives byte for byte.
@@ -348,31 +414,37 @@ async fn kms_keys_sign_and_the_signature_verifies_independently() {
     );
     let unit = Unit {
         id: "kms".to_owned(),
-        source: Arc::from(format!("{}/staging/app", staging.host())),
+        source: promoter_tests::repository(&format!("{}/staging/app", staging.host())),
         digest: image.digest.parse().expect("digest"),
         destinations: vec![Destination {
-            repository: Arc::from(format!("{}/prod/app", production.host())),
+            repository: promoter_tests::repository(&format!("{}/prod/app", production.host())),
             tags: Arc::from(vec!["v1".parse().expect("tag")]),
         }],
     };
     let client = Arc::new(
         Client::new(ClientConfig::default(), CredentialSources::default()).expect("client"),
     );
-    let engine = Engine::new(Arc::clone(&client), CopyOptions::default()).with_signer(
-        Signer::new(KeySource::Kms(kms), Vec::new())
-            .await
-            .expect("signer"),
-    );
+    let engine = Engine::new(Arc::clone(&client), CopyOptions::default());
     let report = engine.copy_unit(&unit).await;
     assert!(report.succeeded(), "{:?}", report.error);
+    Signer::new(KeySource::Kms(kms), Vec::new())
+        .await
+        .expect("signer")
+        .sign_unit(&client, &unit)
+        .await
+        .expect("signed with KMS");
 
-    let repository =
-        Repository::parse(&format!("{}/prod/app", production.host())).expect("repository");
+    let repository = promoter_tests::repository(&format!("{}/prod/app", production.host()));
     assert_eq!(
-        sign::verify(&client, &repository, &image.digest, &public)
-            .await
-            .expect("verify")
-            .len(),
+        sign::verify(
+            &client,
+            &repository,
+            &promoter_tests::digest(&image.digest),
+            &public
+        )
+        .await
+        .expect("verify")
+        .len(),
         1
     );
     let dir = tempfile::tempdir().expect("temp dir");
@@ -408,10 +480,10 @@ async fn index_children_are_signed_when_asked() {
     );
     let unit = Unit {
         id: "multi".to_owned(),
-        source: Arc::from(format!("{}/staging/multi", staging.host())),
+        source: promoter_tests::repository(&format!("{}/staging/multi", staging.host())),
         digest: index.digest.parse().expect("digest"),
         destinations: vec![Destination {
-            repository: Arc::from(format!("{}/prod/multi", production.host())),
+            repository: promoter_tests::repository(&format!("{}/prod/multi", production.host())),
             tags: Arc::from(vec!["v1".parse().expect("tag")]),
         }],
     };
@@ -420,17 +492,26 @@ async fn index_children_are_signed_when_asked() {
         .expect("signer")
         .with_children(true);
     let report = Engine::new(Arc::clone(&client), CopyOptions::default())
-        .with_signer(signer)
         .copy_unit(&unit)
         .await;
     assert!(report.succeeded(), "{:?}", report.error);
-    let repository =
-        Repository::parse(&format!("{}/prod/multi", production.host())).expect("repository");
+    let signed = signer.sign_unit(&client, &unit).await.expect("signed");
+    assert_eq!(
+        signed.len(),
+        1 + index.children.len(),
+        "the index and each child, in the one destination: {signed:?}"
+    );
+    let repository = promoter_tests::repository(&format!("{}/prod/multi", production.host()));
     assert!(!index.children.is_empty());
     for digest in std::iter::once(&index.digest).chain(index.children.iter().map(|c| &c.digest)) {
-        let found = sign::verify(&client, &repository, digest, &public)
-            .await
-            .expect("verify");
+        let found = sign::verify(
+            &client,
+            &repository,
+            &promoter_tests::digest(digest),
+            &public,
+        )
+        .await
+        .expect("verify");
         assert_eq!(found.len(), 1, "{digest} is signed");
     }
 }
@@ -499,12 +580,12 @@ async fn oci_referrers_reach_every_mirror_through_the_fallback_tag() {
     let mirrors = ["us/app", "eu/app"];
     let unit = Unit {
         id: "referrers".to_owned(),
-        source: Arc::from(format!("{}/staging/app", staging.host())),
+        source: promoter_tests::repository(&format!("{}/staging/app", staging.host())),
         digest: image.digest.parse().expect("digest"),
         destinations: mirrors
             .iter()
             .map(|m| Destination {
-                repository: Arc::from(format!("{}/{m}", production.host())),
+                repository: promoter_tests::repository(&format!("{}/{m}", production.host())),
                 tags: Arc::from(Vec::new()),
             })
             .collect(),

@@ -25,3 +25,13 @@ pub fn render_diagnostics(diagnostics: &[promoter::manifest::Diagnostic], root: 
 }
 
 pub mod harness;
+
+/// `text` as a digest (the harness and skopeo speak strings; the library takes types).
+pub fn digest(text: &str) -> promoter::reference::Digest {
+    text.parse().expect("a sha256 digest")
+}
+
+/// `text` (`HOST/PATH`) as a repository.
+pub fn repository(text: &str) -> promoter::reference::Repository {
+    text.parse().expect("a HOST/PATH repository")
+}

@@ -65,10 +65,10 @@ fn kubernetes_corpus_validates_and_plans_unchanged() {
         .units
         .iter()
         .find(|u| {
-            u.source.as_ref() == "us-central1-docker.pkg.dev/k8s-staging-images/kueue/charts/kueue"
+            u.source.as_str() == "us-central1-docker.pkg.dev/k8s-staging-images/kueue/charts/kueue"
         })
         .expect("charts/kueue is planned");
-    assert!(chart.destinations.iter().any(|d| d.repository.as_ref()
+    assert!(chart.destinations.iter().any(|d| d.repository.as_str()
         == "us-west2-docker.pkg.dev/k8s-artifacts-prod/images/kueue/charts/kueue"));
     // A digest with two tags keeps both in every destination.
     assert!(
@@ -91,7 +91,7 @@ fn kubernetes_shaped_tree_plans_every_edge() {
     let common = plan
         .units
         .iter()
-        .find(|u| u.source.ends_with("/shared/common"))
+        .find(|u| u.source.as_str().ends_with("/shared/common"))
         .expect("the shared image is planned");
     assert_eq!(common.destinations.len(), 40);
     // Units are sorted and their ids are unique.
@@ -124,7 +124,7 @@ fn base_plans_only_additions_and_a_retag_is_an_addition() {
     let retag = plan
         .units
         .iter()
-        .find(|u| u.source.ends_with("/hello/hello"))
+        .find(|u| u.source.as_str().ends_with("/hello/hello"))
         .expect("the retagged digest is planned");
     assert_eq!(retag.destinations.len(), 3);
     for d in &retag.destinations {

@@ -12,7 +12,7 @@
 //!         return scenario(&endpoint.to_string_lossy()).await;
 //!     }
 //!     let seaweed = SeaweedFs::start(&[BUCKET]);
-//!     ChildTest::new("from_s3")
+//!     ChildTest::new(module_path!(), "from_s3")
 //!         .s3(seaweed.endpoint())
 //!         .env(CHILD, seaweed.endpoint())
 //!         .run()
@@ -30,11 +30,18 @@ pub struct ChildTest {
 }
 
 impl ChildTest {
-    /// The test called `name` of this test binary.
-    pub fn new(name: &str) -> Self {
+    /// The test called `name` in module `module` (pass `module_path!()`) of this test binary.
+    ///
+    /// A crate's integration tests are linked as one binary whose files are modules, so a
+    /// test's name for the test harness is its module path without the crate: `chain::NAME`.
+    pub fn new(module: &str, name: &str) -> Self {
         let exe = std::env::current_exe().expect("the test binary");
         let mut command = Command::new(exe);
-        command.args([name, "--exact", "--nocapture", "--test-threads=1"]);
+        let exact = match module.split_once("::") {
+            Some((_crate, path)) => format!("{path}::{name}"),
+            None => name.to_owned(),
+        };
+        command.args([exact.as_str(), "--exact", "--nocapture", "--test-threads=1"]);
         ChildTest { command }
     }
 

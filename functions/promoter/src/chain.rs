@@ -18,7 +18,7 @@ use promoter::registry::Client;
 use promoter::sign::Signer;
 use promoter::sign::keys::VerifyingKey;
 use promoter::state::StateStore;
-use promoter::state::records::{self, RunRecord, RunStatus, Trigger, run_key};
+use promoter::state::records::{self, RunRecord, RunStatus, Trigger, TriggerKind, run_key};
 use promoter::steps::copy::{CopyOutcome, Engines};
 use promoter::steps::deps::github_http_client;
 use promoter::steps::lambda::{Function, Output};
@@ -44,12 +44,13 @@ pub struct Chained {
 pub async fn promote(
     args: &PromoteArgs,
     plan: &Plan,
+    store: StateStore,
     client: Arc<Client>,
     signer: Option<Signer>,
     required_signature: Option<VerifyingKey>,
 ) -> anyhow::Result<Chained> {
     let deps = Deps {
-        store: StateStore::open(&args.state.url).await?,
+        store,
         client,
         queues: Queues::in_memory(),
         signer: signer.map(Arc::new),
@@ -64,7 +65,7 @@ pub async fn promote(
         http: github_http_client()?,
     };
     let trigger = Trigger {
-        kind: "cli".to_owned(),
+        kind: TriggerKind::Cli,
         revision: args.revision.clone().unwrap_or_else(|| plan_revision(plan)),
         repository: None,
     };
@@ -121,16 +122,24 @@ fn rows(plan: &Plan, handled: Vec<Handled>) -> anyhow::Result<Vec<Row>> {
                 by_unit.insert(outcome.unit.clone(), copied_row(outcome, source, digest));
             }
             (Function::CopyDigest, Err(StepError::Copy { unit, source })) => {
-                let (source_name, digest) = names(&unit);
-                let report = UnitReport {
-                    id: unit.clone(),
-                    source: source_name,
-                    digest,
-                    actions: Vec::new(),
-                    error: Some(source),
-                    seconds: 0.0,
+                let row = match plan.units.iter().find(|u| u.id == unit) {
+                    Some(planned) => Row::Copied(UnitReport {
+                        id: unit.clone(),
+                        source: planned.source.clone(),
+                        digest: planned.digest.clone(),
+                        actions: Vec::new(),
+                        error: Some(source),
+                        seconds: 0.0,
+                    }),
+                    None => Row::Failed {
+                        id: unit.clone(),
+                        source: String::new(),
+                        digest: String::new(),
+                        error: error_chain(&source),
+                        actions: Vec::new(),
+                    },
                 };
-                by_unit.insert(unit, Row::Copied(report));
+                by_unit.insert(unit, row);
             }
             (Function::Sign, Ok(Output::Sign(outcome))) => {
                 let record = outcome.record;

@@ -22,7 +22,7 @@ use promoter::registry::{Client, ClientConfig};
 use promoter::sign::keys::VerifyingKey;
 use promoter::sign::{KeySource, Signer};
 use promoter::state::StateStore;
-use promoter::state::records::Trigger;
+use promoter::state::records::{Trigger, TriggerKind};
 use promoter::steps::promote::{RunOptions, RunOutcome, UnitOutcome};
 use serde::Serialize;
 
@@ -56,29 +56,34 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
         None => None,
     };
     let started = Instant::now();
-    if !(args.dry_run || args.no_state) {
+    if !args.dry_run {
+        // Every promotion runs the functions' chain; without state, over a store in memory
+        // (nothing is recorded, production is observed afresh).
+        let store = if args.no_state {
+            StateStore::open("memory://").await?
+        } else {
+            StateStore::open(&args.state.url).await?
+        };
         let chained =
-            crate::chain::promote(&args, &plan, Arc::clone(&client), signer, required).await?;
+            crate::chain::promote(&args, &plan, store, Arc::clone(&client), signer, required)
+                .await?;
         return report(
             args.output,
             false,
             &chained.rows,
-            Some(chained.run),
+            (!args.no_state).then_some(chained.run),
             &client,
             &chained.engines.copy,
             started.elapsed(),
         );
     }
-    // Without state the chain cannot run (its steps meet in state): copy in this process.
+    // A dry run decides what each unit takes from reads only, and writes nothing.
     let options = CopyOptions {
-        dry_run: args.dry_run,
+        dry_run: true,
         units_in_parallel: args.parallel_units,
         ..CopyOptions::default()
     };
     let mut engine = Engine::new(Arc::clone(&client), options);
-    if let Some(signer) = signer {
-        engine = engine.with_signer(signer);
-    }
     if let Some(key) = required {
         engine = engine.requiring_signature(key);
     }
@@ -107,13 +112,13 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
 /// Options of a recorded run.
 pub fn run_options(
     state: &StateArgs,
-    kind: &str,
+    kind: TriggerKind,
     revision: String,
     units_in_parallel: usize,
 ) -> RunOptions {
     RunOptions {
         trigger: Trigger {
-            kind: kind.to_owned(),
+            kind,
             revision,
             repository: None,
         },
@@ -228,7 +233,7 @@ impl Row {
 
     fn names(&self) -> (&str, &str, &str) {
         match self {
-            Row::Copied(r) => (&r.id, &r.source, &r.digest),
+            Row::Copied(r) => (&r.id, r.source.as_str(), r.digest.as_str()),
             Row::Done {
                 id, source, digest, ..
             }

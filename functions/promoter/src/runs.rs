@@ -6,15 +6,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::Context;
-use promoter::copy::{CopyOptions, Engine};
+use promoter::copy::{Action, CopyOptions, Engine};
+use promoter::error_chain::error_chain;
+use promoter::plan::Unit;
+use promoter::registry::Client;
 use promoter::sign::{KeySource, Signer};
 use promoter::state::StateStore;
-use promoter::state::records::{RunRecord, UnitRecord};
+use promoter::state::records::{RunRecord, TriggerKind, UnitRecord};
 use promoter::steps::promote as steps;
 
 use crate::cli::{PromoteOutput, RunsCommand};
 use crate::commands::INVALID;
-use crate::promote::{RunInfo, client, report, rows_of, run_options};
+use crate::promote::{Row, RunInfo, client, report, rows_of, run_options};
 
 /// Runs a `promoter runs` command.
 pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {
@@ -38,14 +41,16 @@ pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {
             } => {
                 let store = StateStore::open(&state.url).await?;
                 let client = Arc::new(client(&registries).await?);
-                let mut engine = Engine::new(Arc::clone(&client), CopyOptions::default());
-                if let Some(key) = &key {
-                    let key = KeySource::open(key).await?;
-                    engine = engine.with_signer(Signer::new(key, sign_identities).await?);
-                }
+                let engine = Engine::new(Arc::clone(&client), CopyOptions::default());
+                let signer = match &key {
+                    Some(key) => {
+                        Some(Signer::new(KeySource::open(key).await?, sign_identities).await?)
+                    }
+                    None => None,
+                };
                 let options = run_options(
                     &state,
-                    "cli",
+                    TriggerKind::Cli,
                     String::new(),
                     CopyOptions::default().units_in_parallel,
                 );
@@ -60,7 +65,10 @@ pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {
                     .map(|(_, units)| units)
                     .unwrap_or_default();
                 let info = RunInfo::of(&outcome, &store);
-                let rows = rows_of(outcome, &units);
+                let mut rows = rows_of(outcome, &units);
+                if let Some(signer) = &signer {
+                    sign_copied(signer, &client, &units, &mut rows).await;
+                }
                 report(
                     output,
                     false,
@@ -73,6 +81,32 @@ pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// Signs each unit this retry copied, in every destination, and adds where each signature
+/// went to its row; a unit whose signing fails is reported failed.
+async fn sign_copied(signer: &Signer, client: &Client, units: &[Unit], rows: &mut [Row]) {
+    for row in rows.iter_mut() {
+        let Row::Copied(report) = row else { continue };
+        if !report.succeeded() {
+            continue;
+        }
+        let Some(unit) = units.iter().find(|u| u.id == report.id) else {
+            continue;
+        };
+        match signer.sign_unit(client, unit).await {
+            Ok(signed) => report.actions.extend(signed.iter().map(Action::from)),
+            Err(error) => {
+                *row = Row::Failed {
+                    id: unit.id.clone(),
+                    source: unit.source.to_string(),
+                    digest: unit.digest.to_string(),
+                    error: format!("signing: {}", error_chain(&error)),
+                    actions: report.actions.clone(),
+                };
+            }
+        }
+    }
 }
 
 fn when(unix: u64) -> String {

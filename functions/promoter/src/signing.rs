@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use promoter::registry::Repository;
+use promoter::reference::{ImageReference, Reference};
 use promoter::sign::{self, keys::SigningKey, keys::VerifyingKey};
 
 use crate::cli::{KeysCommand, RegistryArgs};
@@ -26,24 +26,6 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Splits `HOST/REPO:TAG` or `HOST/REPO@DIGEST`.
-fn split_reference(image: &str) -> anyhow::Result<(Repository, String)> {
-    let (name, reference) = match image.split_once('@') {
-        Some((name, digest)) => (name, digest.to_owned()),
-        None => {
-            let slash = image.rfind('/').unwrap_or(0);
-            match image[slash..].rfind(':') {
-                Some(colon) => (
-                    &image[..slash + colon],
-                    image[slash + colon + 1..].to_owned(),
-                ),
-                None => (image, "latest".to_owned()),
-            }
-        }
-    };
-    Ok((Repository::parse(name)?, reference))
-}
-
 /// Runs `promoter verify`: exit 0 when a valid signature by `key` exists for the image.
 pub fn verify(
     image: &str,
@@ -52,20 +34,22 @@ pub fn verify(
     registries: &RegistryArgs,
 ) -> anyhow::Result<ExitCode> {
     let public = VerifyingKey::from_pem_file(key)?;
-    let (repository, reference) = split_reference(image)?;
+    let ImageReference {
+        repository,
+        reference,
+    } = image.parse()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let client = client(registries).await?;
-        let digest = if reference.starts_with("sha256:") {
-            reference
-        } else {
-            match client.resolve(&repository, &reference).await? {
+        let digest = match reference {
+            Reference::Digest(digest) => digest,
+            Reference::Tag(tag) => match client.resolve(&repository, &tag).await? {
                 Some(digest) => digest,
                 None => {
-                    eprintln!("error: {repository}:{reference} does not exist");
+                    eprintln!("error: {repository}:{tag} does not exist");
                     return Ok(INVALID);
                 }
-            }
+            },
         };
         let mut payloads = sign::verify(&client, &repository, &digest, &public).await?;
         if let Some(wanted) = signed_as {

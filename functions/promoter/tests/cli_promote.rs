@@ -362,18 +362,18 @@ fn the_unsigned_staging_policy_refuses_and_production_stays_untouched() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         use promoter::registry::auth::session::CredentialSources;
-        use promoter::registry::{Client, ClientConfig, Repository};
+        use promoter::registry::{Client, ClientConfig};
         use promoter::sign::keys::SigningKey;
         let key = SigningKey::from_pem_file(&dir.path().join("maintainer.key")).expect("key");
         let public = key.verifying_key().expect("public key");
         let client =
             Client::new(ClientConfig::default(), CredentialSources::default()).expect("client");
         for (repo, digest) in [("staging/app", &index), ("staging/tool", &image)] {
-            let repository =
-                Repository::parse(&format!("{}/{repo}", staging.host())).expect("repo");
+            let repository = promoter_tests::repository(&format!("{}/{repo}", staging.host()));
+            let digest = promoter_tests::digest(digest);
             let signed =
-                promoter::sign::sign(&key, repo, digest, serde_json::Map::new()).expect("sign");
-            promoter::sign::push(&client, &repository, digest, &signed, &public)
+                promoter::sign::sign(&key, repo, &digest, serde_json::Map::new()).expect("sign");
+            promoter::sign::push(&client, &repository, &digest, &signed, &public)
                 .await
                 .expect("push");
         }

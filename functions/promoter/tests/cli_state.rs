@@ -367,7 +367,7 @@ fn output(mut command: Command) -> Output {
 /// The run id of `promoter promote --revision REVISION`.
 fn cli_run_id(revision: &str) -> String {
     run_id(&Trigger {
-        kind: "cli".to_owned(),
+        kind: promoter::state::records::TriggerKind::Cli,
         revision: revision.to_owned(),
         repository: None,
     })

@@ -1,6 +1,7 @@
 //! Errors of the auditor, each saying whether judging the event again later may succeed.
 
-use crate::registry::{RegistryError, RepositoryError};
+use crate::reference::RepositoryError;
+use crate::registry::RegistryError;
 
 /// An event that could not be judged.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +32,7 @@ mod tests {
 
     #[test]
     fn retryable_only_when_the_registry_says_so() {
-        let bad = AuditError::Repository(RepositoryError("app".into()));
+        let bad = AuditError::Repository(RepositoryError::NotHostAndPath("app".into()));
         assert!(!bad.is_retryable());
         let throttled = AuditError::Registry(RegistryError::Status {
             what: "GET".into(),

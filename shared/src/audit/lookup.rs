@@ -13,7 +13,8 @@ use serde::Deserialize;
 use super::error::AuditError;
 use super::judge::{Judgement, Reason, Verdict, artifact_tag, judge};
 use crate::events::RegistryEvent;
-use crate::registry::{Client, Manifest, Repository};
+use crate::reference::{Digest, Repository, Tag};
+use crate::registry::{Client, Manifest};
 use crate::state::records::DesiredIndex;
 
 /// How many `subject` links are followed from the looked-up digest (a signature of an SBOM
@@ -51,6 +52,10 @@ pub async fn judge_with_registry(
         Judgement::Decided(verdict) => Ok(verdict),
         Judgement::NeedsTagLookup { tag } => {
             let repository = parse(&event.repository)?;
+            let Ok(tag) = tag.parse::<Tag>() else {
+                // Not a tag any registry holds: what was pushed cannot be told.
+                return Ok(unknown_digest());
+            };
             let resolved = client
                 .resolve(&repository, &tag)
                 .await
@@ -60,7 +65,7 @@ pub async fn judge_with_registry(
                 return Ok(unknown_digest());
             };
             let event = RegistryEvent {
-                digest: Some(digest),
+                digest: Some(digest.to_string()),
                 ..event.clone()
             };
             Ok(match judge(&event, desired) {
@@ -81,7 +86,7 @@ pub async fn judge_with_registry(
             let source = desired
                 .sources
                 .get(&event.repository)
-                .and_then(|s| Repository::parse(s).ok());
+                .and_then(|s| s.parse::<Repository>().ok());
             let places = Places {
                 repository: &repository,
                 source: source.as_ref(),
@@ -105,16 +110,21 @@ fn unknown_digest() -> Verdict {
 }
 
 fn parse(repository: &str) -> Result<Repository, AuditError> {
-    Repository::parse(repository).map_err(AuditError::Repository)
+    repository.parse().map_err(AuditError::Repository)
 }
 
+/// The manifest `digest` names in `repository`; `None` when absent, or when `digest` (from an
+/// event or a manifest, so from outside) is not a digest the promoter could have promoted.
 async fn get(
     client: &Client,
     repository: &Repository,
     digest: &str,
 ) -> Result<Option<Manifest>, AuditError> {
+    let Ok(digest) = digest.parse::<Digest>() else {
+        return Ok(None);
+    };
     client
-        .manifest_get(repository, digest)
+        .manifest_get(repository, &digest)
         .await
         .map_err(AuditError::Registry)
 }

@@ -8,17 +8,18 @@ use futures_util::future::join_all;
 use super::Action;
 use super::document::Descriptor;
 use super::error::CopyError;
+use super::execute::UnitRun;
 use super::fanout::stream_blob;
 use super::flights::{Claim, Flight};
-use super::unit::UnitRun;
-use crate::registry::{Repository, UploadStart};
+use crate::reference::Repository;
+use crate::registry::UploadStart;
 
 /// A repository that needs the blob, and how it will get it.
 enum Plan {
     /// Upload into this session (the first repository of its registry to need it).
     Upload(Repository, String),
-    /// Mount from a repository of the same registry once the upload there is done.
-    MountLater(Repository, String),
+    /// Mount from this repository of the same registry once the upload there is done.
+    MountLater(Repository, Repository),
 }
 
 impl UnitRun<'_> {
@@ -36,12 +37,12 @@ impl UnitRun<'_> {
         // no-op where the blob already is): no HEAD first.
         let mut unknown: Vec<&Repository> = Vec::new();
         for target in targets {
-            if flights.holds(&target.host, &blob.digest, &target.path) {
+            if flights.holds(&blob.digest, target) {
                 // This process put it (or found it) in that very repository: nothing to do.
                 continue;
             }
-            match flights.known(&target.host, &blob.digest) {
-                Some(from) if from == target.path => {}
+            match flights.known(target.host(), &blob.digest) {
+                Some(from) if from == *target => {}
                 Some(from) => plans.push(Plan::MountLater(target.clone(), from)),
                 None => unknown.push(target),
             }
@@ -50,26 +51,26 @@ impl UnitRun<'_> {
         let mut by_host: BTreeMap<&str, Vec<&Repository>> = BTreeMap::new();
         for (target, exists) in unknown.into_iter().zip(exists) {
             if exists? {
-                flights.record(&target.host, &blob.digest, &target.path);
+                flights.record(&blob.digest, target);
             } else {
-                by_host.entry(&target.host).or_default().push(target);
+                by_host.entry(target.host()).or_default().push(target);
             }
         }
-        let mut claims: Vec<(Claim, String)> = Vec::new();
+        let mut claims: Vec<(Claim, Repository)> = Vec::new();
         for (host, group) in by_host {
             let (mount_from, owner) = match self.engine.flights.claim(host, &blob.digest).await {
                 Flight::Done(from) => (Some(from), None),
                 Flight::Owner(claim) => {
-                    let from_source = (source.host == host).then(|| source.path.clone());
+                    let from_source = (source.host() == host).then(|| source.clone());
                     (from_source, Some(claim))
                 }
             };
             let mut group = group.into_iter();
             let Some(first) = group.next() else { continue };
             // The first repository mounts (from the source or a finished upload) or uploads.
-            self.mount_or_start(blob, first, mount_from.as_deref(), &mut plans)
+            self.mount_or_start(blob, first, mount_from.as_ref(), &mut plans)
                 .await?;
-            let primary = first.path.clone();
+            let primary = first.clone();
             if let Some(claim) = owner {
                 claims.push((claim, primary.clone()));
             }
@@ -90,7 +91,7 @@ impl UnitRun<'_> {
         for plan in plans {
             if let Plan::MountLater(repository, from) = plan {
                 // Another unit may have placed it there while this one waited.
-                if flights.holds(&repository.host, &blob.digest, &repository.path) {
+                if flights.holds(&blob.digest, &repository) {
                     continue;
                 }
                 self.mount_or_start(blob, &repository, Some(&from), &mut fallback)
@@ -107,16 +108,16 @@ impl UnitRun<'_> {
         self.upload(source, blob, &fallback).await
     }
 
-    /// Tries to mount `blob` into `target` from `from` (a path on the same host); when that is
-    /// refused or there is nothing to mount from, plans an upload. True when mounted.
+    /// Tries to mount `blob` into `target` from `from` (a repository of the same host); when
+    /// that is refused or there is nothing to mount from, plans an upload. True when mounted.
     async fn mount_or_start(
         &self,
         blob: &Descriptor,
         target: &Repository,
-        from: Option<&str>,
+        from: Option<&Repository>,
         plans: &mut Vec<Plan>,
     ) -> Result<bool, CopyError> {
-        if from == Some(target.path.as_str()) {
+        if from == Some(target) {
             // Another unit of this process just put it in this very repository.
             return Ok(true);
         }
@@ -127,27 +128,26 @@ impl UnitRun<'_> {
             }
             return Ok(from.is_some());
         }
-        let mount = from.map(|from| (blob.digest.as_str(), from));
-        match self.engine.client.upload_start(target, mount).await? {
-            UploadStart::Mounted => {
-                self.record_mount(blob, target, from.unwrap_or_default());
+        let mount = from.map(|from| (&blob.digest, from.path()));
+        match (self.engine.client.upload_start(target, mount).await?, from) {
+            (UploadStart::Mounted, Some(from)) => {
+                self.record_mount(blob, target, from);
                 Ok(true)
             }
-            UploadStart::Session(session) => {
+            (UploadStart::Mounted, None) => Ok(true),
+            (UploadStart::Session(session), _) => {
                 plans.push(Plan::Upload(target.clone(), session));
                 Ok(false)
             }
         }
     }
 
-    fn record_mount(&self, blob: &Descriptor, target: &Repository, from: &str) {
-        self.engine
-            .flights
-            .add_holder(&target.host, &blob.digest, &target.path);
+    fn record_mount(&self, blob: &Descriptor, target: &Repository, from: &Repository) {
+        self.engine.flights.add_holder(&blob.digest, target);
         self.record(Action::MountBlob {
             digest: blob.digest.clone(),
-            to: target.to_string(),
-            from: format!("{}/{from}", target.host),
+            to: target.clone(),
+            from: from.clone(),
         });
     }
 
@@ -175,13 +175,11 @@ impl UnitRun<'_> {
             }
         }
         for (repository, _) in uploads {
-            self.engine
-                .flights
-                .add_holder(&repository.host, &blob.digest, &repository.path);
+            self.engine.flights.add_holder(&blob.digest, repository);
             self.record(Action::CopyBlob {
                 digest: blob.digest.clone(),
                 size: blob.size,
-                to: repository.to_string(),
+                to: repository.clone(),
             });
         }
         Ok(())

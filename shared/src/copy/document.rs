@@ -8,6 +8,7 @@
 
 use serde::Deserialize;
 
+use crate::reference::Digest;
 use crate::registry::media_type;
 
 /// A content descriptor: what a manifest points at.
@@ -17,7 +18,7 @@ pub struct Descriptor {
     #[serde(rename = "mediaType", default)]
     pub media_type: String,
     /// The target's digest.
-    pub digest: String,
+    pub digest: Digest,
     /// The target's size in bytes.
     pub size: u64,
     /// External URLs of a foreign layer (not stored in registries).
@@ -55,6 +56,9 @@ pub enum DocumentError {
     /// Not JSON of the expected shape.
     #[error("the manifest is not valid JSON")]
     Json(#[source] serde_json::Error),
+    /// JSON of the right shape whose content is not what it must be.
+    #[error("malformed: {0}")]
+    Malformed(String),
     /// Neither an image (config + layers) nor an index (manifests).
     #[error(
         "unsupported manifest type `{0}` (only OCI and Docker schema 2 images and indexes are promoted)"
@@ -99,7 +103,7 @@ mod tests {
 
     #[test]
     fn reads_images_indexes_and_manifests_without_media_type() {
-        let image = br#"{"schemaVersion":2,"config":{"mediaType":"c","digest":"sha256:1","size":2},"layers":[{"mediaType":"l","digest":"sha256:2","size":3},{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"sha256:3","size":4,"urls":["https://x"]}]}"#;
+        let image = br#"{"schemaVersion":2,"config":{"mediaType":"c","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":2},"layers":[{"mediaType":"l","digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","size":3},{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"sha256:3333333333333333333333333333333333333333333333333333333333333333","size":4,"urls":["https://x"]}]}"#;
         let Document::Image { blobs } = parse(media_type::OCI_MANIFEST, image).expect("image")
         else {
             panic!("an image")
@@ -107,11 +111,14 @@ mod tests {
         let digests: Vec<&str> = blobs.iter().map(|b| b.digest.as_str()).collect();
         assert_eq!(
             digests,
-            ["sha256:1", "sha256:2"],
+            [
+                "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+                "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+            ],
             "config, layer; foreign layer skipped"
         );
 
-        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"m","digest":"sha256:4","size":5,"platform":{"os":"linux"}}]}"#;
+        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"m","digest":"sha256:4444444444444444444444444444444444444444444444444444444444444444","size":5,"platform":{"os":"linux"}}]}"#;
         assert!(
             matches!(parse("ignored", index), Ok(Document::Index { children }) if children.len() == 1)
         );

@@ -1,5 +1,6 @@
 //! Why a unit could not be promoted.
 
+use crate::reference::{Digest, Repository, Tag};
 use crate::registry::RegistryError;
 
 use super::document::DocumentError;
@@ -14,9 +15,9 @@ pub enum CopyError {
     #[error("source digest missing: {repository}@{digest} does not exist in staging")]
     SourceMissing {
         /// The source repository.
-        repository: String,
+        repository: Repository,
         /// The digest.
-        digest: String,
+        digest: Digest,
     },
     /// A destination tag already points at another digest; tags are never moved.
     #[error(
@@ -24,13 +25,13 @@ pub enum CopyError {
     )]
     TagMove {
         /// The destination repository.
-        repository: String,
+        repository: Repository,
         /// The tag.
-        tag: String,
+        tag: Tag,
         /// The digest it points at now.
-        current: String,
+        current: Digest,
         /// The digest the manifest gives it.
-        wanted: String,
+        wanted: Digest,
     },
     /// A staging blob whose bytes do not match its digest.
     #[error(
@@ -38,9 +39,9 @@ pub enum CopyError {
     )]
     BlobDigestMismatch {
         /// The digest the manifest names.
-        expected: String,
+        expected: Digest,
         /// The digest of the bytes read.
-        actual: String,
+        actual: Digest,
     },
     /// A staging blob whose size is not the one its manifest declares.
     #[error(
@@ -48,7 +49,7 @@ pub enum CopyError {
     )]
     BlobSizeMismatch {
         /// The blob.
-        digest: String,
+        digest: Digest,
         /// The size the manifest declares.
         expected: u64,
         /// The bytes read (so far, when too many).
@@ -58,7 +59,7 @@ pub enum CopyError {
     #[error("reading source blob {digest}: {reason}")]
     SourceRead {
         /// The blob.
-        digest: String,
+        digest: Digest,
         /// The transport error.
         reason: String,
     },
@@ -66,7 +67,7 @@ pub enum CopyError {
     #[error("manifest {digest}")]
     Document {
         /// The manifest.
-        digest: String,
+        digest: Digest,
         /// Why.
         #[source]
         source: DocumentError,
@@ -77,25 +78,13 @@ pub enum CopyError {
     )]
     Unsigned {
         /// The source repository.
-        repository: String,
+        repository: Repository,
         /// The digest.
-        digest: String,
+        digest: Digest,
     },
-    /// Asked to sign a digest a destination does not hold (it was never promoted there, or
-    /// was deleted since).
-    #[error("{repository} does not hold {digest}: nothing to sign")]
-    NotPromoted {
-        /// The destination repository.
-        repository: String,
-        /// The digest.
-        digest: String,
-    },
-    /// Signing the promoted digest failed.
-    #[error("signing")]
-    Sign(#[from] crate::sign::SignError),
-    /// A repository name that is not `HOST/PATH`.
-    #[error(transparent)]
-    Repository(#[from] crate::registry::RepositoryError),
+    /// Reading staging's signatures (to check the required one) failed.
+    #[error("reading staging's signatures")]
+    StagingSignatures(#[from] crate::sign::SignError),
 }
 
 impl CopyError {
@@ -105,16 +94,13 @@ impl CopyError {
         match self {
             CopyError::Registry(e) => e.is_retryable() || is_blob_unknown_race(e),
             CopyError::SourceRead { .. } => true,
-            CopyError::Sign(crate::sign::SignError::Registry(e)) => e.is_retryable(),
-            CopyError::Sign(_) => false,
+            CopyError::StagingSignatures(e) => e.is_retryable(),
             CopyError::SourceMissing { .. }
             | CopyError::TagMove { .. }
             | CopyError::BlobDigestMismatch { .. }
             | CopyError::BlobSizeMismatch { .. }
             | CopyError::Document { .. }
-            | CopyError::Unsigned { .. }
-            | CopyError::NotPromoted { .. }
-            | CopyError::Repository(_) => false,
+            | CopyError::Unsigned { .. } => false,
         }
     }
 }

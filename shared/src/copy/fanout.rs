@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use super::document::Descriptor;
 use super::error::CopyError;
 use super::progress::Progress;
-use crate::registry::{Client, Repository};
+use crate::reference::{Digest, Repository};
+use crate::registry::Client;
 
 /// Chunks buffered per destination before the source read waits for the slowest upload.
 const CHANNEL_CHUNKS: usize = 8;
@@ -99,7 +100,7 @@ async fn pump(
         if read != blob.size {
             return Some(size_mismatch(blob, read));
         }
-        let actual = crate::registry::digest_of_hash(hasher.finalize().as_slice());
+        let actual = Digest::from_sha256(&hasher.finalize().into());
         (actual != blob.digest).then(|| CopyError::BlobDigestMismatch {
             expected: blob.digest.clone(),
             actual,

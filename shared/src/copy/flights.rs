@@ -7,13 +7,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
-type Key = (String, String);
+use crate::reference::{Digest, Repository};
+
+/// A registry host and a blob.
+type Key = (String, Digest);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum State {
     InFlight,
-    /// Uploaded into this repository path of the host.
-    Done(String),
+    /// Uploaded into this repository of the host.
+    Done(Repository),
     Failed,
 }
 
@@ -24,13 +27,13 @@ pub struct Flights {
     /// Every repository known to hold each blob, per host: nothing is mounted where the blob
     /// already is (distribution rewrites the repository's link on a mount, and a manifest PUT
     /// racing that rewrite is refused with MANIFEST_BLOB_UNKNOWN).
-    holders: Mutex<HashMap<Key, HashSet<String>>>,
+    holders: Mutex<HashMap<Key, HashSet<Repository>>>,
 }
 
 /// The outcome of asking for a blob.
 pub enum Flight {
-    /// The blob is already in this repository path of the host: mount it from there.
-    Done(String),
+    /// The blob is already in this repository of the host: mount it from there.
+    Done(Repository),
     /// The caller moves it, and must report how that went through the claim.
     Owner(Claim),
 }
@@ -46,8 +49,8 @@ pub struct Claim {
 
 impl Flights {
     /// Claims blob `digest` for `host`, or waits for whoever has it and says where it went.
-    pub async fn claim(self: &Arc<Self>, host: &str, digest: &str) -> Flight {
-        let key = (host.to_owned(), digest.to_owned());
+    pub async fn claim(self: &Arc<Self>, host: &str, digest: &Digest) -> Flight {
+        let key = (host.to_owned(), digest.clone());
         loop {
             let mut receiver = {
                 let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
@@ -78,47 +81,47 @@ impl Flights {
     }
 
     /// The repository of `host` known to hold `digest` already, without waiting.
-    pub fn known(&self, host: &str, digest: &str) -> Option<String> {
+    pub fn known(&self, host: &str, digest: &Digest) -> Option<Repository> {
         let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        match &*map.get(&(host.to_owned(), digest.to_owned()))?.borrow() {
+        match &*map.get(&(host.to_owned(), digest.clone()))?.borrow() {
             State::Done(repository) => Some(repository.clone()),
             State::InFlight | State::Failed => None,
         }
     }
 
-    /// Records that `host` holds `digest` in `repository` (found there by a HEAD), so later
-    /// units mount from it instead of uploading.
-    pub fn record(&self, host: &str, digest: &str, repository: &str) {
+    /// Records that `repository` holds `digest` (found there by a HEAD), so later units
+    /// mount from it instead of uploading.
+    pub fn record(&self, digest: &Digest, repository: &Repository) {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.entry((host.to_owned(), digest.to_owned()))
-            .or_insert_with(|| watch::channel(State::Done(repository.to_owned())).1);
+        map.entry((repository.host().to_owned(), digest.clone()))
+            .or_insert_with(|| watch::channel(State::Done(repository.clone())).1);
         drop(map);
-        self.add_holder(host, digest, repository);
+        self.add_holder(digest, repository);
     }
 
-    /// Notes that `repository` of `host` holds `digest` (uploaded, mounted or found there).
-    pub fn add_holder(&self, host: &str, digest: &str, repository: &str) {
+    /// Notes that `repository` holds `digest` (uploaded, mounted or found there).
+    pub fn add_holder(&self, digest: &Digest, repository: &Repository) {
         let mut holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
         holders
-            .entry((host.to_owned(), digest.to_owned()))
+            .entry((repository.host().to_owned(), digest.clone()))
             .or_default()
-            .insert(repository.to_owned());
+            .insert(repository.clone());
     }
 
-    /// True when `repository` of `host` is known to hold `digest`.
-    pub fn holds(&self, host: &str, digest: &str, repository: &str) -> bool {
+    /// True when `repository` is known to hold `digest`.
+    pub fn holds(&self, digest: &Digest, repository: &Repository) -> bool {
         let holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
         holders
-            .get(&(host.to_owned(), digest.to_owned()))
+            .get(&(repository.host().to_owned(), digest.clone()))
             .is_some_and(|h| h.contains(repository))
     }
 }
 
 impl Claim {
-    /// The blob is now in `repository` (a path of the claimed host).
-    pub fn done(mut self, repository: &str) {
+    /// The blob is now in `repository` (of the claimed host).
+    pub fn done(mut self, repository: &Repository) {
         self.finished = true;
-        self.sender.send_replace(State::Done(repository.to_owned()));
+        self.sender.send_replace(State::Done(repository.clone()));
     }
 }
 
@@ -141,24 +144,32 @@ impl Drop for Claim {
 mod tests {
     use super::*;
 
+    fn digest() -> Digest {
+        Digest::of(b"blob")
+    }
+
+    fn repo(name: &str) -> Repository {
+        name.parse().expect("a repository")
+    }
+
     #[tokio::test]
     async fn one_owner_others_wait_and_mount() {
         let flights = Arc::new(Flights::default());
-        let Flight::Owner(claim) = flights.claim("h", "d").await else {
+        let Flight::Owner(claim) = flights.claim("h.io", &digest()).await else {
             panic!("first asker owns")
         };
         let waiter = {
             let flights = Arc::clone(&flights);
             tokio::spawn(async move {
-                matches!(flights.claim("h", "d").await, Flight::Done(r) if r == "repo/a")
+                matches!(flights.claim("h.io", &digest()).await, Flight::Done(r) if r == repo("h.io/repo/a"))
             })
         };
         tokio::task::yield_now().await;
-        claim.done("repo/a");
+        claim.done(&repo("h.io/repo/a"));
         assert!(waiter.await.expect("waiter"));
         // Another host is separate.
         assert!(matches!(
-            flights.claim("other", "d").await,
+            flights.claim("other", &digest()).await,
             Flight::Owner(_)
         ));
     }
@@ -166,12 +177,14 @@ mod tests {
     #[tokio::test]
     async fn a_failed_owner_hands_over() {
         let flights = Arc::new(Flights::default());
-        let Flight::Owner(claim) = flights.claim("h", "d").await else {
+        let Flight::Owner(claim) = flights.claim("h.io", &digest()).await else {
             panic!("owner")
         };
         let waiter = {
             let flights = Arc::clone(&flights);
-            tokio::spawn(async move { matches!(flights.claim("h", "d").await, Flight::Owner(_)) })
+            tokio::spawn(async move {
+                matches!(flights.claim("h.io", &digest()).await, Flight::Owner(_))
+            })
         };
         tokio::task::yield_now().await;
         drop(claim);

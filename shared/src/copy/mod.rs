@@ -1,20 +1,26 @@
 //! The transfer engine: copies each planned unit (one source digest) to all its destinations,
 //! exactly, once, and safely.
 //!
-//! Per unit: observe every destination first (HEAD the digest and each tag); refuse the unit if
-//! a tag points at another digest (tags are never moved); fetch the source manifest (verified
-//! against its digest); copy an index's children before the index; copy each image's blobs
-//! before its manifest; add missing tags last. Blobs move at most once per destination
-//! registry (single-flight, then cross-repository mounts), and a blob going to several
-//! registries is read from staging once and streamed to all of them, verified before commit.
+//! Per unit, in three stages: [`observe`] reads what the decision needs (each destination's
+//! tags and digest, staging's manifest tree, cosign artifacts and referrers); [`decide`] turns
+//! the unit and those observations into ordered [`Step`]s without any IO (refusing tag moves
+//! and unsigned sources, children before an index, blobs before a manifest, tags last); the
+//! steps are then carried out ([`execute`]), or in a dry run only recorded. Blobs move at most
+//! once per destination registry (single-flight, then cross-repository mounts), and a blob
+//! going to several registries is read from staging once and streamed to all of them,
+//! verified before commit. Signing is not the engine's: see [`crate::sign`].
 
 mod blob;
+pub mod decide;
+#[cfg(test)]
+mod decide_tests;
 mod document;
 mod error;
+mod execute;
 mod fanout;
 mod flights;
+mod observe;
 mod progress;
-mod unit;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,18 +28,17 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use serde::Serialize;
 
+pub use decide::{Observed, Step, decide};
 pub use document::{Descriptor, Document, DocumentError};
 pub use error::CopyError;
 pub use flights::Flights;
 pub use progress::Progress;
 
 use crate::plan::Unit;
+use crate::reference::{Digest, Repository, Tag};
 use crate::registry::Client;
-use crate::sign::Signer;
+use crate::registry::retry::retry_unit;
 use crate::sign::keys::VerifyingKey;
-
-/// Tries per unit when failures are retryable.
-pub const UNIT_ATTEMPTS: u32 = 3;
 
 /// How the engine works.
 #[derive(Clone, Copy, Debug)]
@@ -63,54 +68,65 @@ pub enum Action {
     /// A blob uploaded (streamed from staging).
     CopyBlob {
         /// The blob.
-        digest: String,
+        digest: Digest,
         /// Its size.
         size: u64,
         /// The destination repository.
-        to: String,
+        to: Repository,
     },
     /// A blob mounted from another repository of the same registry.
     MountBlob {
         /// The blob.
-        digest: String,
+        digest: Digest,
         /// The destination repository.
-        to: String,
+        to: Repository,
         /// The repository it was mounted from.
-        from: String,
+        from: Repository,
     },
     /// A manifest (image, index or index child) written by digest.
     PutManifest {
         /// The manifest.
-        digest: String,
+        digest: Digest,
         /// The destination repository.
-        to: String,
+        to: Repository,
     },
     /// A tag written.
     PutTag {
         /// The tag.
-        tag: String,
+        tag: Tag,
         /// The destination repository.
-        to: String,
+        to: Repository,
     },
     /// The digest was already there: nothing to copy.
     Present {
         /// The destination repository.
-        at: String,
+        at: Repository,
     },
-    /// A cosign artifact of the digest (`.sig`, `.att`, `.sbom`) carried from staging.
+    /// A cosign artifact of the digest (`.sig`, `.att`, `.sbom`) or its referrers fallback
+    /// index, carried from staging.
     CopyArtifact {
         /// The artifact's tag.
-        tag: String,
+        tag: Tag,
         /// The destination repository.
-        to: String,
+        to: Repository,
     },
-    /// A signature of the digest pushed (or, `added: false`, found there already).
+    /// A signature of the digest pushed (or, `added: false`, found there already) by the sign
+    /// step ([`crate::sign::SignedAt`]); reported beside the copy's actions.
     Sign {
-        /// The destination repository.
+        /// The destination repository (`REPOSITORY@CHILD` for an index child).
         to: String,
         /// False when a valid signature by the same key was already there.
         added: bool,
     },
+}
+
+impl From<&crate::sign::SignedAt> for Action {
+    fn from(signed: &crate::sign::SignedAt) -> Self {
+        Action::Sign {
+            to: signed.to_string(),
+            added: signed.added,
+        }
+    }
 }
 
 /// What happened to one unit.
@@ -119,9 +135,9 @@ pub struct UnitReport {
     /// The unit's id.
     pub id: String,
     /// The source repository.
-    pub source: String,
+    pub source: Repository,
     /// The digest.
-    pub digest: String,
+    pub digest: Digest,
     /// What was done (or would be, in a dry run), in order.
     pub actions: Vec<Action>,
     /// `None` on success, else why the unit failed.
@@ -148,15 +164,6 @@ impl UnitReport {
     }
 }
 
-/// What is done to a unit.
-#[derive(Clone, Copy, Debug)]
-enum Work {
-    /// Copy it (and sign it, when the engine has a signer).
-    Copy,
-    /// Only sign it (it is promoted already).
-    Sign,
-}
-
 /// The transfer engine, shared by every unit of a run.
 pub struct Engine {
     client: Arc<Client>,
@@ -164,9 +171,8 @@ pub struct Engine {
     no_referrers_api: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Each source repository's tags, listed once per run (to find cosign artifacts).
     source_tags: tokio::sync::Mutex<
-        std::collections::HashMap<String, Arc<std::collections::HashSet<String>>>,
+        std::collections::HashMap<Repository, Arc<std::collections::HashSet<Tag>>>,
     >,
-    signer: Option<Arc<Signer>>,
     required_signer: Option<VerifyingKey>,
     flights: Arc<Flights>,
     progress: Arc<Progress>,
@@ -180,26 +186,11 @@ impl Engine {
             client,
             no_referrers_api: std::sync::Mutex::new(std::collections::HashSet::new()),
             source_tags: tokio::sync::Mutex::new(std::collections::HashMap::new()),
-            signer: None,
             required_signer: None,
             flights: Arc::new(Flights::default()),
             progress: Arc::new(Progress::default()),
             options,
         }
-    }
-
-    /// Signs every unit it copies (after the copy, in every destination) with `signer`.
-    #[must_use]
-    pub fn with_signer(mut self, signer: Signer) -> Self {
-        self.signer = Some(Arc::new(signer));
-        self
-    }
-
-    /// Signs with a signer shared with other engines (one per queue batch, say).
-    #[must_use]
-    pub fn with_shared_signer(mut self, signer: Arc<Signer>) -> Self {
-        self.signer = Some(signer);
-        self
     }
 
     /// Refuses to promote a staging digest without a valid signature by `key` (a maintainer's
@@ -214,15 +205,15 @@ impl Engine {
     /// held under a lock so concurrent units share it).
     pub(crate) async fn source_tags(
         &self,
-        repository: &crate::registry::Repository,
-    ) -> Result<Arc<std::collections::HashSet<String>>, crate::registry::RegistryError> {
+        repository: &Repository,
+    ) -> Result<Arc<std::collections::HashSet<Tag>>, crate::registry::RegistryError> {
         let mut cache = self.source_tags.lock().await;
-        if let Some(tags) = cache.get(&repository.to_string()) {
+        if let Some(tags) = cache.get(repository) {
             return Ok(Arc::clone(tags));
         }
-        let tags: Arc<std::collections::HashSet<String>> =
+        let tags: Arc<std::collections::HashSet<Tag>> =
             Arc::new(self.client.tags(repository).await?.into_iter().collect());
-        cache.insert(repository.to_string(), Arc::clone(&tags));
+        cache.insert(repository.clone(), Arc::clone(&tags));
         Ok(tags)
     }
 
@@ -259,50 +250,41 @@ impl Engine {
         reports.into_iter().map(|(_, report)| report).collect()
     }
 
-    /// Signs one already promoted unit in every destination (with the engine's signer),
-    /// retrying retryable failures like [`Engine::copy_unit`].
-    pub async fn sign_unit(&self, unit: &Unit) -> UnitReport {
-        self.attempt(unit, Work::Sign).await
-    }
-
     /// Copies one unit to all its destinations.
     ///
     /// A unit that fails for a reason that may pass (network, throttling past the client's
-    /// own retries, a broken download) is tried again, up to [`UNIT_ATTEMPTS`] times; every
-    /// step is idempotent, so a retry only does what is still missing.
+    /// own retries, a broken download) is tried again (see [`retry_unit`]); every step is
+    /// idempotent, so a retry only does what is still missing.
     pub async fn copy_unit(&self, unit: &Unit) -> UnitReport {
-        let report = self.attempt(unit, Work::Copy).await;
+        let started = Instant::now();
+        let run = execute::UnitRun::new(self);
+        let result = retry_unit(CopyError::is_retryable, || async {
+            let observed = self.observe(unit).await?;
+            let steps = decide(unit, &observed)?;
+            run.execute(steps).await
+        })
+        .await;
         self.progress
             .units_done
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(error) = &report.error {
+        if let Err(error) = &result {
             tracing::warn!(unit = %unit.id, source = %unit.source, digest = %unit.digest, %error, "unit failed");
-        }
-        report
-    }
-
-    /// Does `work` on `unit`, up to [`UNIT_ATTEMPTS`] times while it fails retryably.
-    async fn attempt(&self, unit: &Unit, work: Work) -> UnitReport {
-        let started = Instant::now();
-        let mut run = unit::UnitRun::new(self, unit);
-        let mut result = run.work(work).await;
-        for attempt in 2..=UNIT_ATTEMPTS {
-            match &result {
-                Err(error) if error.is_retryable() => {
-                    tracing::info!(unit = %unit.id, attempt, %error, "retrying unit");
-                    tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
-                    result = run.work(work).await;
-                }
-                _ => break,
-            }
         }
         UnitReport {
             id: unit.id.clone(),
-            source: unit.source.to_string(),
-            digest: unit.digest.to_string(),
+            source: unit.source.clone(),
+            digest: unit.digest.clone(),
             actions: run.into_actions(),
             error: result.err(),
             seconds: started.elapsed().as_secs_f64(),
         }
+    }
+
+    /// What copying `unit` would take now: its observations and the steps decided from them
+    /// (reads only).
+    pub async fn plan_unit(&self, unit: &Unit) -> Result<(Observed, Vec<Step>), CopyError> {
+        let observed = self.observe(unit).await?;
+        let steps = decide(unit, &observed)?;
+        Ok((observed, steps))
     }
 }

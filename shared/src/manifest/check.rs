@@ -7,12 +7,12 @@ use std::sync::Arc;
 use super::diagnostic::{Diagnostic, FileDiagnostics};
 use super::yaml::Pos;
 use super::{DigestEntry, Manifest};
-use crate::reference::{Digest, MAX_REPOSITORY_LEN, Tag};
+use crate::reference::{Digest, MAX_REPOSITORY_LEN, Repository, Tag};
 
 /// Every destination repository (`REGISTRY/IMAGE`) and which `(manifest, image)` pairs send
 /// images to it, as indexes into the manifest list.
-pub fn destination_index(manifests: &[Manifest]) -> HashMap<String, Vec<(usize, usize)>> {
-    let mut index: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+pub fn destination_index(manifests: &[Manifest]) -> HashMap<Repository, Vec<(usize, usize)>> {
+    let mut index: HashMap<Repository, Vec<(usize, usize)>> = HashMap::new();
     for (m, manifest) in manifests.iter().enumerate() {
         for registry in manifest.destinations() {
             for (i, image) in manifest.images.iter().enumerate() {
@@ -44,7 +44,7 @@ struct Conflict {
 /// The same conflict usually repeats in every destination two manifests share; it is reported
 /// once, at the later entry, with the number of destinations it affects.
 pub fn overlapping_destinations(manifests: &[Manifest], out: &mut Vec<Diagnostic>) {
-    let mut conflicts: HashMap<Conflict, (String, usize)> = HashMap::new();
+    let mut conflicts: HashMap<Conflict, (Repository, usize)> = HashMap::new();
     let index = destination_index(manifests);
     for (repository, senders) in &index {
         if senders.len() < 2 {
@@ -84,7 +84,7 @@ pub fn overlapping_destinations(manifests: &[Manifest], out: &mut Vec<Diagnostic
     let mut sorted: Vec<_> = conflicts.into_iter().collect();
     sorted.sort();
     for (c, (example, count)) in sorted {
-        report(&c, &example, count, out);
+        report(&c, example.as_str(), count, out);
     }
 }
 
@@ -120,10 +120,10 @@ pub fn repository_lengths(manifests: &[Manifest], out: &mut Vec<Diagnostic>) {
         };
         for image in &manifest.images {
             let repository = longest.name.repository(&image.name);
-            if repository.len() > MAX_REPOSITORY_LEN {
+            if repository.as_str().len() > MAX_REPOSITORY_LEN {
                 let msg = format!(
                     "repository `{repository}` is {} characters long; registries accept at most {MAX_REPOSITORY_LEN}",
-                    repository.len()
+                    repository.as_str().len()
                 );
                 FileDiagnostics::new(Arc::clone(&manifest.images_file), out).error(image.pos, msg);
             }

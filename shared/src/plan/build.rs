@@ -11,7 +11,7 @@ use super::desired::Desired;
 use super::{Destination, ImageChange, Plan, ProjectChanges, Removal, Unit};
 use crate::manifest::yaml::Pos;
 use crate::manifest::{self, Diagnostic, FileDiagnostics, Manifest};
-use crate::reference::{Digest, Tag};
+use crate::reference::{Digest, Repository, Tag};
 
 /// Computes the plan for `current`, or for what `current` adds to `base` when given.
 ///
@@ -52,10 +52,10 @@ fn plan_manifest(
         images: Vec::new(),
     };
     for image in &manifest.images {
-        let source_repository: Arc<str> = source.name.repository(&image.name).into();
-        let repositories: Vec<Arc<str>> = destinations
+        let source_repository = source.name.repository(&image.name);
+        let repositories: Vec<Repository> = destinations
             .iter()
-            .map(|r| r.name.repository(&image.name).into())
+            .map(|r| r.name.repository(&image.name))
             .collect();
         for entry in &image.digests {
             let mut tags_added = BTreeSet::new();
@@ -68,7 +68,7 @@ fn plan_manifest(
                 };
                 tags_added.extend(tags.iter().cloned());
                 new_digest |= is_new;
-                let repository = Arc::clone(repository);
+                let repository = repository.clone();
                 added.push(Destination { repository, tags });
             }
             let count = added.len();
@@ -91,7 +91,7 @@ fn plan_manifest(
 /// whether the digest itself is new there. `None` when the base already has it all.
 fn to_add(
     base: Option<&Desired<'_>>,
-    repository: &str,
+    repository: &Repository,
     digest: &Digest,
     tags: &Arc<[Tag]>,
 ) -> Option<(Arc<[Tag]>, bool)> {
@@ -108,7 +108,7 @@ fn removals(base: &[Manifest], current: &Desired<'_>) -> Vec<Removal> {
     for manifest in base {
         for registry in manifest.destinations() {
             for image in &manifest.images {
-                let repository: Arc<str> = registry.name.repository(&image.name).into();
+                let repository = registry.name.repository(&image.name);
                 for entry in &image.digests {
                     let kept = current.tags(&repository, &entry.digest);
                     let digest_removed = kept.is_none();
@@ -123,7 +123,7 @@ fn removals(base: &[Manifest], current: &Desired<'_>) -> Vec<Removal> {
                     };
                     if digest_removed || !tags.is_empty() {
                         out.push(Removal {
-                            repository: Arc::clone(&repository),
+                            repository: repository.clone(),
                             digest: entry.digest.clone(),
                             digest_removed,
                             tags,
@@ -189,16 +189,16 @@ fn tag_suffix(tags: &[Tag], before: &str, after: &str) -> String {
 /// Groups destinations into units by (source repository, digest).
 #[derive(Default)]
 struct UnitsBuilder {
-    units: HashMap<(Arc<str>, Digest), Vec<Destination>>,
+    units: HashMap<(Repository, Digest), Vec<Destination>>,
 }
 
 impl UnitsBuilder {
     /// Adds destinations to the unit of (`source`, `digest`), one lookup for them all.
-    fn add(&mut self, source: &Arc<str>, digest: &Digest, destinations: Vec<Destination>) {
+    fn add(&mut self, source: &Repository, digest: &Digest, destinations: Vec<Destination>) {
         if destinations.is_empty() {
             return;
         }
-        match self.units.entry((Arc::clone(source), digest.clone())) {
+        match self.units.entry((source.clone(), digest.clone())) {
             Entry::Occupied(mut unit) => unit.get_mut().extend(destinations),
             Entry::Vacant(slot) => {
                 slot.insert(destinations);
@@ -239,9 +239,9 @@ fn merge_destinations(mut destinations: Vec<Destination>) -> Vec<Destination> {
 }
 
 /// The first 16 hex digits of sha256(`SOURCE@DIGEST`): short, stable, safe in object keys.
-pub fn unit_id(source: &str, digest: &Digest) -> String {
+pub fn unit_id(source: &Repository, digest: &Digest) -> String {
     let hash = Sha256::new()
-        .chain_update(source.as_bytes())
+        .chain_update(source.as_str().as_bytes())
         .chain_update(b"@")
         .chain_update(digest.as_str().as_bytes())
         .finalize();

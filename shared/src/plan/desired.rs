@@ -7,11 +7,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::manifest::{DigestEntry, Manifest, destination_index};
-use crate::reference::{Digest, Tag};
+use crate::reference::{Digest, Repository, Tag};
 
 /// Answers "what should repository R hold under digest D?" for one set of manifests.
 pub struct Desired<'m> {
-    by_repository: HashMap<String, Vec<(usize, usize)>>,
+    by_repository: HashMap<Repository, Vec<(usize, usize)>>,
     digests: Vec<Vec<HashMap<&'m Digest, &'m DigestEntry>>>,
 }
 
@@ -34,7 +34,7 @@ impl<'m> Desired<'m> {
     }
 
     /// The tags `repository` should carry for `digest`, or `None` when it should not hold it.
-    pub fn tags(&self, repository: &str, digest: &Digest) -> Option<BTreeSet<&'m Tag>> {
+    pub fn tags(&self, repository: &Repository, digest: &Digest) -> Option<BTreeSet<&'m Tag>> {
         let senders = self.by_repository.get(repository)?;
         let mut found = false;
         let mut tags = BTreeSet::new();

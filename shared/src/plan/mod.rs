@@ -23,7 +23,7 @@ pub use build::{build, removal_diagnostics, unit_id};
 pub use desired::Desired;
 
 use crate::manifest::yaml::Pos;
-use crate::reference::{Digest, ImageName, Tag};
+use crate::reference::{Digest, ImageName, Repository, Tag};
 
 /// What to promote.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -43,7 +43,7 @@ pub struct Unit {
     /// A stable identifier: the first 16 hex digits of sha256(`SOURCE@DIGEST`).
     pub id: String,
     /// The source repository, e.g. `gcr.io/k8s-staging-coredns/coredns`.
-    pub source: Arc<str>,
+    pub source: Repository,
     /// The digest to copy.
     pub digest: Digest,
     /// Every destination repository, sorted, with the tags to set there.
@@ -54,7 +54,7 @@ pub struct Unit {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Destination {
     /// The destination repository, e.g. `us.gcr.io/k8s-artifacts-prod/coredns/coredns`.
-    pub repository: Arc<str>,
+    pub repository: Repository,
     /// The tags to point at the digest there (only the new ones, when planned against a base).
     pub tags: Arc<[Tag]>,
 }
@@ -63,7 +63,7 @@ pub struct Destination {
 #[derive(Debug, Clone, Serialize)]
 pub struct Removal {
     /// The destination repository.
-    pub repository: Arc<str>,
+    pub repository: Repository,
     /// The digest.
     pub digest: Digest,
     /// True when the digest itself is gone from the repository's manifests (else only tags).
@@ -132,7 +132,7 @@ impl Plan {
             summary.edges += unit.destinations.len();
             for d in &unit.destinations {
                 summary.tags += d.tags.len();
-                repositories.insert(&*d.repository);
+                repositories.insert(&d.repository);
             }
         }
         summary.repositories = repositories.len();

@@ -29,6 +29,35 @@ impl TryFrom<String> for Digest {
     }
 }
 
+/// The artifacts cosign attaches to a digest under a tag derived from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CosignArtifact {
+    /// Signatures (`.sig`).
+    Signature,
+    /// Attestations (`.att`).
+    Attestation,
+    /// Software bills of materials (`.sbom`).
+    Sbom,
+}
+
+impl CosignArtifact {
+    /// Every kind, in the order they are carried.
+    pub const ALL: [CosignArtifact; 3] = [
+        CosignArtifact::Signature,
+        CosignArtifact::Attestation,
+        CosignArtifact::Sbom,
+    ];
+
+    /// The tag suffix, without its dot.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            CosignArtifact::Signature => "sig",
+            CosignArtifact::Attestation => "att",
+            CosignArtifact::Sbom => "sbom",
+        }
+    }
+}
+
 /// Why a string is not a valid digest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DigestError {
@@ -44,6 +73,35 @@ pub enum DigestError {
 }
 
 impl Digest {
+    /// The sha256 digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        Digest::from_sha256(&sha2::Sha256::digest(bytes).into())
+    }
+
+    /// The digest whose hash is `hash` (a finished sha256).
+    pub fn from_sha256(hash: &[u8; 32]) -> Digest {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(ALGORITHM.len() + HEX_LEN);
+        out.push_str(ALGORITHM);
+        for byte in hash {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{byte:02x}");
+        }
+        Digest(out)
+    }
+
+    /// The OCI referrers fallback tag of the digest, `sha256-<hex>`, for registries without
+    /// the referrers API.
+    pub fn referrers_tag(&self) -> super::Tag {
+        super::Tag::known_valid(format!("sha256-{}", self.hex()))
+    }
+
+    /// The tag of a cosign artifact of the digest, `sha256-<hex>.sig` (`.att`, `.sbom`).
+    pub fn cosign_tag(&self, artifact: CosignArtifact) -> super::Tag {
+        super::Tag::known_valid(format!("sha256-{}.{}", self.hex(), artifact.suffix()))
+    }
+
     /// The digest as text, e.g. `sha256:0c58…`.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -86,6 +144,25 @@ impl fmt::Display for Digest {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn computes_and_derives_tags() {
+        let digest = Digest::of(b"");
+        assert_eq!(
+            digest.as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        let hex = digest.hex();
+        assert_eq!(digest.referrers_tag().as_str(), format!("sha256-{hex}"));
+        assert_eq!(
+            digest.cosign_tag(CosignArtifact::Signature).as_str(),
+            format!("sha256-{hex}.sig")
+        );
+        for artifact in CosignArtifact::ALL {
+            let tag = digest.cosign_tag(artifact);
+            assert_eq!(tag.as_str().parse::<super::super::Tag>(), Ok(tag.clone()));
+        }
+    }
 
     #[test]
     fn rejects_wrong_algorithm_length_and_case() {

@@ -57,13 +57,9 @@ impl RegistryName {
         self.0.split('/').next().unwrap_or(&self.0)
     }
 
-    /// The full repository name of `image` in this registry: `REGISTRY/IMAGE`.
-    pub fn repository(&self, image: &ImageName) -> String {
-        let mut out = String::with_capacity(self.0.len() + 1 + image.0.len());
-        out.push_str(&self.0);
-        out.push('/');
-        out.push_str(&image.0);
-        out
+    /// The repository of `image` in this registry: `REGISTRY/IMAGE`.
+    pub fn repository(&self, image: &ImageName) -> super::Repository {
+        super::Repository::join(self, image)
     }
 }
 
@@ -118,6 +114,15 @@ impl fmt::Display for ImageName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Checks a full repository name, `HOST/PATH` (the caller has split off a non-empty path).
+pub(super) fn check_full(full: &str) -> Result<(), NameError> {
+    let registry: RegistryName = full.parse()?;
+    if registry.as_str().len() == registry.host().len() {
+        return Err(NameError::EmptyComponent);
+    }
+    Ok(())
 }
 
 /// Docker's rule for telling a host from a first path component: it has a dot or a port, or

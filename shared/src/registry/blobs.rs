@@ -6,9 +6,9 @@ use futures_util::Stream;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 
-use super::Repository;
 use super::client::{Client, Target, describe, status_error};
 use super::error::RegistryError;
+use crate::reference::{Digest, Repository};
 
 /// How a blob upload began.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct Download {
     pub body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>,
 }
 
-fn with_digest(url: &str, digest: &str) -> String {
+fn with_digest(url: &str, digest: &Digest) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}digest={digest}")
 }
@@ -37,9 +37,9 @@ impl Client {
     pub async fn blob_exists(
         &self,
         repository: &Repository,
-        digest: &str,
+        digest: &Digest,
     ) -> Result<bool, RegistryError> {
-        let url = self.url(repository, "blobs", digest);
+        let url = self.url(repository, "blobs", digest.as_str());
         let target = Target {
             repository,
             push: false,
@@ -58,9 +58,9 @@ impl Client {
     pub async fn blob_get(
         &self,
         repository: &Repository,
-        digest: &str,
+        digest: &Digest,
     ) -> Result<Download, RegistryError> {
-        let url = self.url(repository, "blobs", digest);
+        let url = self.url(repository, "blobs", digest.as_str());
         let target = Target {
             repository,
             push: false,
@@ -77,17 +77,18 @@ impl Client {
         })
     }
 
-    /// Starts an upload to `repository`, first trying to mount `digest` from repository
-    /// `from` of the same registry when given. A refused mount (202) starts an upload session.
+    /// Starts an upload to `repository`, first trying to mount `digest` from the repository
+    /// at path `from` of the same registry when given. A refused mount (202) starts an upload
+    /// session.
     pub async fn upload_start(
         &self,
         repository: &Repository,
-        mount: Option<(&str, &str)>,
+        mount: Option<(&Digest, &str)>,
     ) -> Result<UploadStart, RegistryError> {
         let mut url = format!(
             "{}{}/blobs/uploads/",
-            self.base_url(&repository.host),
-            repository.path
+            self.base_url(repository.host()),
+            repository.path()
         );
         if let Some((digest, from)) = mount {
             url.push_str(&format!("?mount={digest}&from={from}"));
@@ -115,7 +116,7 @@ impl Client {
                         header: "Location",
                     })?;
                 Ok(UploadStart::Session(
-                    self.resolve_location(&repository.host, location),
+                    self.resolve_location(repository.host(), location),
                 ))
             }
             _ => Err(status_error(what(), response).await),
@@ -131,7 +132,7 @@ impl Client {
         &self,
         repository: &Repository,
         session: &str,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         body: reqwest::Body,
     ) -> Result<(), RegistryError> {
@@ -159,7 +160,7 @@ impl Client {
     pub async fn upload_bytes(
         &self,
         repository: &Repository,
-        digest: &str,
+        digest: &Digest,
         bytes: Bytes,
     ) -> Result<(), RegistryError> {
         let UploadStart::Session(session) = self.upload_start(repository, None).await? else {

@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-use super::Repository;
 use super::auth::session::{Authenticator, CredentialSources};
 use super::error::RegistryError;
 use super::limits::{LimitConfig, Limits};
 use super::retry::{RetryPolicy, is_retryable_status, parse_retry_after};
+use crate::reference::Repository;
 
 /// How the client talks to registries.
 #[derive(Clone, Debug, Default)]
@@ -90,8 +90,8 @@ impl Client {
     pub(super) fn url(&self, repository: &Repository, kind: &str, reference: &str) -> String {
         format!(
             "{}{}/{kind}/{reference}",
-            self.base_url(&repository.host),
-            repository.path
+            self.base_url(repository.host()),
+            repository.path()
         )
     }
 
@@ -111,7 +111,7 @@ impl Client {
 
     fn scopes(target: &Target<'_>) -> Vec<String> {
         let actions = if target.push { "pull,push" } else { "pull" };
-        let mut scopes = vec![format!("repository:{}:{actions}", target.repository.path)];
+        let mut scopes = vec![format!("repository:{}:{actions}", target.repository.path())];
         if let Some(from) = target.mount_from {
             scopes.push(format!("repository:{from}:pull"));
         }
@@ -129,7 +129,7 @@ impl Client {
         what: &(dyn Fn() -> String + Sync),
         build: &(dyn Fn(&reqwest::Client) -> RequestBuilder + Sync),
     ) -> Result<Response, RegistryError> {
-        let host = target.repository.host.as_str();
+        let host = target.repository.host();
         let scopes = Self::scopes(target);
         let mut authenticated = false;
         let mut retry = 0;
@@ -195,7 +195,7 @@ impl Client {
         request: RequestBuilder,
         what: &(dyn Fn() -> String + Sync),
     ) -> Result<Response, RegistryError> {
-        let host = target.repository.host.as_str();
+        let host = target.repository.host();
         let (request, _) = self.authorize(request, host, &Self::scopes(target)).await?;
         let permit = self.limits.acquire(host).await;
         self.counts.total.fetch_add(1, Ordering::Relaxed);

@@ -1,11 +1,10 @@
 //! Manifests: HEAD, GET and PUT by tag or digest, with exact bytes and Content-Type.
 
+use crate::reference::{Digest, Reference, Repository, Tag};
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
-use sha2::{Digest as _, Sha256};
 
-use super::Repository;
 use super::client::{Client, Target, describe, status_error};
 use super::error::RegistryError;
 
@@ -30,38 +29,17 @@ pub struct Manifest {
     pub media_type: String,
     /// The exact bytes (the digest is computed over these).
     pub bytes: Bytes,
-    /// `sha256:` of the bytes.
-    pub digest: String,
+    /// The digest of the bytes.
+    pub digest: Digest,
 }
 
 /// What a manifest HEAD tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestHead {
-    /// `Docker-Content-Digest`, when the registry sends it.
-    pub digest: Option<String>,
+    /// `Docker-Content-Digest`, when the registry sends a valid one.
+    pub digest: Option<Digest>,
     /// `Content-Type`.
     pub media_type: Option<String>,
-}
-
-/// `sha256:HEX` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    digest_of_hash(Sha256::digest(bytes).as_slice())
-}
-
-/// `sha256:HEX` for a finished sha256 hash.
-pub fn digest_of_hash(hash: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256:");
-    for byte in hash {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
-}
-
-fn is_digest(reference: &str) -> bool {
-    reference.starts_with("sha256:")
 }
 
 impl Client {
@@ -69,9 +47,10 @@ impl Client {
     pub async fn manifest_head(
         &self,
         repository: &Repository,
-        reference: &str,
+        reference: impl Into<Reference>,
     ) -> Result<Option<ManifestHead>, RegistryError> {
-        let url = self.url(repository, "manifests", reference);
+        let reference = reference.into();
+        let url = self.url(repository, "manifests", reference.as_str());
         let target = Target {
             repository,
             push: false,
@@ -94,7 +73,7 @@ impl Client {
                         .map(str::to_owned)
                 };
                 Ok(Some(ManifestHead {
-                    digest: header("docker-content-digest"),
+                    digest: header("docker-content-digest").and_then(|d| d.parse().ok()),
                     media_type: header(CONTENT_TYPE.as_str()),
                 }))
             }
@@ -102,24 +81,21 @@ impl Client {
         }
     }
 
-    /// The digest `reference` resolves to in `repository`, or `None` when absent.
+    /// The digest `tag` points at in `repository`, or `None` when absent.
     ///
-    /// Uses HEAD, and GET when the registry sends no `Docker-Content-Digest`.
+    /// Uses HEAD, and GET when the registry sends no (valid) `Docker-Content-Digest`.
     pub async fn resolve(
         &self,
         repository: &Repository,
-        reference: &str,
-    ) -> Result<Option<String>, RegistryError> {
-        match self.manifest_head(repository, reference).await? {
+        tag: &Tag,
+    ) -> Result<Option<Digest>, RegistryError> {
+        match self.manifest_head(repository, tag).await? {
             None => Ok(None),
             Some(ManifestHead {
                 digest: Some(digest),
                 ..
             }) => Ok(Some(digest)),
-            Some(_) => Ok(self
-                .manifest_get(repository, reference)
-                .await?
-                .map(|m| m.digest)),
+            Some(_) => Ok(self.manifest_get(repository, tag).await?.map(|m| m.digest)),
         }
     }
 
@@ -128,9 +104,10 @@ impl Client {
     pub async fn manifest_get(
         &self,
         repository: &Repository,
-        reference: &str,
+        reference: impl Into<Reference>,
     ) -> Result<Option<Manifest>, RegistryError> {
-        let url = self.url(repository, "manifests", reference);
+        let reference = reference.into();
+        let url = self.url(repository, "manifests", reference.as_str());
         let target = Target {
             repository,
             push: false,
@@ -164,12 +141,14 @@ impl Client {
                 what: what(),
                 source,
             })?;
-        let digest = sha256_digest(&bytes);
-        if is_digest(reference) && digest != reference {
+        let digest = Digest::of(&bytes);
+        if let Some(expected) = reference.digest()
+            && digest != *expected
+        {
             return Err(RegistryError::DigestMismatch {
                 what: what(),
-                expected: reference.to_owned(),
-                actual: digest,
+                expected: expected.to_string(),
+                actual: digest.to_string(),
             });
         }
         Ok(Some(Manifest {
@@ -183,10 +162,11 @@ impl Client {
     pub async fn manifest_put(
         &self,
         repository: &Repository,
-        reference: &str,
+        reference: impl Into<Reference>,
         manifest: &Manifest,
     ) -> Result<(), RegistryError> {
-        let url = self.url(repository, "manifests", reference);
+        let reference = reference.into();
+        let url = self.url(repository, "manifests", reference.as_str());
         let target = Target {
             repository,
             push: true,
@@ -208,11 +188,11 @@ impl Client {
             .headers()
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
-            && got != manifest.digest
+            && got != manifest.digest.as_str()
         {
             return Err(RegistryError::DigestMismatch {
                 what: what(),
-                expected: manifest.digest.clone(),
+                expected: manifest.digest.to_string(),
                 actual: got.to_owned(),
             });
         }
@@ -228,8 +208,9 @@ struct TagList {
 
 impl Client {
     /// Every tag of `repository` (following `Link: rel="next"` pages); empty when the
-    /// repository does not exist.
-    pub async fn tags(&self, repository: &Repository) -> Result<Vec<String>, RegistryError> {
+    /// repository does not exist. A listed name that is not a valid tag (no registry following
+    /// the specification holds one) is skipped.
+    pub async fn tags(&self, repository: &Repository) -> Result<Vec<Tag>, RegistryError> {
         let target = Target {
             repository,
             push: false,
@@ -237,8 +218,8 @@ impl Client {
         };
         let mut url = format!(
             "{}{}/tags/list?n=1000",
-            self.base_url(&repository.host),
-            repository.path
+            self.base_url(repository.host()),
+            repository.path()
         );
         let mut tags = Vec::new();
         loop {
@@ -267,9 +248,16 @@ impl Client {
                         what: what(),
                         source,
                     })?;
-            tags.extend(page.tags.unwrap_or_default());
+            for name in page.tags.unwrap_or_default() {
+                match name.parse::<Tag>() {
+                    Ok(tag) => tags.push(tag),
+                    Err(error) => {
+                        tracing::debug!(%repository, name, %error, "skipping a listed tag");
+                    }
+                }
+            }
             match next {
-                Some(next) => url = self.resolve_location(&repository.host, &next),
+                Some(next) => url = self.resolve_location(repository.host(), &next),
                 None => return Ok(tags),
             }
         }
@@ -282,9 +270,9 @@ impl Client {
     pub async fn referrers(
         &self,
         repository: &Repository,
-        digest: &str,
+        digest: &Digest,
     ) -> Result<Option<Manifest>, RegistryError> {
-        let url = self.url(repository, "referrers", digest);
+        let url = self.url(repository, "referrers", digest.as_str());
         let target = Target {
             repository,
             push: false,
@@ -315,7 +303,7 @@ impl Client {
             })?;
         Ok(Some(Manifest {
             media_type: media_type::OCI_INDEX.to_owned(),
-            digest: sha256_digest(&bytes),
+            digest: Digest::of(&bytes),
             bytes,
         }))
     }

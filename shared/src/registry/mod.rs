@@ -11,12 +11,12 @@ mod blobs;
 mod client;
 mod error;
 pub mod limits;
+mod loopback;
 mod manifests;
-pub mod repository;
 pub mod retry;
 
 pub use blobs::{Download, UploadStart};
 pub use client::{Client, ClientConfig, RequestCounts};
 pub use error::RegistryError;
-pub use manifests::{Manifest, ManifestHead, digest_of_hash, media_type, sha256_digest};
-pub use repository::{Repository, RepositoryError, is_loopback};
+pub use loopback::is_loopback;
+pub use manifests::{Manifest, ManifestHead, media_type};

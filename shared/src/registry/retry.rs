@@ -61,6 +61,33 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// Tries per unit of work (a unit's copy, a unit's signing) while it fails retryably: every
+/// step is idempotent, so a retry only does what is still missing.
+pub const UNIT_ATTEMPTS: u32 = 3;
+
+/// Runs `work` up to [`UNIT_ATTEMPTS`] times while it fails with an error `retryable` accepts,
+/// waiting a second more before each new try. The one retry loop of whole units of work, above
+/// the client's per-request retries.
+pub async fn retry_unit<T, E, F, Fut>(retryable: impl Fn(&E) -> bool, mut work: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut result = work().await;
+    for attempt in 2..=UNIT_ATTEMPTS {
+        match &result {
+            Err(error) if retryable(error) => {
+                tracing::info!(attempt, %error, "retrying unit");
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                result = work().await;
+            }
+            _ => break,
+        }
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

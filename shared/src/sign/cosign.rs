@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::sha256_digest;
+use crate::reference::{CosignArtifact, Digest, Tag};
 
 /// Media type of a signature layer (the payload).
 pub const PAYLOAD_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -15,8 +15,51 @@ pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 pub const SIGNATURE_TYPE: &str = "cosign container image signature";
 
 /// The tag holding the signatures of `digest`: `sha256-<hex>.sig`.
-pub fn signature_tag(digest: &str) -> String {
-    format!("{}.sig", digest.replace(':', "-"))
+pub fn signature_tag(digest: &Digest) -> Tag {
+    digest.cosign_tag(CosignArtifact::Signature)
+}
+
+/// A signature image rebuilt with more layers: the manifest, and its config blob (which must
+/// be in the repository before the manifest).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MergedSignatures {
+    /// The new signature image.
+    pub manifest: crate::registry::Manifest,
+    /// Its config: digest and bytes.
+    pub config: (Digest, bytes::Bytes),
+}
+
+/// `current` (a signature image in a destination) with the signature layers of `incoming`
+/// (another signature image of the same digest, e.g. staging's) it lacks appended; `None` when
+/// it lacks none. An error says why either is not a signature image.
+pub fn merge_signature_images(
+    current: &crate::registry::Manifest,
+    incoming: &crate::registry::Manifest,
+) -> Result<Option<MergedSignatures>, String> {
+    let read = |m: &crate::registry::Manifest| {
+        serde_json::from_slice::<SignatureManifest>(&m.bytes)
+            .map_err(|e| format!("signature image {}: {e}", m.digest))
+    };
+    let mut layers = read(current)?.layers;
+    let before = layers.len();
+    for layer in read(incoming)?.layers {
+        if !layers.contains(&layer) {
+            layers.push(layer);
+        }
+    }
+    if layers.len() == before {
+        return Ok(None);
+    }
+    let (manifest, config) = manifest_for(&layers);
+    let manifest = bytes::Bytes::from(manifest);
+    Ok(Some(MergedSignatures {
+        manifest: crate::registry::Manifest {
+            media_type: crate::registry::media_type::OCI_MANIFEST.to_owned(),
+            digest: Digest::of(&manifest),
+            bytes: manifest,
+        },
+        config: (Digest::of(&config), bytes::Bytes::from(config)),
+    }))
 }
 
 /// The simple-signing payload cosign signs.
@@ -61,7 +104,7 @@ impl Payload {
     /// The payload for `digest` under the name `reference`, with `optional` annotations.
     pub fn new(
         reference: &str,
-        digest: &str,
+        digest: &Digest,
         optional: serde_json::Map<String, serde_json::Value>,
     ) -> Self {
         Payload {
@@ -70,7 +113,7 @@ impl Payload {
                     docker_reference: reference.to_owned(),
                 },
                 image: Image {
-                    docker_manifest_digest: digest.to_owned(),
+                    docker_manifest_digest: digest.to_string(),
                 },
                 kind: SIGNATURE_TYPE.to_owned(),
             },
@@ -125,7 +168,7 @@ pub fn manifest_for(layers: &[Layer]) -> (Vec<u8>, Vec<u8>) {
         "config": {
             "mediaType": "application/vnd.oci.image.config.v1+json",
             "size": config.len(),
-            "digest": sha256_digest(&config),
+            "digest": Digest::of(&config),
         },
         "layers": layers,
     });
@@ -138,9 +181,11 @@ mod tests {
 
     #[test]
     fn payload_and_tag_are_shaped_like_cosigns() {
-        let digest = format!("sha256:{}", "ab".repeat(32));
+        let digest: Digest = format!("sha256:{}", "ab".repeat(32))
+            .parse()
+            .expect("a digest");
         assert_eq!(
-            signature_tag(&digest),
+            signature_tag(&digest).as_str(),
             format!("sha256-{}.sig", "ab".repeat(32))
         );
         let payload = Payload::new("registry.example/app", &digest, serde_json::Map::new());

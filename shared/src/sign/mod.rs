@@ -8,13 +8,17 @@
 pub mod cosign;
 pub mod keys;
 pub mod kms;
+mod unit;
+
+pub use unit::SignedAt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use crate::registry::{Client, Manifest, RegistryError, Repository, media_type, sha256_digest};
+use crate::reference::{Digest, Repository, Tag};
+use crate::registry::{Client, Manifest, RegistryError, media_type};
 use cosign::{
     Layer, PAYLOAD_MEDIA_TYPE, Payload, SIGNATURE_ANNOTATION, SignatureManifest, signature_tag,
 };
@@ -35,6 +39,15 @@ pub enum SignError {
     /// AWS KMS could not sign.
     #[error(transparent)]
     Kms(#[from] kms::KmsError),
+    /// Asked to sign a digest a destination does not hold (it was never promoted there, or
+    /// was deleted since).
+    #[error("{repository} does not hold {digest}: nothing to sign")]
+    NotPromoted {
+        /// The destination repository.
+        repository: Repository,
+        /// The digest.
+        digest: Digest,
+    },
     /// The signature image in the registry is not one cosign would write.
     #[error("signature image {repository}:{tag} is malformed: {reason}")]
     Malformed {
@@ -45,6 +58,22 @@ pub enum SignError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl SignError {
+    /// True when signing again later may succeed: a registry or KMS request that failed for a
+    /// reason that may pass. A bad key, a malformed signature image or a digest that is not
+    /// promoted will not change.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SignError::Registry(e) => e.is_retryable(),
+            SignError::Kms(kms::KmsError::Request { .. }) => true,
+            SignError::Kms(kms::KmsError::BadReference(_))
+            | SignError::Key(_)
+            | SignError::NotPromoted { .. }
+            | SignError::Malformed { .. } => false,
+        }
+    }
 }
 
 /// A payload and its signature, made once and pushed everywhere.
@@ -69,7 +98,7 @@ pub enum Pushed {
 pub fn sign(
     key: &SigningKey,
     reference: &str,
-    digest: &str,
+    digest: &Digest,
     optional: serde_json::Map<String, serde_json::Value>,
 ) -> Result<Signed, SignError> {
     let payload =
@@ -85,7 +114,7 @@ pub fn sign(
 async fn stored(
     client: &Client,
     repository: &Repository,
-    digest: &str,
+    digest: &Digest,
 ) -> Result<Vec<(Layer, Bytes)>, SignError> {
     let tag = signature_tag(digest);
     let Some(manifest) = client.manifest_get(repository, &tag).await? else {
@@ -94,12 +123,17 @@ async fn stored(
     let parsed: SignatureManifest =
         serde_json::from_slice(&manifest.bytes).map_err(|e| SignError::Malformed {
             repository: repository.to_string(),
-            tag: tag.clone(),
+            tag: tag.to_string(),
             reason: e.to_string(),
         })?;
     let mut out = Vec::with_capacity(parsed.layers.len());
     for layer in parsed.layers {
-        let payload = blob_bytes(client, repository, &layer.digest).await?;
+        let layer_digest: Digest = layer.digest.parse().map_err(|e| SignError::Malformed {
+            repository: repository.to_string(),
+            tag: tag.to_string(),
+            reason: format!("layer digest `{}`: {e}", layer.digest),
+        })?;
+        let payload = blob_bytes(client, repository, &layer_digest).await?;
         out.push((layer, payload));
     }
     Ok(out)
@@ -109,7 +143,7 @@ async fn stored(
 async fn blob_bytes(
     client: &Client,
     repository: &Repository,
-    digest: &str,
+    digest: &Digest,
 ) -> Result<Bytes, SignError> {
     let mut download = client.blob_get(repository, digest).await?;
     let mut bytes = Vec::new();
@@ -122,17 +156,17 @@ async fn blob_bytes(
         if bytes.len() > MAX_PAYLOAD {
             return Err(SignError::Malformed {
                 repository: repository.to_string(),
-                tag: digest.to_owned(),
+                tag: digest.to_string(),
                 reason: format!("signature payload larger than {MAX_PAYLOAD} bytes"),
             });
         }
     }
-    let actual = sha256_digest(&bytes);
-    if actual != digest {
+    let actual = Digest::of(&bytes);
+    if actual != *digest {
         return Err(RegistryError::DigestMismatch {
             what: format!("blob {digest}"),
-            expected: digest.to_owned(),
-            actual,
+            expected: digest.to_string(),
+            actual: actual.to_string(),
         }
         .into());
     }
@@ -140,7 +174,7 @@ async fn blob_bytes(
 }
 
 /// True when `layer` carries a signature of `payload` by `key` for `digest`.
-fn is_valid(layer: &Layer, payload: &[u8], key: &VerifyingKey, digest: &str) -> Option<Payload> {
+fn is_valid(layer: &Layer, payload: &[u8], key: &VerifyingKey, digest: &Digest) -> Option<Payload> {
     let signature = STANDARD
         .decode(layer.annotations.get(SIGNATURE_ANNOTATION)?)
         .ok()?;
@@ -148,7 +182,7 @@ fn is_valid(layer: &Layer, payload: &[u8], key: &VerifyingKey, digest: &str) -> 
         return None;
     }
     let parsed: Payload = serde_json::from_slice(payload).ok()?;
-    (parsed.critical.image.docker_manifest_digest == digest
+    (parsed.critical.image.docker_manifest_digest == digest.as_str()
         && parsed.critical.kind == cosign::SIGNATURE_TYPE)
         .then_some(parsed)
 }
@@ -158,7 +192,7 @@ fn is_valid(layer: &Layer, payload: &[u8], key: &VerifyingKey, digest: &str) -> 
 pub async fn push(
     client: &Client,
     repository: &Repository,
-    digest: &str,
+    digest: &Digest,
     signed: &Signed,
     key: &VerifyingKey,
 ) -> Result<Pushed, SignError> {
@@ -169,7 +203,7 @@ pub async fn push(
     {
         return Ok(Pushed::AlreadySigned);
     }
-    let payload_digest = sha256_digest(&signed.payload);
+    let payload_digest = Digest::of(&signed.payload);
     if !client.blob_exists(repository, &payload_digest).await? {
         client
             .upload_bytes(repository, &payload_digest, signed.payload.clone())
@@ -179,67 +213,22 @@ pub async fn push(
     layers.push(Layer {
         media_type: PAYLOAD_MEDIA_TYPE.to_owned(),
         size: signed.payload.len() as u64,
-        digest: payload_digest,
+        digest: payload_digest.to_string(),
         annotations: [(SIGNATURE_ANNOTATION.to_owned(), signed.signature.clone())].into(),
     });
     put_signature_image(client, repository, &signature_tag(digest), &layers).await?;
     Ok(Pushed::Added)
 }
 
-/// The signature layers `repository` would hold for `digest` once the layers of `from`
-/// (another signature image, e.g. staging's) it lacks are appended; `None` when it lacks none.
-/// Nothing is written: the caller copies the new layers' blobs, then calls [`write_signatures`].
-pub async fn merged_signatures(
-    client: &Client,
-    repository: &Repository,
-    digest: &str,
-    from: &Manifest,
-) -> Result<Option<Vec<Layer>>, SignError> {
-    let tag = signature_tag(digest);
-    let malformed = |reason: String| SignError::Malformed {
-        repository: repository.to_string(),
-        tag: tag.clone(),
-        reason,
-    };
-    let incoming: SignatureManifest =
-        serde_json::from_slice(&from.bytes).map_err(|e| malformed(e.to_string()))?;
-    let mut layers: Vec<Layer> = match client.manifest_get(repository, &tag).await? {
-        Some(current) => {
-            let parsed: SignatureManifest =
-                serde_json::from_slice(&current.bytes).map_err(|e| malformed(e.to_string()))?;
-            parsed.layers
-        }
-        None => Vec::new(),
-    };
-    let before = layers.len();
-    for layer in incoming.layers {
-        if !layers.contains(&layer) {
-            layers.push(layer);
-        }
-    }
-    Ok((layers.len() > before).then_some(layers))
-}
-
-/// Writes the signature image of `digest` in `repository` with `layers` (their blobs must
-/// already be there).
-pub async fn write_signatures(
-    client: &Client,
-    repository: &Repository,
-    digest: &str,
-    layers: &[Layer],
-) -> Result<(), SignError> {
-    put_signature_image(client, repository, &signature_tag(digest), layers).await
-}
-
 /// Writes a signature image with `layers` (and its config) under `tag`.
 async fn put_signature_image(
     client: &Client,
     repository: &Repository,
-    tag: &str,
+    tag: &Tag,
     layers: &[Layer],
 ) -> Result<(), SignError> {
     let (manifest, config) = cosign::manifest_for(layers);
-    let config_digest = sha256_digest(&config);
+    let config_digest = Digest::of(&config);
     if !client.blob_exists(repository, &config_digest).await? {
         client
             .upload_bytes(repository, &config_digest, Bytes::from(config))
@@ -247,7 +236,7 @@ async fn put_signature_image(
     }
     let manifest = Manifest {
         media_type: media_type::OCI_MANIFEST.to_owned(),
-        digest: sha256_digest(&manifest),
+        digest: Digest::of(&manifest),
         bytes: Bytes::from(manifest),
     };
     client.manifest_put(repository, tag, &manifest).await?;
@@ -259,7 +248,7 @@ async fn put_signature_image(
 pub async fn verify(
     client: &Client,
     repository: &Repository,
-    digest: &str,
+    digest: &Digest,
     key: &VerifyingKey,
 ) -> Result<Vec<Payload>, SignError> {
     let stored = stored(client, repository, digest).await?;
@@ -372,9 +361,10 @@ impl Signer {
     /// The name signed for a digest going to `destinations`.
     pub fn reference_for<'a>(
         &self,
-        destinations: impl IntoIterator<Item = &'a str> + Clone,
+        destinations: impl IntoIterator<Item = &'a Repository> + Clone,
     ) -> String {
         for repository in destinations.clone() {
+            let repository = repository.as_str();
             for (prefix, canonical) in &self.identities {
                 if let Some(rest) = repository.strip_prefix(prefix.as_str())
                     && (rest.is_empty() || rest.starts_with('/'))
@@ -386,12 +376,12 @@ impl Signer {
         destinations
             .into_iter()
             .next()
+            .map(ToString::to_string)
             .unwrap_or_default()
-            .to_owned()
     }
 
     /// Signs `digest`, named `reference`.
-    pub async fn sign(&self, reference: &str, digest: &str) -> Result<Signed, SignError> {
+    pub async fn sign(&self, reference: &str, digest: &Digest) -> Result<Signed, SignError> {
         let payload = serde_json::to_vec(&Payload::new(reference, digest, self.optional.clone()))
             .unwrap_or_default();
         let signature = STANDARD.encode(self.key.sign(&payload).await?);

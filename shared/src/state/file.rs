@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use bytes::Bytes;
 
 use super::{Object, StateError, Version};
-use crate::registry::sha256_digest;
+use crate::reference::Digest;
 
 /// A state store in a local directory.
 pub struct FileStore {
@@ -78,7 +78,7 @@ impl FileStore {
     fn read(path: &Path) -> Result<Option<Object>, StateError> {
         match fs::read(path) {
             Ok(bytes) => {
-                let version = Version(sha256_digest(&bytes));
+                let version = Version(Digest::of(&bytes).to_string());
                 Ok(Some(Object {
                     bytes: Bytes::from(bytes),
                     version,
@@ -104,7 +104,7 @@ impl FileStore {
         file.write_all(bytes).map_err(io_error(&temporary))?;
         file.sync_all().map_err(io_error(&temporary))?;
         fs::rename(&temporary, path).map_err(io_error(path))?;
-        Ok(Version(sha256_digest(bytes)))
+        Ok(Version(Digest::of(bytes).to_string()))
     }
 
     async fn blocking<T: Send + 'static>(

@@ -63,14 +63,43 @@ pub enum RunStatus {
 /// What started a run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {
-    /// `cli`, `github-push`, `manual`.
-    pub kind: String,
+    /// What started the run.
+    pub kind: TriggerKind,
     /// The manifests' revision (a commit, or a hash of the plan).
     pub revision: String,
     /// The manifest repository (`owner/name`) when the revision is one of its commits: where
     /// the run's commit status goes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
+}
+
+/// What started a run. Serialized as its name (`cli`, `revision`), which is also part of the run
+/// id: renaming a variant would give every later trigger of an old revision a new run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TriggerKind {
+    /// `promoter promote` or `promoter runs retry` on a machine (the revision is a hash of the
+    /// plan).
+    Cli,
+    /// A revision of the manifest repository: a merged GitHub push, or an on-call request
+    /// naming a revision.
+    Revision,
+}
+
+impl TriggerKind {
+    /// The kind's name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Cli => "cli",
+            TriggerKind::Revision => "revision",
+        }
+    }
+}
+
+impl std::fmt::Display for TriggerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Unit counts of a run.

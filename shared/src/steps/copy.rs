@@ -12,10 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::copy::{CopyOptions, Engine, UnitReport};
 use crate::error_chain::error_chain;
 use crate::plan::Unit;
+use crate::sign::Signer;
 use crate::state::records::Trigger;
 use crate::steps::promote::{RunOptions, UnitOutcome, UnitTurn, load_run, work_unit};
 
@@ -115,32 +117,26 @@ pub(super) async fn run_and_unit(
     Ok((recorded.trigger.clone(), recorded.planned, found))
 }
 
-/// The transfer engines of one batch of messages: one engine shared by the batch's units, so
-/// a blob several units need moves once (single flight); fresh per batch, so its caches (like
-/// staging's tag lists) never outlive a run.
+/// What one batch of messages works with: one transfer engine shared by the batch's units, so
+/// a blob several units need moves once (single flight), fresh per batch so that its caches
+/// (like staging's tag lists) never outlive a run; and the signer, when a key is configured.
 pub struct Engines {
-    /// Copies (no signer: signing is the sign step's).
+    /// Copies.
     pub copy: Engine,
-    /// Signs, when a key is configured.
-    pub sign: Option<Engine>,
+    /// Signs (the sign step's).
+    pub sign: Option<Arc<Signer>>,
 }
 
 impl Engines {
-    /// Engines over `deps`' client, policy and signer.
+    /// The engine over `deps`' client and promotion policy, and `deps`' signer.
     pub fn new(deps: &Deps) -> Self {
-        let base = || {
-            let mut engine = Engine::new(Arc::clone(&deps.client), CopyOptions::default());
-            if let Some(key) = &deps.required_signature {
-                engine = engine.requiring_signature(key.clone());
-            }
-            engine
-        };
+        let mut copy = Engine::new(Arc::clone(&deps.client), CopyOptions::default());
+        if let Some(key) = &deps.required_signature {
+            copy = copy.requiring_signature(key.clone());
+        }
         Engines {
-            copy: base(),
-            sign: deps
-                .signer
-                .as_ref()
-                .map(|signer| base().with_shared_signer(Arc::clone(signer))),
+            copy,
+            sign: deps.signer.clone(),
         }
     }
 }
@@ -153,7 +149,20 @@ pub async fn copy_digest(
 ) -> Result<CopyOutcome, StepError> {
     let (trigger, planned, unit) = run_and_unit(deps, &message.run, &message.unit).await?;
     let span = tracing::info_span!("copy", run = %message.run, unit = %unit.id, image = %unit.source, digest = %unit.digest);
-    let _entered = span.enter();
+    copy_recorded_unit(message, deps, engine, trigger, planned, unit)
+        .instrument(span)
+        .await
+}
+
+/// Copies `unit` of a recorded run (with `planned` units) under its lease.
+async fn copy_recorded_unit(
+    message: &CopyMessage,
+    deps: &Deps,
+    engine: &Engine,
+    trigger: Trigger,
+    planned: usize,
+    unit: Unit,
+) -> Result<CopyOutcome, StepError> {
     let options = RunOptions {
         trigger,
         lease_ttl: deps.settings.lease_ttl,

@@ -115,8 +115,7 @@ impl StepError {
             ),
             StepError::Source(e) => e.is_retryable(),
             StepError::Registry(e) => e.is_retryable(),
-            StepError::Sign(SignError::Registry(e)) => e.is_retryable(),
-            StepError::Sign(_) => true,
+            StepError::Sign(e) => e.is_retryable(),
             StepError::Audit(e) => e.is_retryable(),
             StepError::Notify { retryable, .. } => *retryable,
         }

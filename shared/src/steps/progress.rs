@@ -315,7 +315,9 @@ mod tests {
 
     /// A store holding run `r` of two units, both recorded done.
     async fn two_done_units() -> Deps {
-        use crate::state::records::{Counts, RunStatus, Trigger, encode, run_key, unit_key};
+        use crate::state::records::{
+            Counts, RunStatus, Trigger, TriggerKind, encode, run_key, unit_key,
+        };
         let deps = Deps {
             store: StateStore::from(MemoryStore::default()),
             client: std::sync::Arc::new(
@@ -336,7 +338,7 @@ mod tests {
             schema: "promoter.run/v1".into(),
             id: "r".into(),
             trigger: Trigger {
-                kind: "revision".into(),
+                kind: TriggerKind::Revision,
                 revision: "rev".into(),
                 repository: None,
             },

@@ -4,15 +4,18 @@
 //! Signing is idempotent (a signature already there is not added again), so a redelivered
 //! message writes nothing. Each signed unit leaves `runs/<run>/signatures/<unit>.json`.
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
-use crate::copy::Action;
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
 use crate::error_chain::error_chain;
 use crate::state::records::{
     self, UnitFailure, UnitRecord, UnitStatus, encode as encode_record, now, unit_key,
 };
 
-use crate::copy::Engine;
+use crate::plan::Unit;
+use crate::sign::Signer;
 
 use super::copy::{finalized, run_and_unit};
 use super::deps::Deps;
@@ -87,20 +90,32 @@ pub fn signature_key(run: &str, unit: &str) -> String {
     format!("runs/{run}/signatures/{unit}.json")
 }
 
-/// Signs the unit `message` names with `engine` (one with a signer: [`super::copy::Engines`]).
+/// Signs the unit `message` names with `signer` (the one of [`super::copy::Engines`]).
 pub async fn sign(
     message: &SignMessage,
     deps: &Deps,
-    engine: Option<&Engine>,
+    signer: Option<&Arc<Signer>>,
 ) -> Result<SignOutcome, StepError> {
-    let engine = engine.ok_or_else(|| StepError::Config {
+    let signer = signer.ok_or_else(|| StepError::Config {
         variable: "PROMOTER_SIGN_KEY",
         reason: "not set, but a sign message arrived".into(),
     })?;
     let (_, planned, unit) = run_and_unit(deps, &message.run, &message.unit).await?;
     let span = tracing::info_span!("sign", run = %message.run, unit = %unit.id, image = %unit.source, digest = %unit.digest);
-    let _entered = span.enter();
-    let report = engine.sign_unit(&unit).await;
+    sign_recorded_unit(message, deps, signer, planned, unit)
+        .instrument(span)
+        .await
+}
+
+/// Signs `unit` of a recorded run (with `planned` units) and records how it went.
+async fn sign_recorded_unit(
+    message: &SignMessage,
+    deps: &Deps,
+    signer: &Signer,
+    planned: usize,
+    unit: Unit,
+) -> Result<SignOutcome, StepError> {
+    let signed = signer.sign_unit(&deps.client, &unit).await;
     let mut record = SignatureRecord {
         schema: "promoter.signature/v1".to_owned(),
         unit: unit.id.clone(),
@@ -110,29 +125,25 @@ pub async fn sign(
         error: None,
         at: now(),
     };
-    for action in &report.actions {
-        if let Action::Sign { to, added } = action {
-            if *added {
-                record.added.push(to.clone());
-            } else {
-                record.present.push(to.clone());
-            }
-        }
-    }
-    let how = match report.error {
-        Some(error) if error.is_retryable() => {
-            return Err(StepError::Copy {
-                unit: unit.id.clone(),
-                source: error,
-            });
-        }
-        Some(error) => {
+    let how = match signed {
+        Err(error) if error.is_retryable() => return Err(StepError::Sign(error)),
+        Err(error) => {
             record.error = Some(error_chain(&error));
             tracing::warn!(error = %error_chain(&error), "signing failed for good");
             fail_unit_record(deps, &message.run, &unit.id, &error_chain(&error)).await?;
             Final::Failed
         }
-        None => Final::Done,
+        Ok(signed) => {
+            for at in &signed {
+                let list = if at.added {
+                    &mut record.added
+                } else {
+                    &mut record.present
+                };
+                list.push(at.to_string());
+            }
+            Final::Done
+        }
     };
     let key = signature_key(&message.run, &unit.id);
     let bytes = encode_record(&record);

@@ -18,7 +18,7 @@ use crate::events::{GithubError, PushEvent, verify_signature};
 use crate::manifest;
 use crate::plan;
 use crate::source::{self, Fetched, GithubRepo};
-use crate::state::records::Trigger;
+use crate::state::records::{Trigger, TriggerKind};
 use crate::steps::promote::{record_run, run_id};
 
 use super::deps::Deps;
@@ -169,7 +169,7 @@ async fn promote_push(push: &PushEvent, deps: &Deps) -> Result<ValidateOutcome, 
         source::github_tarball(&deps.http, &repo, &push.after, &deps.settings.manifests_dir)
             .await?;
     let trigger = Trigger {
-        kind: "revision".to_owned(),
+        kind: TriggerKind::Revision,
         revision: push.after.clone(),
         repository: Some(push.repository.full_name.clone()),
     };
@@ -180,7 +180,7 @@ async fn promote_push(push: &PushEvent, deps: &Deps) -> Result<ValidateOutcome, 
 pub async fn manual(request: &ManualRequest, deps: &Deps) -> Result<ValidateOutcome, StepError> {
     let fetched = source::object_prefix(&request.manifests, &deps.settings.manifests_dir).await?;
     let trigger = Trigger {
-        kind: "revision".to_owned(),
+        kind: TriggerKind::Revision,
         revision: request.revision.clone(),
         repository: request.repository.clone(),
     };

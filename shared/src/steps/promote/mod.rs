@@ -77,7 +77,7 @@ pub struct RunOutcome {
 /// The id of the run `trigger` starts: 16 hex digits of sha256(`KIND:REVISION`).
 pub fn run_id(trigger: &Trigger) -> String {
     let hash = Sha256::new()
-        .chain_update(trigger.kind.as_bytes())
+        .chain_update(trigger.kind.as_str().as_bytes())
         .chain_update(b":")
         .chain_update(trigger.revision.as_bytes())
         .finalize();
@@ -90,10 +90,10 @@ pub fn run_id(trigger: &Trigger) -> String {
 pub fn plan_revision(plan: &Plan) -> String {
     let mut hash = Sha256::new();
     for unit in &plan.units {
-        hash.update(unit.source.as_bytes());
+        hash.update(unit.source.as_str().as_bytes());
         hash.update(unit.digest.as_str().as_bytes());
         for d in &unit.destinations {
-            hash.update(d.repository.as_bytes());
+            hash.update(d.repository.as_str().as_bytes());
             for tag in d.tags.iter() {
                 hash.update(tag.as_str().as_bytes());
             }
@@ -218,16 +218,17 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::records::TriggerKind;
 
     #[test]
     fn run_ids_are_stable_and_differ_by_trigger() {
         let a = Trigger {
-            kind: "cli".to_owned(),
+            kind: TriggerKind::Cli,
             revision: "abc".to_owned(),
             repository: None,
         };
         let b = Trigger {
-            kind: "cli".to_owned(),
+            kind: TriggerKind::Cli,
             revision: "abd".to_owned(),
             repository: None,
         };

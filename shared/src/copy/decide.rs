@@ -1,0 +1,442 @@
+//! Deciding, without any IO, what promoting one unit takes.
+//!
+//! [`decide`] turns a unit and what was observed of it ([`Observed`], gathered by
+//! [`super::observe`]) into an ordered list of [`Step`]s, or refuses the unit. The order is the
+//! order of execution and of safety: an index's children before the index, an image's blobs
+//! before its manifest, the digest before its tags, and the cosign artifacts and OCI referrers
+//! of the digest last (carried from staging where the destination lacks them). The rules:
+//!
+//! - a staging digest without the required maintainer's signature is refused before anything
+//!   is written;
+//! - a destination tag that points at another digest is refused (tags are never moved);
+//! - a destination holding the digest gets nothing but its missing tags;
+//! - a staging signature image (`.sig`) is merged into a different one already there (both
+//!   signers' signatures survive); any other different artifact already there is left alone;
+//! - staging's referrers missing in a destination are copied by digest, and the destination's
+//!   referrers fallback tag lists them (merged with what it already lists).
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+
+use super::document::{self, Descriptor, Document};
+use super::error::CopyError;
+use crate::plan::Unit;
+use crate::reference::{CosignArtifact, Digest, Repository, Tag};
+use crate::registry::Manifest;
+use crate::sign::cosign;
+
+/// Everything [`decide`] needs to know about one unit.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Whether staging holds a valid signature by the required key (`None`: no key required).
+    pub staging_signed: Option<bool>,
+    /// Each destination of the unit, in the unit's order.
+    pub destinations: Vec<DestinationState>,
+    /// The unit's manifest tree in staging, when a destination lacks the digest or a tag;
+    /// `None` inside `Some` means staging does not have the digest.
+    pub source: Option<Option<Tree>>,
+    /// Staging's cosign artifacts of the digest, and what each destination has of them.
+    pub artifacts: Vec<ArtifactState>,
+    /// Staging's OCI referrers of the digest, and what each destination has of them.
+    pub referrers: Option<ReferrersState>,
+}
+
+/// What one destination holds of the unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestinationState {
+    /// The destination repository.
+    pub repository: Repository,
+    /// True when it holds the digest.
+    pub present: bool,
+    /// Each tag the unit gives the digest there, and the digest it points at now.
+    pub tags: Vec<(Tag, Option<Digest>)>,
+}
+
+/// A manifest read from staging, and for an index, its children.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tree {
+    /// The manifest, exact bytes.
+    pub manifest: Manifest,
+    /// For an index: each child, in the index's order.
+    pub children: Vec<Child>,
+}
+
+/// A child of an index, and which destinations needing the index lack it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Child {
+    /// The child's digest.
+    pub digest: Digest,
+    /// Destinations (of those needing the index) that do not hold the child.
+    pub lacking: Vec<Repository>,
+    /// The child from staging, read when some destination lacks it (`None`: staging lacks it).
+    pub tree: Option<Tree>,
+}
+
+/// A cosign artifact of the digest in staging and in each destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactState {
+    /// Which artifact (`.sig`, `.att`, `.sbom`).
+    pub kind: CosignArtifact,
+    /// Staging's artifact manifest.
+    pub staging: Manifest,
+    /// Each destination: the digest its artifact tag points at, and for a signature image
+    /// that differs from staging's, that image (to merge into).
+    pub at: Vec<(Repository, Option<Digest>, Option<Manifest>)>,
+}
+
+/// Staging's referrers of the digest, and what each destination has of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReferrersState {
+    /// Staging's referrers index (from its referrers API or its fallback tag).
+    pub index: Manifest,
+    /// Each referrer the index lists.
+    pub referrers: Vec<Referrer>,
+    /// Each destination and the index its fallback tag holds now.
+    pub at: Vec<(Repository, Option<Manifest>)>,
+}
+
+/// One referrer: which destinations lack it, and its tree in staging when one does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Referrer {
+    /// How the index lists it.
+    pub descriptor: Descriptor,
+    /// Destinations that do not hold it.
+    pub lacking: Vec<Repository>,
+    /// The referrer from staging, read when a destination lacks it (`None`: staging lacks it).
+    pub tree: Option<Tree>,
+}
+
+/// One thing to do to a destination, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The destination holds the digest already.
+    Present {
+        /// The destination.
+        at: Repository,
+    },
+    /// Make every blob an image references present in each of `to` (mounted or streamed
+    /// from `from`, each blob once per registry).
+    CopyBlobs {
+        /// The staging repository.
+        from: Repository,
+        /// The blobs (config and layers; foreign layers left out).
+        blobs: Vec<Descriptor>,
+        /// The repositories that need them.
+        to: Vec<Repository>,
+    },
+    /// Write a manifest by its digest.
+    PutManifest {
+        /// The manifest.
+        manifest: Manifest,
+        /// Where.
+        to: Repository,
+    },
+    /// Point one of the unit's tags at the unit's manifest.
+    PutTag {
+        /// The tag.
+        tag: Tag,
+        /// The manifest.
+        manifest: Manifest,
+        /// Where.
+        to: Repository,
+    },
+    /// Write an artifact manifest under its tag (a cosign artifact, or the referrers fallback
+    /// index), with the small blob it needs first when it is built here (a merged signature
+    /// image's config).
+    PutArtifact {
+        /// The artifact tag.
+        tag: Tag,
+        /// The manifest.
+        manifest: Manifest,
+        /// A blob to upload first, unless present.
+        blob: Option<(Digest, Bytes)>,
+        /// Where.
+        to: Repository,
+    },
+    /// A different artifact is already under the tag and is not merged: left alone.
+    KeepArtifact {
+        /// The artifact tag.
+        tag: Tag,
+        /// Where.
+        at: Repository,
+        /// What the tag points at there.
+        current: Digest,
+        /// Staging's artifact.
+        staging: Digest,
+    },
+}
+
+/// The steps that promote `unit`, given what was observed; or why the unit is refused.
+pub fn decide(unit: &Unit, observed: &Observed) -> Result<Vec<Step>, CopyError> {
+    if observed.staging_signed == Some(false) {
+        return Err(CopyError::Unsigned {
+            repository: unit.source.clone(),
+            digest: unit.digest.clone(),
+        });
+    }
+    refuse_tag_moves(unit, observed)?;
+    let mut steps = Vec::new();
+    let needing: Vec<Repository> = observed
+        .destinations
+        .iter()
+        .filter(|d| !d.present)
+        .map(|d| d.repository.clone())
+        .collect();
+    steps.extend(
+        observed
+            .destinations
+            .iter()
+            .filter(|d| d.present)
+            .map(|d| Step::Present {
+                at: d.repository.clone(),
+            }),
+    );
+    let tags_missing = observed
+        .destinations
+        .iter()
+        .any(|d| d.tags.iter().any(|(_, current)| current.is_none()));
+    if !needing.is_empty() || tags_missing {
+        let tree = match &observed.source {
+            Some(Some(tree)) => tree,
+            _ => {
+                return Err(CopyError::SourceMissing {
+                    repository: unit.source.clone(),
+                    digest: unit.digest.clone(),
+                });
+            }
+        };
+        copy_tree(&unit.source, tree, &needing, &mut steps)?;
+        for destination in &observed.destinations {
+            for (tag, _) in destination.tags.iter().filter(|(_, c)| c.is_none()) {
+                steps.push(Step::PutTag {
+                    tag: tag.clone(),
+                    manifest: tree.manifest.clone(),
+                    to: destination.repository.clone(),
+                });
+            }
+        }
+    }
+    for artifact in &observed.artifacts {
+        carry_artifact(&unit.source, &unit.digest, artifact, &mut steps)?;
+    }
+    if let Some(referrers) = &observed.referrers {
+        carry_referrers(&unit.source, &unit.digest, referrers, &mut steps)?;
+    }
+    Ok(steps)
+}
+
+/// Refuses the unit when a destination tag points at another digest.
+fn refuse_tag_moves(unit: &Unit, observed: &Observed) -> Result<(), CopyError> {
+    for destination in &observed.destinations {
+        for (tag, current) in &destination.tags {
+            if let Some(current) = current
+                && *current != unit.digest
+            {
+                return Err(CopyError::TagMove {
+                    repository: destination.repository.clone(),
+                    tag: tag.clone(),
+                    current: current.clone(),
+                    wanted: unit.digest.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Steps writing `tree` by digest into each of `to`: an index's children first (each where
+/// it lacks), or an image's blobs, then the manifest itself.
+fn copy_tree(
+    source: &Repository,
+    tree: &Tree,
+    to: &[Repository],
+    steps: &mut Vec<Step>,
+) -> Result<(), CopyError> {
+    if to.is_empty() {
+        return Ok(());
+    }
+    match parse(&tree.manifest)? {
+        Document::Index { .. } => {
+            for child in &tree.children {
+                if child.lacking.is_empty() {
+                    continue;
+                }
+                let Some(child_tree) = &child.tree else {
+                    return Err(CopyError::SourceMissing {
+                        repository: source.clone(),
+                        digest: child.digest.clone(),
+                    });
+                };
+                copy_tree(source, child_tree, &child.lacking, steps)?;
+            }
+        }
+        Document::Image { blobs } => {
+            if !blobs.is_empty() {
+                steps.push(Step::CopyBlobs {
+                    from: source.clone(),
+                    blobs,
+                    to: to.to_vec(),
+                });
+            }
+        }
+    }
+    steps.extend(to.iter().map(|repository| Step::PutManifest {
+        manifest: tree.manifest.clone(),
+        to: repository.clone(),
+    }));
+    Ok(())
+}
+
+fn parse(manifest: &Manifest) -> Result<Document, CopyError> {
+    document::parse(&manifest.media_type, &manifest.bytes).map_err(|source| CopyError::Document {
+        digest: manifest.digest.clone(),
+        source,
+    })
+}
+
+/// Steps carrying one of staging's cosign artifacts to the destinations lacking it.
+fn carry_artifact(
+    source: &Repository,
+    digest: &Digest,
+    artifact: &ArtifactState,
+    steps: &mut Vec<Step>,
+) -> Result<(), CopyError> {
+    let tag = digest.cosign_tag(artifact.kind);
+    let staging = &artifact.staging;
+    for (repository, current, current_manifest) in &artifact.at {
+        match current {
+            Some(current) if *current == staging.digest => {}
+            None => {
+                artifact_blobs(source, staging, repository, steps)?;
+                steps.push(Step::PutArtifact {
+                    tag: tag.clone(),
+                    manifest: staging.clone(),
+                    blob: None,
+                    to: repository.clone(),
+                });
+            }
+            Some(current) if artifact.kind == CosignArtifact::Signature => {
+                let merged = current_manifest
+                    .as_ref()
+                    .map(|m| cosign::merge_signature_images(m, staging))
+                    .transpose()
+                    .map_err(|reason| CopyError::Document {
+                        digest: current.clone(),
+                        source: document::DocumentError::Malformed(reason),
+                    })?
+                    .flatten();
+                if let Some(merged) = merged {
+                    artifact_blobs(source, staging, repository, steps)?;
+                    steps.push(Step::PutArtifact {
+                        tag: tag.clone(),
+                        manifest: merged.manifest,
+                        blob: Some(merged.config),
+                        to: repository.clone(),
+                    });
+                }
+            }
+            Some(current) => steps.push(Step::KeepArtifact {
+                tag: tag.clone(),
+                at: repository.clone(),
+                current: current.clone(),
+                staging: staging.digest.clone(),
+            }),
+        }
+    }
+    Ok(())
+}
+
+/// The blobs of an artifact image (staging's), to copy into `to` before its manifest.
+fn artifact_blobs(
+    source: &Repository,
+    artifact: &Manifest,
+    to: &Repository,
+    steps: &mut Vec<Step>,
+) -> Result<(), CopyError> {
+    if let Document::Image { blobs } = parse(artifact)?
+        && !blobs.is_empty()
+    {
+        steps.push(Step::CopyBlobs {
+            from: source.clone(),
+            blobs,
+            to: vec![to.clone()],
+        });
+    }
+    Ok(())
+}
+
+/// Steps copying staging's referrers to the destinations lacking them, and keeping each
+/// destination's referrers fallback tag listing them.
+fn carry_referrers(
+    source: &Repository,
+    digest: &Digest,
+    state: &ReferrersState,
+    steps: &mut Vec<Step>,
+) -> Result<(), CopyError> {
+    if state.referrers.is_empty() {
+        return Ok(());
+    }
+    let tag = digest.referrers_tag();
+    for (repository, current) in &state.at {
+        for referrer in &state.referrers {
+            if !referrer.lacking.contains(repository) {
+                continue;
+            }
+            let Some(tree) = &referrer.tree else {
+                return Err(CopyError::SourceMissing {
+                    repository: source.clone(),
+                    digest: referrer.descriptor.digest.clone(),
+                });
+            };
+            copy_tree(source, tree, std::slice::from_ref(repository), steps)?;
+        }
+        let listed = match current {
+            None => Some(state.index.clone()),
+            Some(current) if current.digest == state.index.digest => None,
+            Some(current) => merge_indexes(current, &state.referrers),
+        };
+        if let Some(index) = listed {
+            steps.push(Step::PutArtifact {
+                tag: tag.clone(),
+                manifest: index,
+                blob: None,
+                to: repository.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `current` (a referrers index) with the `referrers` it lacks appended; `None` when it lacks
+/// none (or is not an index).
+pub fn merge_indexes(current: &Manifest, referrers: &[Referrer]) -> Option<Manifest> {
+    let mut json: serde_json::Value = serde_json::from_slice(&current.bytes).ok()?;
+    let entries = json.get_mut("manifests")?.as_array_mut()?;
+    let known: BTreeSet<String> = entries
+        .iter()
+        .filter_map(|e| e.get("digest").and_then(|d| d.as_str()).map(str::to_owned))
+        .collect();
+    let mut added = false;
+    for referrer in referrers
+        .iter()
+        .map(|r| &r.descriptor)
+        .filter(|d| !known.contains(d.digest.as_str()))
+    {
+        entries.push(serde_json::json!({
+            "mediaType": referrer.media_type,
+            "digest": referrer.digest,
+            "size": referrer.size,
+        }));
+        added = true;
+    }
+    if !added {
+        return None;
+    }
+    let bytes = Bytes::from(serde_json::to_vec(&json).ok()?);
+    Some(Manifest {
+        media_type: current.media_type.clone(),
+        digest: Digest::of(&bytes),
+        bytes,
+    })
+}

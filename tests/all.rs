@@ -1,0 +1,19 @@
+//! The workspace integration tests, linked as one binary: each file is a module.
+//!
+//! Test names are `FILE::TEST`, e.g. `cargo test -p promoter-tests --test all chain::`.
+
+mod audit;
+mod chain;
+mod cloud_auth;
+mod functions;
+mod harness_selftest;
+mod infra_template;
+mod invalid_manifests;
+mod manifest_source;
+mod notify;
+mod promote;
+mod queue;
+mod registry_client;
+mod sign;
+mod state_backends;
+mod valid_manifests;
