@@ -125,12 +125,15 @@ pub enum Step {
         /// The repositories that need them.
         to: Vec<Repository>,
     },
-    /// Write a manifest by its digest.
+    /// Write a manifest by its digest or, for the unit's manifest where it gets tags, under
+    /// its first tag: one PUT stores the manifest and the tag (and one push event, not two).
     PutManifest {
         /// The manifest.
         manifest: Manifest,
         /// Where.
         to: Repository,
+        /// The tag it is written under, if any (else by digest).
+        tag: Option<Tag>,
     },
     /// Point one of the unit's tags at the unit's manifest.
     PutTag {
@@ -206,9 +209,20 @@ pub fn decide(unit: &Unit, observed: &Observed) -> Result<Vec<Step>, CopyError> 
                 });
             }
         };
-        copy_tree(&unit.source, tree, &needing, &mut steps)?;
+        let first_tag = |repository: &Repository| {
+            observed
+                .destinations
+                .iter()
+                .find(|d| d.repository == *repository)
+                .and_then(|d| d.tags.iter().find(|(_, c)| c.is_none()))
+                .map(|(tag, _)| tag.clone())
+        };
+        copy_tree(&unit.source, tree, &needing, &first_tag, &mut steps)?;
         for destination in &observed.destinations {
-            for (tag, _) in destination.tags.iter().filter(|(_, c)| c.is_none()) {
+            // Where the manifest is written, its first tag goes with it.
+            let skip = usize::from(!destination.present);
+            let missing = destination.tags.iter().filter(|(_, c)| c.is_none());
+            for (tag, _) in missing.skip(skip) {
                 steps.push(Step::PutTag {
                     tag: tag.clone(),
                     manifest: tree.manifest.clone(),
@@ -245,12 +259,14 @@ fn refuse_tag_moves(unit: &Unit, observed: &Observed) -> Result<(), CopyError> {
     Ok(())
 }
 
-/// Steps writing `tree` by digest into each of `to`: an index's children first (each where
-/// it lacks), or an image's blobs, then the manifest itself.
+/// Steps writing `tree` into each of `to`: an index's children first (each where it lacks,
+/// by digest), or an image's blobs, then the manifest itself, under `tag_for` its repository
+/// when that names a tag (else by digest).
 fn copy_tree(
     source: &Repository,
     tree: &Tree,
     to: &[Repository],
+    tag_for: &dyn Fn(&Repository) -> Option<Tag>,
     steps: &mut Vec<Step>,
 ) -> Result<(), CopyError> {
     if to.is_empty() {
@@ -268,7 +284,7 @@ fn copy_tree(
                         digest: child.digest.clone(),
                     });
                 };
-                copy_tree(source, child_tree, &child.lacking, steps)?;
+                copy_tree(source, child_tree, &child.lacking, &|_| None, steps)?;
             }
         }
         Document::Image { blobs } => {
@@ -284,6 +300,7 @@ fn copy_tree(
     steps.extend(to.iter().map(|repository| Step::PutManifest {
         manifest: tree.manifest.clone(),
         to: repository.clone(),
+        tag: tag_for(repository),
     }));
     Ok(())
 }
@@ -389,7 +406,13 @@ fn carry_referrers(
                     digest: referrer.descriptor.digest.clone(),
                 });
             };
-            copy_tree(source, tree, std::slice::from_ref(repository), steps)?;
+            copy_tree(
+                source,
+                tree,
+                std::slice::from_ref(repository),
+                &|_| None,
+                steps,
+            )?;
         }
         let listed = match current {
             None => Some(state.index.clone()),

@@ -109,9 +109,10 @@ fn names(steps: &[Step]) -> Vec<String> {
                     .collect::<Vec<_>>()
                     .join(",")
             ),
-            Step::PutManifest { manifest, to } => {
-                format!("manifest {} {to}", manifest.digest.short())
-            }
+            Step::PutManifest { manifest, to, tag } => match tag {
+                Some(tag) => format!("manifest {} {to} as {tag}", manifest.digest.short()),
+                None => format!("manifest {} {to}", manifest.digest.short()),
+            },
             Step::PutTag { tag, to, .. } => format!("tag {tag} {to}"),
             Step::PutArtifact { tag, to, blob, .. } => {
                 let kind = if tag.as_str().ends_with(".sig") {
@@ -153,7 +154,7 @@ fn copies_tags_and_refuses_as_the_rules_say() {
             expect: Ok(vec![format!("present {US}"), format!("present {EU}")]),
         },
         Case {
-            name: "one destination lacks it: blobs, then manifest, then tag, there only",
+            name: "one destination lacks it: blobs, then the manifest under its tag (one PUT), there only",
             observed: Observed {
                 destinations: vec![at(US, true, Some(&app.digest)), at(EU, false, None)],
                 source: Some(Some(tree(&app))),
@@ -162,8 +163,7 @@ fn copies_tags_and_refuses_as_the_rules_say() {
             expect: Ok(vec![
                 format!("present {US}"),
                 format!("blobs 2 -> {EU}"),
-                format!("manifest {d} {EU}"),
-                format!("tag v1 {EU}"),
+                format!("manifest {d} {EU} as v1"),
             ]),
         },
         Case {
@@ -247,6 +247,33 @@ fn copies_tags_and_refuses_as_the_rules_say() {
 }
 
 #[test]
+fn the_manifest_goes_with_its_first_tag_and_the_other_tags_follow() {
+    let app = image("app");
+    let mut unit = unit(&app);
+    unit.destinations.truncate(1);
+    unit.destinations[0].tags = Arc::from(vec![tag("v1"), tag("latest")]);
+    let observed = Observed {
+        destinations: vec![DestinationState {
+            repository: repo(US),
+            present: false,
+            tags: vec![(tag("v1"), None), (tag("latest"), None)],
+        }],
+        source: Some(Some(tree(&app))),
+        ..Observed::default()
+    };
+    let steps = decide(&unit, &observed).expect("decided");
+    let d = app.digest.short();
+    assert_eq!(
+        names(&steps),
+        [
+            format!("blobs 2 -> {US}"),
+            format!("manifest {d} {US} as v1"),
+            format!("tag latest {US}"),
+        ]
+    );
+}
+
+#[test]
 fn an_index_goes_after_its_children_each_only_where_lacking() {
     let amd64 = image("amd64");
     let arm64 = image("arm64");
@@ -284,10 +311,8 @@ fn an_index_goes_after_its_children_each_only_where_lacking() {
             format!("manifest {a} {EU}"),
             format!("blobs 2 -> {EU}"),
             format!("manifest {b} {EU}"),
-            format!("manifest {m} {US}"),
-            format!("manifest {m} {EU}"),
-            format!("tag v1 {US}"),
-            format!("tag v1 {EU}"),
+            format!("manifest {m} {US} as v1"),
+            format!("manifest {m} {EU} as v1"),
         ]
     );
 

@@ -63,16 +63,24 @@ impl<'e> UnitRun<'e> {
         match step {
             Step::Present { at } => self.record(Action::Present { at }),
             Step::CopyBlobs { from, blobs, to } => self.copy_blobs(&from, &blobs, &to).await?,
-            Step::PutManifest { manifest, to } => {
+            Step::PutManifest { manifest, to, tag } => {
                 if write {
-                    client
-                        .manifest_put(&to, &manifest.digest, &manifest)
-                        .await?;
+                    match &tag {
+                        Some(tag) => client.manifest_put(&to, tag, &manifest).await?,
+                        None => {
+                            client
+                                .manifest_put(&to, &manifest.digest, &manifest)
+                                .await?
+                        }
+                    }
                 }
                 self.record(Action::PutManifest {
                     digest: manifest.digest,
-                    to,
+                    to: to.clone(),
                 });
+                if let Some(tag) = tag {
+                    self.record(Action::PutTag { tag, to });
+                }
             }
             Step::PutTag { tag, manifest, to } => {
                 if write {
