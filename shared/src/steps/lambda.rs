@@ -17,7 +17,6 @@
 //! adapters and the CLI do not each repeat it.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -32,60 +31,9 @@ use super::copy::Engines;
 use super::deps::Deps;
 use super::error::{StepError, malformed};
 use super::http::{HttpRequest, HttpResponse};
-use super::messages::{CopyMessage, NotifyMessage, SignMessage, decode};
-use super::progress::{Finalized, count_batch};
-use super::{audit, copy, notify, sign, validate};
+use super::{audit, validate};
 
-/// The functions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Function {
-    /// validate-manifest.
-    ValidateManifest,
-    /// copy-digest.
-    CopyDigest,
-    /// sign.
-    Sign,
-    /// notify.
-    Notify,
-    /// audit.
-    Audit,
-}
-
-impl Function {
-    /// Every function, in chain order.
-    pub const ALL: [Function; 5] = [
-        Function::ValidateManifest,
-        Function::CopyDigest,
-        Function::Sign,
-        Function::Notify,
-        Function::Audit,
-    ];
-
-    /// Its name (the binary's and the folder's).
-    pub fn name(self) -> &'static str {
-        match self {
-            Function::ValidateManifest => "validate-manifest",
-            Function::CopyDigest => "copy-digest",
-            Function::Sign => "sign",
-            Function::Notify => "notify",
-            Function::Audit => "audit",
-        }
-    }
-}
-
-impl FromStr for Function {
-    type Err = String;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Function::ALL
-            .into_iter()
-            .find(|f| f.name() == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Function::ALL.iter().map(|f| f.name()).collect();
-                format!("no function {name:?}; one of {}", names.join(", "))
-            })
-    }
-}
+pub use super::dispatch::{Function, Output, count_outputs, message};
 
 /// Logs for a function: JSON when `AWS_LAMBDA_LOG_FORMAT=JSON` (Lambda's JSON log format),
 /// human text otherwise; filtered by `RUST_LOG` (default `info`). Secrets are never logged.
@@ -106,42 +54,6 @@ pub fn init_tracing() {
 
 /// Messages of one SQS batch handled at the same time.
 const BATCH_CONCURRENCY: usize = 10;
-
-/// What a queue-fed step returned.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum Output {
-    /// copy-digest's.
-    Copy(copy::CopyOutcome),
-    /// sign's.
-    Sign(sign::SignOutcome),
-    /// notify's.
-    Notify(notify::NotifyOutcome),
-}
-
-impl Output {
-    /// The unit this message made final, if any.
-    pub fn finalized(&self) -> Option<&Finalized> {
-        match self {
-            Output::Copy(outcome) => outcome.finalized.as_ref(),
-            Output::Sign(outcome) => outcome.finalized.as_ref(),
-            Output::Notify(_) => None,
-        }
-    }
-}
-
-/// Counts the units a batch made final (see [`super::progress`]). On failure the messages
-/// that made units final should come back (their redelivery counts the markers).
-pub async fn count_outputs<'a>(
-    deps: &Deps,
-    outputs: impl IntoIterator<Item = &'a Output>,
-) -> Result<(), StepError> {
-    let finalized: Vec<&Finalized> = outputs.into_iter().filter_map(Output::finalized).collect();
-    if finalized.is_empty() {
-        return Ok(());
-    }
-    count_batch(deps, finalized).await
-}
 
 /// Runs `function` on one invocation payload.
 pub async fn invoke(function: Function, event: Value, deps: &Deps) -> Result<Value, StepError> {
@@ -177,37 +89,6 @@ pub async fn invoke(function: Function, event: Value, deps: &Deps) -> Result<Val
             count_outputs(deps, [&output]).await?;
             to_value(&output)
         }
-    }
-}
-
-/// Handles one queue message body with the batch's engines.
-pub async fn message(
-    function: Function,
-    body: &str,
-    deps: &Deps,
-    engines: &Engines,
-) -> Result<Output, StepError> {
-    match function {
-        Function::CopyDigest => {
-            let message = decode::<CopyMessage>("copy message", body)?;
-            Ok(Output::Copy(
-                copy::copy_digest(&message, deps, &engines.copy).await?,
-            ))
-        }
-        Function::Sign => {
-            let message = decode::<SignMessage>("sign message", body)?;
-            Ok(Output::Sign(
-                sign::sign(&message, deps, engines.sign.as_ref()).await?,
-            ))
-        }
-        Function::Notify => {
-            let message = decode::<NotifyMessage>("notify message", body)?;
-            Ok(Output::Notify(notify::notify(&message, deps).await?))
-        }
-        Function::ValidateManifest | Function::Audit => Err(malformed(
-            "queue message",
-            format!("{} is not fed by a queue", function.name()),
-        )),
     }
 }
 
