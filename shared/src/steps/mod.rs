@@ -8,8 +8,6 @@
 //! - [`audit`]: registry notifications → audit records and alerts;
 //! - [`dispatch`]: the five functions by name, and each queue message to its handler (shared
 //!   by the in-process chain, the CLI and the Lambda adapters of the `promoter-lambda` crate);
-//! - [`lambda`]: the functions' raw payloads (Function URL, SQS batch, EventBridge) mapped to
-//!   those handlers, shared by the Lambda binaries and `promoter invoke`;
 //! - [`local`]: the whole chain in one process over in-process queues (`promoter promote`);
 //! - [`promote`]: a whole promotion run in one process, recorded in state so that a rerun
 //!   resumes it and concurrent workers share it;
@@ -21,7 +19,6 @@ pub mod deps;
 pub mod dispatch;
 pub mod error;
 pub mod http;
-pub mod lambda;
 pub mod local;
 pub mod messages;
 pub mod notify;
