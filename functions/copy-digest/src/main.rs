@@ -1,26 +1,12 @@
 //! Lambda function `copy-digest` of the image promoter. Triggered by SQS, one unit per message: copies it to every destination under its lease, records the result and enqueues the sign step; answers with partial batch failures.
 //!
-//! A thin adapter: logs (JSON under Lambda), the step's dependencies built once from the
-//! environment, and every invocation handed to the library's step handler
-//! (`promoter::steps::lambda::invoke`), the same one `promoter invoke copy-digest` runs.
+//! A thin adapter: [`promoter_lambda::serve`] initializes logs (JSON under Lambda), builds the
+//! step's dependencies once from the environment, decodes each invocation as one of this
+//! function's payloads (an SQS batch or one bare copy message; anything else is refused) and hands it to the library's step
+//! handler: the same path `promoter invoke copy-digest` runs.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use promoter::error_chain::error_chain;
-use promoter::steps::Deps;
-use promoter::steps::lambda::{Function, init_tracing, invoke};
-use serde_json::Value;
+use promoter_lambda::{Error, Function, serve};
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    init_tracing();
-    let deps = Deps::from_env()
-        .await
-        .map_err(|e| Error::from(error_chain(&e)))?;
-    let deps = &deps;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        invoke(Function::CopyDigest, event.payload, deps)
-            .await
-            .map_err(|e| error_chain(&e))
-    }))
-    .await
+fn main() -> Result<(), Error> {
+    serve(Function::CopyDigest)
 }

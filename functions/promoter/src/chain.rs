@@ -21,7 +21,7 @@ use promoter::state::StateStore;
 use promoter::state::records::{self, RunRecord, RunStatus, Trigger, TriggerKind, run_key};
 use promoter::steps::copy::{CopyOutcome, Engines};
 use promoter::steps::deps::github_http_client;
-use promoter::steps::lambda::{Function, Output};
+use promoter::steps::dispatch::{Function, Output};
 use promoter::steps::local::{Handled, drain_with};
 use promoter::steps::messages::{SignMessage, decode};
 use promoter::steps::promote::{conclude, plan_revision, run_id};

@@ -98,7 +98,8 @@ pub enum Command {
     /// Run one Lambda function's handler here, on an event file, exactly as deployed (on-call).
     ///
     /// The event is the invocation payload the function would get: a Function URL request, an
-    /// SQS batch, an EventBridge event, or one queue message / on-call request as plain JSON.
+    /// SQS batch, an EventBridge event, or one queue message / on-call request as plain JSON;
+    /// one the function does not take is refused (errorType Permanent.RefusedEvent).
     /// Configuration comes from the same PROMOTER_* environment variables as the function's
     /// (PROMOTER_STATE, PROMOTER_*_QUEUE_URL, …). Messages sent to in-process queues (no
     /// queue URL set) are printed after the result.
@@ -107,7 +108,7 @@ pub enum Command {
     Invoke {
         /// validate-manifest, copy-digest, sign, notify or audit.
         #[arg(value_name = "FUNCTION", value_parser = parse_function)]
-        function: promoter::steps::lambda::Function,
+        function: promoter::steps::Function,
         /// The invocation payload (JSON).
         #[arg(long, value_name = "FILE")]
         event: PathBuf,
@@ -133,7 +134,7 @@ pub enum AuditCommand {
     },
 }
 
-fn parse_function(name: &str) -> Result<promoter::steps::lambda::Function, String> {
+fn parse_function(name: &str) -> Result<promoter::steps::Function, String> {
     name.parse()
 }
 

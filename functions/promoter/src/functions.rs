@@ -14,13 +14,13 @@ use axum::response::IntoResponse;
 use promoter::queue::Queue;
 use promoter::steps::Deps;
 use promoter::steps::http::HttpRequest;
-use promoter::steps::lambda::{Function, invoke as invoke_step};
-use promoter::steps::{audit, local};
+use promoter::steps::{Function, audit, local};
 
 use crate::commands::INVALID;
 
-/// Runs one function's handler on an event file and prints its result (and the messages it
-/// queued in process).
+/// Runs one function on an event file exactly as Lambda would (`promoter_lambda::invoke`:
+/// the payload decoded as one of the function's, then its step) and prints its result (and the
+/// messages it queued in process), or its error with Lambda's `errorType`.
 pub fn invoke(function: Function, event: &Path) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(event).with_context(|| format!("reading {}", event.display()))?;
@@ -29,17 +29,18 @@ pub fn invoke(function: Function, event: &Path) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let deps = Deps::from_env().await?;
-        let result = invoke_step(function, payload, &deps).await;
+        let result = promoter_lambda::invoke(function, &payload, &deps).await;
         let queued = queued_messages(&deps).await?;
         let (code, output) = match result {
-            Ok(value) => (
+            Ok(response) => (
                 ExitCode::SUCCESS,
-                serde_json::json!({ "result": value, "queued": queued }),
+                serde_json::json!({ "result": response, "queued": queued }),
             ),
             Err(error) => (
                 INVALID,
                 serde_json::json!({
                     "error": promoter::error_chain::error_chain(&error),
+                    "errorType": error.error_type(),
                     "retryable": error.is_retryable(),
                     "queued": queued,
                 }),

@@ -121,6 +121,27 @@ impl StepError {
         }
     }
 
+    /// The variant's name, stable and without data (e.g. `Held`, `Registry`): what the
+    /// adapters report as the kind of a failure (Lambda's `errorType`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepError::Unauthorized(_) => "Unauthorized",
+            StepError::Malformed { .. } => "Malformed",
+            StepError::Config { .. } => "Config",
+            StepError::Unknown { .. } => "Unknown",
+            StepError::Held { .. } => "Held",
+            StepError::Copy { .. } => "Copy",
+            StepError::State(_) => "State",
+            StepError::Queue(_) => "Queue",
+            StepError::Source(_) => "Source",
+            StepError::Load(_) => "Load",
+            StepError::Registry(_) => "Registry",
+            StepError::Sign(_) => "Sign",
+            StepError::Audit(_) => "Audit",
+            StepError::Notify { .. } => "Notify",
+        }
+    }
+
     /// The HTTP status a Function URL answers with.
     pub fn http_status(&self) -> u16 {
         match self {

@@ -17,8 +17,8 @@ use crate::queue::{Queue, Received};
 
 use super::copy::Engines;
 use super::deps::Deps;
+use super::dispatch::{Function, Output, count_outputs, message as handle};
 use super::error::StepError;
-use super::lambda::{Function, Output, count_outputs, message as handle};
 
 /// Times a message is received before it is given up (SQS's `maxReceiveCount`).
 pub const MAX_RECEIVES: u32 = 5;

@@ -6,8 +6,8 @@
 //! - [`sign`]: one promoted unit per message → signatures; the run's last unit → notify;
 //! - [`notify`]: run summaries and audit alerts → every sink;
 //! - [`audit`]: registry notifications → audit records and alerts;
-//! - [`lambda`]: the functions' raw payloads (Function URL, SQS batch, EventBridge) mapped to
-//!   those handlers, shared by the Lambda binaries and `promoter invoke`;
+//! - [`dispatch`]: the five functions by name, and each queue message to its handler (shared
+//!   by the in-process chain, the CLI and the Lambda adapters of the `promoter-lambda` crate);
 //! - [`local`]: the whole chain in one process over in-process queues (`promoter promote`);
 //! - [`promote`]: a whole promotion run in one process, recorded in state so that a rerun
 //!   resumes it and concurrent workers share it;
@@ -16,9 +16,9 @@
 pub mod audit;
 pub mod copy;
 pub mod deps;
+pub mod dispatch;
 pub mod error;
 pub mod http;
-pub mod lambda;
 pub mod local;
 pub mod messages;
 pub mod notify;
@@ -28,4 +28,5 @@ pub mod sign;
 pub mod validate;
 
 pub use deps::{Deps, Queues, Settings};
+pub use dispatch::Function;
 pub use error::StepError;
