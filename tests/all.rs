@@ -2,6 +2,7 @@
 //!
 //! Test names are `FILE::TEST`, e.g. `cargo test -p promoter-tests --test all chain::`.
 
+mod architecture;
 mod audit;
 mod chain;
 mod cloud_auth;

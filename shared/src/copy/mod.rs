@@ -258,10 +258,12 @@ impl Engine {
     pub async fn copy_unit(&self, unit: &Unit) -> UnitReport {
         let started = Instant::now();
         let run = execute::UnitRun::new(self);
+        // Boxed: the observation and execution futures are deep, and a caller's future (a
+        // queue batch of units) would otherwise be too deep for the compiler's layout limit.
         let result = retry_unit(CopyError::is_retryable, || async {
-            let observed = self.observe(unit).await?;
+            let observed = Box::pin(self.observe(unit)).await?;
             let steps = decide(unit, &observed)?;
-            run.execute(steps).await
+            Box::pin(run.execute(steps)).await
         })
         .await;
         self.progress
