@@ -39,7 +39,7 @@ use promoter::sign::{self, KeySource, Signer};
 use promoter::state::StateStore;
 use promoter::state::records::RunStatus;
 use promoter::steps::Function;
-use promoter::steps::deps::github_http_client;
+use promoter::steps::config::github_http_client;
 use promoter::steps::local::{Handled, drain};
 use promoter::steps::progress::{failed_units, final_units, notified_key};
 use promoter::steps::promote::{load_run, unit_records};

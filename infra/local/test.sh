@@ -44,4 +44,4 @@ export CARGO_LAMBDA="$venv/bin/cargo-lambda"
 
 # The Lambda binaries, built first: tests/functions.rs runs them as they are, never cargo.
 cargo build --workspace --bins --locked
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast

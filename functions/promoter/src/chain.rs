@@ -6,28 +6,20 @@
 //! rows: a unit's copy report, with its signatures added by the sign step.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use promoter::copy::{Action, UnitReport};
 use promoter::error_chain::error_chain;
-use promoter::notify::Notifier;
 use promoter::plan::Plan;
-use promoter::registry::Client;
-use promoter::sign::Signer;
-use promoter::sign::keys::VerifyingKey;
-use promoter::state::StateStore;
 use promoter::state::records::{self, RunRecord, RunStatus, Trigger, TriggerKind, run_key};
 use promoter::steps::copy::{CopyOutcome, Engines};
-use promoter::steps::deps::github_http_client;
 use promoter::steps::dispatch::{Function, Output};
 use promoter::steps::local::{Handled, drain_with};
 use promoter::steps::messages::{SignMessage, decode};
 use promoter::steps::promote::{conclude, plan_revision, run_id};
-use promoter::steps::{Deps, Queues, Settings, StepError, validate};
+use promoter::steps::{Deps, StepError, validate};
 
-use crate::cli::PromoteArgs;
+use crate::cli::{PromoteArgs, PromoteOutput};
 use crate::promote::{Row, RunInfo, progress_bar};
 
 /// A promotion run through the chain.
@@ -40,46 +32,59 @@ pub struct Chained {
     pub engines: Engines,
 }
 
-/// Records the run, enqueues its units and drains the queues.
-pub async fn promote(
-    args: &PromoteArgs,
-    plan: &Plan,
-    store: StateStore,
-    client: Arc<Client>,
-    signer: Option<Signer>,
-    required_signature: Option<VerifyingKey>,
-) -> anyhow::Result<Chained> {
-    let deps = Deps {
-        store,
-        client,
-        queues: Queues::in_memory(),
-        signer: signer.map(Arc::new),
-        required_signature,
-        notifier: Notifier::from_env()
-            .await
-            .context("configuring notifications (PROMOTER_* variables)")?,
-        settings: Settings {
-            lease_ttl: Duration::from_secs(args.state.lease_seconds.max(3)),
-            ..Settings::default()
-        },
-        http: github_http_client()?,
-    };
+/// What a chained run is asked to do.
+pub struct Drive<'a> {
+    /// The run's plan (all its units).
+    pub plan: &'a Plan,
+    /// What started it (its id derives from this).
+    pub trigger: Trigger,
+    /// Only this unit, re-driven even if it is done (`runs retry --unit`).
+    pub only: Option<&'a str>,
+    /// Units worked on at the same time.
+    pub parallel: usize,
+    /// For the progress bar.
+    pub output: PromoteOutput,
+}
+
+/// `promoter promote`'s run: the plan, under a trigger from its revision (given, or a hash of
+/// the plan).
+pub async fn promote(args: &PromoteArgs, plan: &Plan, deps: &Deps) -> anyhow::Result<Chained> {
     let trigger = Trigger {
         kind: TriggerKind::Cli,
         revision: args.revision.clone().unwrap_or_else(|| plan_revision(plan)),
         repository: None,
     };
-    let run = run_id(&trigger);
-    validate::enqueue_plan(plan, trigger, &deps).await?;
-    let engines = Engines::new(&deps);
-    let bar = progress_bar(args.output, &engines.copy, plan.units.len());
-    let drained = drain_with(
-        &deps,
-        &engines,
-        args.parallel_units.max(1),
-        Duration::from_millis(500),
+    run(
+        deps,
+        Drive {
+            plan,
+            trigger,
+            only: None,
+            parallel: args.parallel_units,
+            output: args.output,
+        },
     )
-    .await;
+    .await
+}
+
+/// Records the run (or reopens it), enqueues its units that are not done and drains the
+/// queues with the functions' handlers, as the deployed chain would.
+pub async fn run(deps: &Deps, drive: Drive<'_>) -> anyhow::Result<Chained> {
+    let Drive {
+        plan,
+        trigger,
+        only,
+        parallel,
+        output,
+    } = drive;
+    let run = run_id(&trigger);
+    match only {
+        Some(unit) => validate::redrive_unit(plan, trigger, unit, deps).await?,
+        None => validate::enqueue_plan(plan, trigger, deps).await?,
+    };
+    let engines = Engines::new(deps);
+    let bar = progress_bar(output, &engines.copy, plan.units.len());
+    let drained = drain_with(deps, &engines, parallel.max(1), Duration::from_millis(500)).await;
     if let Some((bar, ticker)) = bar {
         ticker.abort();
         bar.finish_and_clear();

@@ -166,11 +166,17 @@ pub struct PromoteArgs {
     /// Sign under a canonical public name: destinations starting with PREFIX are named
     /// CANONICAL instead (e.g. us-docker.pkg.dev/prod/images=registry.example.io), so one
     /// signature verifies in every mirror. Repeatable; default: the first destination's name.
-    #[arg(long = "sign-identity", value_name = "PREFIX=CANONICAL", value_parser = parse_identity)]
+    #[arg(
+        long = "sign-identity",
+        env = "PROMOTER_SIGN_IDENTITIES",
+        value_delimiter = ',',
+        value_name = "PREFIX=CANONICAL",
+        value_parser = promoter::steps::config::parse_identity
+    )]
     pub sign_identities: Vec<(String, String)>,
     /// With --key, also sign every child of an index (each platform's image), as `cosign sign
     /// --recursive` does.
-    #[arg(long, requires = "key")]
+    #[arg(long, env = "PROMOTER_SIGN_INDEX_CHILDREN", requires = "key")]
     pub sign_index_children: bool,
     /// Promotion policy: refuse any staging digest without a valid signature by this public key
     /// (a maintainer's); such a unit fails and nothing of it is written.
@@ -202,7 +208,12 @@ pub struct StateArgs {
     pub url: String,
     /// Seconds a unit's lease lasts without renewal; a worker that dies holding one is replaced
     /// after this (at once on its own machine).
-    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "PROMOTER_LEASE_SECONDS",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
     pub lease_seconds: u64,
 }
 
@@ -210,23 +221,48 @@ pub struct StateArgs {
 #[derive(Debug, clap::Args)]
 pub struct RegistryArgs {
     /// A registry host (HOST[:PORT]) to reach over plain HTTP. Loopback hosts always are.
-    #[arg(long = "insecure-registry", value_name = "HOST")]
+    #[arg(
+        long = "insecure-registry",
+        env = "PROMOTER_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
     pub insecure_registries: Vec<String>,
     /// A registry host to authenticate with Amazon ECR tokens besides `*.dkr.ecr.*.amazonaws.com`
     /// (e.g. a VPC endpoint). AWS credentials and region come from the usual AWS chain.
-    #[arg(long = "ecr-registry", value_name = "HOST")]
+    #[arg(
+        long = "ecr-registry",
+        env = "PROMOTER_ECR_REGISTRIES",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
     pub ecr_registries: Vec<String>,
     /// A registry host to authenticate with a Google access token besides `gcr.io`, `*.gcr.io`
     /// and `*.pkg.dev` (GOOGLE_APPLICATION_CREDENTIALS, gcloud, or the metadata server).
-    #[arg(long = "google-registry", value_name = "HOST")]
+    #[arg(
+        long = "google-registry",
+        env = "PROMOTER_GOOGLE_REGISTRIES",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
     pub google_registries: Vec<String>,
     /// Requests in flight per registry host.
-    #[arg(long, default_value_t = 32, value_name = "N")]
+    #[arg(
+        long,
+        env = "PROMOTER_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 32,
+        value_name = "N"
+    )]
     pub max_concurrent_requests: usize,
     /// Requests per second per registry host. By default only Google's registries (gcr.io,
     /// *.pkg.dev) are rate limited, at 50/s (Artifact Registry's quota); 429 answers are
     /// always honoured through Retry-After.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(
+        long,
+        env = "PROMOTER_MAX_REQUESTS_PER_SECOND",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub max_requests_per_second: Option<u32>,
 }
 
@@ -239,16 +275,6 @@ pub enum KeysCommand {
         #[arg(value_name = "PREFIX")]
         prefix: PathBuf,
     },
-}
-
-fn parse_identity(value: &str) -> Result<(String, String), String> {
-    match value.split_once('=') {
-        Some((prefix, canonical)) if !prefix.is_empty() && !canonical.is_empty() => Ok((
-            prefix.trim_end_matches('/').to_owned(),
-            canonical.trim_end_matches('/').to_owned(),
-        )),
-        _ => Err("expected PREFIX=CANONICAL".to_owned()),
-    }
 }
 
 /// `promoter runs …`: on-call commands over the recorded runs.
@@ -287,7 +313,13 @@ pub enum RunsCommand {
         #[arg(long, env = "PROMOTER_SIGN_KEY", value_name = "PATH|awskms:///KEY")]
         key: Option<String>,
         /// The canonical name signed for destinations under PREFIX (as `promote`).
-        #[arg(long = "sign-identity", value_name = "PREFIX=CANONICAL", value_parser = parse_identity)]
+        #[arg(
+        long = "sign-identity",
+        env = "PROMOTER_SIGN_IDENTITIES",
+        value_delimiter = ',',
+        value_name = "PREFIX=CANONICAL",
+        value_parser = promoter::steps::config::parse_identity
+    )]
         sign_identities: Vec<(String, String)>,
         /// State.
         #[command(flatten)]

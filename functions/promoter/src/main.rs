@@ -6,6 +6,7 @@
 mod chain;
 mod cli;
 mod commands;
+mod config;
 mod functions;
 mod promote;
 mod runs;

@@ -2,7 +2,6 @@
 //! bar or JSON.
 
 use std::io::{IsTerminal, Write};
-use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,20 +12,12 @@ use promoter::copy::{Action, CopyOptions, Engine, UnitReport};
 use promoter::error_chain::error_chain;
 use promoter::manifest;
 use promoter::plan;
-use promoter::registry::auth::docker_config::DockerConfig;
-use promoter::registry::auth::ecr::EcrCredentials;
-use promoter::registry::auth::google::GoogleCredentials;
-use promoter::registry::auth::session::CredentialSources;
-use promoter::registry::limits::LimitConfig;
-use promoter::registry::{Client, ClientConfig};
-use promoter::sign::keys::VerifyingKey;
-use promoter::sign::{KeySource, Signer};
+use promoter::registry::Client;
 use promoter::state::StateStore;
-use promoter::state::records::{Trigger, TriggerKind};
-use promoter::steps::promote::{RunOptions, RunOutcome, UnitOutcome};
+use promoter::steps::Deps;
 use serde::Serialize;
 
-use crate::cli::{PromoteArgs, PromoteOutput, RegistryArgs, StateArgs};
+use crate::cli::{PromoteArgs, PromoteOutput};
 use crate::commands::{INVALID, print_diagnostics};
 
 /// Runs `promoter promote`.
@@ -42,37 +33,18 @@ pub fn run(args: PromoteArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode> {
-    let client = Arc::new(client(&args.registries).await?);
-    let signer = match &args.key {
-        Some(key) => {
-            let key = KeySource::open(key).await?;
-            let signer = Signer::new(key, args.sign_identities.clone()).await?;
-            Some(signer.with_children(args.sign_index_children))
-        }
-        None => None,
-    };
-    let required = match &args.require_signature {
-        Some(path) => Some(VerifyingKey::from_pem_file(path)?),
-        None => None,
-    };
+    let deps = Deps::build(&crate::config::promote(&args)?).await?;
     let started = Instant::now();
     if !args.dry_run {
-        // Every promotion runs the functions' chain; without state, over a store in memory
+        // Every promotion runs the functions' chain; with --no-state over a store in memory
         // (nothing is recorded, production is observed afresh).
-        let store = if args.no_state {
-            StateStore::open("memory://").await?
-        } else {
-            StateStore::open(&args.state.url).await?
-        };
-        let chained =
-            crate::chain::promote(&args, &plan, store, Arc::clone(&client), signer, required)
-                .await?;
+        let chained = crate::chain::promote(&args, &plan, &deps).await?;
         return report(
             args.output,
             false,
             &chained.rows,
             (!args.no_state).then_some(chained.run),
-            &client,
+            &deps.client,
             &chained.engines.copy,
             started.elapsed(),
         );
@@ -83,9 +55,9 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
         units_in_parallel: args.parallel_units,
         ..CopyOptions::default()
     };
-    let mut engine = Engine::new(Arc::clone(&client), options);
-    if let Some(key) = required {
-        engine = engine.requiring_signature(key);
+    let mut engine = Engine::new(Arc::clone(&deps.client), options);
+    if let Some(key) = &deps.required_signature {
+        engine = engine.requiring_signature(key.clone());
     }
     let bar = progress_bar(args.output, &engine, plan.units.len());
     let rows: Vec<Row> = engine
@@ -103,29 +75,10 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
         args.dry_run,
         &rows,
         None,
-        &client,
+        &deps.client,
         &engine,
         started.elapsed(),
     )
-}
-
-/// Options of a recorded run.
-pub fn run_options(
-    state: &StateArgs,
-    kind: TriggerKind,
-    revision: String,
-    units_in_parallel: usize,
-) -> RunOptions {
-    RunOptions {
-        trigger: Trigger {
-            kind,
-            revision,
-            repository: None,
-        },
-        lease_ttl: Duration::from_secs(state.lease_seconds.max(3)),
-        units_in_parallel,
-        poll: Duration::from_millis(500),
-    }
 }
 
 /// Prints the result; exit code 1 when a unit failed.
@@ -182,36 +135,18 @@ pub enum Row {
     },
 }
 
-/// Pairs a run's outcomes with the plan's units.
-pub fn rows_of(outcome: RunOutcome, units: &[plan::Unit]) -> Vec<Row> {
-    outcome
-        .units
-        .into_iter()
-        .map(|(id, unit_outcome)| {
-            let unit = units.iter().find(|u| u.id == id);
-            let (source, digest) = unit.map_or_else(Default::default, |u| {
-                (u.source.to_string(), u.digest.to_string())
-            });
-            match unit_outcome {
-                UnitOutcome::Copied(report) => Row::Copied(report),
-                UnitOutcome::AlreadyDone => Row::Done {
-                    id,
-                    source,
-                    digest,
-                    status: "done-earlier",
-                },
-                UnitOutcome::DoneByOther(_) => Row::Done {
-                    id,
-                    source,
-                    digest,
-                    status: "done-by-other-worker",
-                },
-            }
-        })
-        .collect()
-}
-
 impl Row {
+    /// True for a unit done before this process looked at it.
+    pub fn is_done_earlier(&self) -> bool {
+        matches!(
+            self,
+            Row::Done {
+                status: "done-earlier",
+                ..
+            }
+        )
+    }
+
     fn status(&self) -> &'static str {
         match self {
             Row::Copied(r) if !r.succeeded() => "failed",
@@ -263,36 +198,6 @@ impl RunInfo {
             state_requests: store.requests(),
         }
     }
-
-    /// From a run's outcome.
-    pub fn of(outcome: &RunOutcome, store: &StateStore) -> Self {
-        RunInfo {
-            id: outcome.run.id.clone(),
-            status: format!("{:?}", outcome.run.status).to_lowercase(),
-            state: store.url(),
-            state_requests: store.requests(),
-        }
-    }
-}
-
-/// Builds the registry client from the command line and Docker's config.
-pub async fn client(args: &RegistryArgs) -> anyhow::Result<Client> {
-    let docker = DockerConfig::load().context("reading Docker's config.json")?;
-    let config = ClientConfig {
-        insecure_hosts: args.insecure_registries.clone(),
-        limits: LimitConfig {
-            concurrency: args.max_concurrent_requests.max(1),
-            requests_per_second: args.max_requests_per_second.and_then(NonZeroU32::new),
-        },
-        ..ClientConfig::default()
-    };
-    let sources = CredentialSources {
-        docker,
-        ecr: Some(EcrCredentials::from_env(args.ecr_registries.clone()).await),
-        google: Some(GoogleCredentials::from_env(args.google_registries.clone())),
-        ..CredentialSources::default()
-    };
-    Ok(Client::new(config, sources)?)
 }
 
 /// A progress bar on stderr (units, bytes, rate), only on a terminal and with text output.

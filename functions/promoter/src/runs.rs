@@ -2,22 +2,19 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::Context;
-use promoter::copy::{Action, CopyOptions, Engine};
-use promoter::error_chain::error_chain;
-use promoter::plan::Unit;
-use promoter::registry::Client;
-use promoter::sign::{KeySource, Signer};
+use promoter::copy::CopyOptions;
+use promoter::plan::Plan;
 use promoter::state::StateStore;
-use promoter::state::records::{RunRecord, TriggerKind, UnitRecord};
+use promoter::state::records::{RunRecord, UnitRecord};
+use promoter::steps::Deps;
 use promoter::steps::promote as steps;
 
 use crate::cli::{PromoteOutput, RunsCommand};
 use crate::commands::INVALID;
-use crate::promote::{Row, RunInfo, client, report, rows_of, run_options};
+use crate::promote::{Row, report};
 
 /// Runs a `promoter runs` command.
 pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {
@@ -39,74 +36,56 @@ pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {
                 registries,
                 output,
             } => {
-                let store = StateStore::open(&state.url).await?;
-                let client = Arc::new(client(&registries).await?);
-                let engine = Engine::new(Arc::clone(&client), CopyOptions::default());
-                let signer = match &key {
-                    Some(key) => {
-                        Some(Signer::new(KeySource::open(key).await?, sign_identities).await?)
-                    }
-                    None => None,
-                };
-                let options = run_options(
-                    &state,
-                    TriggerKind::Cli,
-                    String::new(),
-                    CopyOptions::default().units_in_parallel,
-                );
-                let started = Instant::now();
-                let Some(outcome) =
-                    steps::retry(&store, &engine, &run, unit.as_deref(), &options).await?
-                else {
-                    anyhow::bail!("no run `{run}` in {}", store.url());
-                };
-                let units = steps::load_run(&store, &run)
-                    .await?
-                    .map(|(_, units)| units)
-                    .unwrap_or_default();
-                let info = RunInfo::of(&outcome, &store);
-                let mut rows = rows_of(outcome, &units);
-                if let Some(signer) = &signer {
-                    sign_copied(signer, &client, &units, &mut rows).await;
-                }
-                report(
-                    output,
-                    false,
-                    &rows,
-                    Some(info),
-                    &client,
-                    &engine,
-                    started.elapsed(),
-                )
+                let config = crate::config::retry(&state, &registries, key, sign_identities)?;
+                retry(&Deps::build(&config).await?, &run, unit.as_deref(), output).await
             }
         }
     })
 }
 
-/// Signs each unit this retry copied, in every destination, and adds where each signature
-/// went to its row; a unit whose signing fails is reported failed.
-async fn sign_copied(signer: &Signer, client: &Client, units: &[Unit], rows: &mut [Row]) {
-    for row in rows.iter_mut() {
-        let Row::Copied(report) = row else { continue };
-        if !report.succeeded() {
-            continue;
-        }
-        let Some(unit) = units.iter().find(|u| u.id == report.id) else {
-            continue;
-        };
-        match signer.sign_unit(client, unit).await {
-            Ok(signed) => report.actions.extend(signed.iter().map(Action::from)),
-            Err(error) => {
-                *row = Row::Failed {
-                    id: unit.id.clone(),
-                    source: unit.source.to_string(),
-                    digest: unit.digest.to_string(),
-                    error: format!("signing: {}", error_chain(&error)),
-                    actions: report.actions.clone(),
-                };
-            }
-        }
-    }
+/// `promoter runs retry`: the run's units not done (or the one asked for, even if done)
+/// enqueued again and drained through the functions' chain, under the run's own id, leases
+/// and trigger; signed by the sign step when a key is given.
+async fn retry(
+    deps: &Deps,
+    run: &str,
+    unit: Option<&str>,
+    output: PromoteOutput,
+) -> anyhow::Result<ExitCode> {
+    let Some((record, units)) = steps::load_run(&deps.store, run).await? else {
+        anyhow::bail!("no run `{run}` in {}", deps.store.url());
+    };
+    let plan = Plan {
+        units,
+        ..Plan::default()
+    };
+    let started = Instant::now();
+    let chained = crate::chain::run(
+        deps,
+        crate::chain::Drive {
+            plan: &plan,
+            trigger: record.trigger,
+            only: unit,
+            parallel: CopyOptions::default().units_in_parallel,
+            output,
+        },
+    )
+    .await?;
+    // The units this retry did not touch are left out of its report.
+    let rows: Vec<Row> = chained
+        .rows
+        .into_iter()
+        .filter(|row| !row.is_done_earlier())
+        .collect();
+    report(
+        output,
+        false,
+        &rows,
+        Some(chained.run),
+        &deps.client,
+        &chained.engines.copy,
+        started.elapsed(),
+    )
 }
 
 fn when(unix: u64) -> String {

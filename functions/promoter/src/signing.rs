@@ -9,7 +9,7 @@ use promoter::sign::{self, keys::SigningKey, keys::VerifyingKey};
 
 use crate::cli::{KeysCommand, RegistryArgs};
 use crate::commands::INVALID;
-use crate::promote::client;
+use crate::config::client;
 
 /// Runs a `promoter keys` command.
 pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {

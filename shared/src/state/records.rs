@@ -245,6 +245,33 @@ pub fn encode<T: Serialize>(record: &T) -> Bytes {
     Bytes::from(serde_json::to_vec_pretty(record).unwrap_or_default())
 }
 
+/// Marks unit `unit` of run `run` failed with `failure` (a conditional update, retried a few
+/// times against concurrent writers); nothing when the unit has no record yet.
+pub async fn mark_unit_failed(
+    store: &StateStore,
+    run: &str,
+    unit: &str,
+    failure: UnitFailure,
+) -> Result<(), StateError> {
+    let key = unit_key(run, unit);
+    for _ in 0..5 {
+        let Some((mut record, version)) = read::<UnitRecord>(store, &key, "unit record").await?
+        else {
+            return Ok(());
+        };
+        record.status = UnitStatus::Failed;
+        record.error = Some(failure.clone());
+        if store
+            .update(&key, encode(&record), &version)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 /// Unix seconds now.
 pub fn now() -> u64 {
     std::time::SystemTime::now()

@@ -11,9 +11,11 @@
 //! - [`local`]: the whole chain in one process over in-process queues (`promoter promote`);
 //! - [`promote`]: a whole promotion run in one process, recorded in state so that a rerun
 //!   resumes it and concurrent workers share it;
+//! - [`config`]: every setting in one type, and the one builder of [`Deps`];
 //! - [`deps`], [`error`], [`http`], [`messages`], [`progress`]: what they share.
 
 pub mod audit;
+pub mod config;
 pub mod copy;
 pub mod deps;
 pub mod dispatch;
@@ -27,6 +29,7 @@ pub mod promote;
 pub mod sign;
 pub mod validate;
 
+pub use config::Config;
 pub use deps::{Deps, Queues, Settings};
 pub use dispatch::Function;
 pub use error::StepError;

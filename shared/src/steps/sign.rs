@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::error_chain::error_chain;
-use crate::state::records::{
-    self, UnitFailure, UnitRecord, UnitStatus, encode as encode_record, now, unit_key,
-};
+use crate::state::records::{self, UnitFailure, encode as encode_record, now};
 
 use crate::plan::Unit;
 use crate::sign::Signer;
@@ -51,38 +49,6 @@ pub struct SignOutcome {
     /// Set when this message made the unit final: its batch counts it.
     #[serde(skip)]
     pub finalized: Option<Finalized>,
-}
-
-/// Records a unit whose signing failed for good as failed (its copy succeeded), so the run is
-/// counted failed, not complete.
-async fn fail_unit_record(
-    deps: &Deps,
-    run: &str,
-    unit: &str,
-    error: &str,
-) -> Result<(), StepError> {
-    let key = unit_key(run, unit);
-    for _ in 0..5 {
-        let Some((mut record, version)) =
-            records::read::<UnitRecord>(&deps.store, &key, "unit record").await?
-        else {
-            return Ok(());
-        };
-        record.status = UnitStatus::Failed;
-        record.error = Some(UnitFailure {
-            message: format!("signing: {error}"),
-            retryable: false,
-        });
-        if deps
-            .store
-            .update(&key, encode_record(&record), &version)
-            .await?
-            .is_some()
-        {
-            return Ok(());
-        }
-    }
-    Ok(())
 }
 
 /// `runs/<run>/signatures/<unit>.json`.
@@ -130,7 +96,16 @@ async fn sign_recorded_unit(
         Err(error) => {
             record.error = Some(error_chain(&error));
             tracing::warn!(error = %error_chain(&error), "signing failed for good");
-            fail_unit_record(deps, &message.run, &unit.id, &error_chain(&error)).await?;
+            records::mark_unit_failed(
+                &deps.store,
+                &message.run,
+                &unit.id,
+                UnitFailure {
+                    message: format!("signing: {}", error_chain(&error)),
+                    retryable: false,
+                },
+            )
+            .await?;
             Final::Failed
         }
         Ok(signed) => {

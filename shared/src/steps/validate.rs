@@ -18,7 +18,7 @@ use crate::events::{GithubError, PushEvent, verify_signature};
 use crate::manifest;
 use crate::plan;
 use crate::source::{self, Fetched, GithubRepo};
-use crate::state::records::{Trigger, TriggerKind};
+use crate::state::records::{self, Trigger, TriggerKind, UnitFailure};
 use crate::steps::promote::{record_run, run_id};
 
 use super::deps::Deps;
@@ -240,6 +240,50 @@ pub async fn enqueue_plan(
         revision: trigger.revision,
         units: plan.units.len(),
         enqueued,
+    })
+}
+
+/// Re-drives one unit of a recorded run, even one that is done (an on-call repair: production
+/// is observed first, so only what is missing is written): its final marker is removed and
+/// its record marked failed (so that copy-digest copies instead of answering "done"), and one
+/// copy message is sent for it. The run is recorded first when it is not yet.
+pub async fn redrive_unit(
+    plan: &plan::Plan,
+    trigger: Trigger,
+    unit: &str,
+    deps: &Deps,
+) -> Result<ValidateOutcome, StepError> {
+    if !plan.units.iter().any(|u| u.id == unit) {
+        return Err(StepError::Unknown {
+            run: run_id(&trigger),
+            what: format!("unit {unit}"),
+        });
+    }
+    let run = run_id(&trigger);
+    record_run(&deps.store, plan, &trigger).await?;
+    if final_units(&deps.store, &run)
+        .await?
+        .iter()
+        .any(|u| u == unit)
+    {
+        reopen(&deps.store, &run, unit).await?;
+    }
+    let failure = UnitFailure {
+        message: "re-driven by on-call (runs retry --unit)".to_owned(),
+        retryable: true,
+    };
+    records::mark_unit_failed(&deps.store, &run, unit, failure).await?;
+    let message = CopyMessage {
+        run: run.clone(),
+        unit: unit.to_owned(),
+    };
+    deps.queues.copy.send(&encode(&message)).await?;
+    tracing::info!(run, unit, "unit re-driven");
+    Ok(ValidateOutcome::Accepted {
+        run,
+        revision: trigger.revision,
+        units: plan.units.len(),
+        enqueued: 1,
     })
 }
 

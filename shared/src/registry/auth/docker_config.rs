@@ -461,17 +461,31 @@ async fn run_helper(
             program: program.clone(),
         })?;
 
-    let mut child = tokio::process::Command::new(&executable)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| DockerConfigError::HelperSpawn {
-            program: program.clone(),
-            source,
-        })?;
+    let spawn = || {
+        tokio::process::Command::new(&executable)
+            .arg("get")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+    };
+    // A helper installed a moment ago can still be open for writing in a process forked
+    // meanwhile (ETXTBSY, "text file busy"): that passes within milliseconds.
+    let mut spawned = spawn();
+    for _ in 0..10 {
+        match &spawned {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                spawned = spawn();
+            }
+            _ => break,
+        }
+    }
+    let mut child = spawned.map_err(|source| DockerConfigError::HelperSpawn {
+        program: program.clone(),
+        source,
+    })?;
     let stdin = child.stdin.take();
     let exchange = async move {
         if let Some(mut stdin) = stdin {

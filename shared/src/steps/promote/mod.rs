@@ -7,16 +7,17 @@
 //! step is idempotent (HEAD before PUT), so a half-copied unit is simply finished.
 
 //!
-//! - this module: the run itself ([`run`]) and its options and outcomes;
+//! - this module: run ids, recording a run, and one unit's turn under its lease
+//!   ([`work_unit`], what copy-digest does per message);
 //! - `lifecycle`: creating and finishing the run's records;
 //! - `work`: one worker's passes over the units, under leases;
-//! - `history`: reading runs back and re-driving them (`promoter runs`).
+//! - `history`: reading runs back (`promoter runs`).
 
 mod history;
 mod lifecycle;
 mod work;
 
-pub use history::{list_runs, load_run, retry, unit_records};
+pub use history::{list_runs, load_run, unit_records};
 
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 use crate::copy::{Engine, UnitReport};
 use crate::plan::{Plan, Unit};
 use crate::state::lease::Worker;
-use crate::state::records::{self, RunRecord, Trigger};
+use crate::state::records::{RunRecord, Trigger};
 use crate::state::{StateError, StateStore};
 
 use lifecycle::{finish, start};
@@ -63,15 +64,6 @@ impl UnitOutcome {
             UnitOutcome::AlreadyDone | UnitOutcome::DoneByOther(_) => true,
         }
     }
-}
-
-/// The result of a run, from this worker's point of view.
-#[derive(Debug)]
-pub struct RunOutcome {
-    /// The run record as this worker left it.
-    pub run: RunRecord,
-    /// One outcome per planned unit, in the plan's order.
-    pub units: Vec<(String, UnitOutcome)>,
 }
 
 /// The id of the run `trigger` starts: 16 hex digits of sha256(`KIND:REVISION`).
@@ -156,63 +148,6 @@ pub async fn work_unit(
         Pass::Finished(outcome) => UnitTurn::Finished(outcome),
         Pass::Held(holder) => UnitTurn::Held(holder),
     })
-}
-
-/// Runs (or resumes) the promotion of `plan`, recording everything in `store`.
-pub async fn run(
-    store: &StateStore,
-    engine: &Engine,
-    plan: &Plan,
-    options: &RunOptions,
-) -> Result<RunOutcome, StateError> {
-    let id = run_id(&options.trigger);
-    let (record, _) = start(store, &id, plan, &options.trigger).await?;
-    let worker = Worker::current();
-    let work = Work {
-        store,
-        engine,
-        run: &id,
-        worker: &worker,
-        options,
-    };
-    tracing::debug!(run = %record.id, status = ?record.status, "working on run");
-    // First pass: every unit free to take, without waiting for the ones other workers hold
-    // (so that two workers started together share the work). Second pass: those, waited for.
-    let first = work
-        .each(plan.units.iter().map(|u| (u, None)).collect())
-        .await?;
-    let held: Vec<(&Unit, Option<String>)> = plan
-        .units
-        .iter()
-        .zip(&first)
-        .filter_map(|(unit, outcome)| match outcome {
-            Pass::Held(holder) => Some((unit, Some(holder.clone()))),
-            Pass::Finished(_) => None,
-        })
-        .collect();
-    let mut second = work.each(held).await?.into_iter();
-    let mut units = Vec::with_capacity(plan.units.len());
-    for (unit, outcome) in plan.units.iter().zip(first) {
-        let outcome = match outcome {
-            Pass::Finished(outcome) => outcome,
-            Pass::Held(_) => match second.next() {
-                Some(Pass::Finished(outcome)) => outcome,
-                // A unit given with its holder is waited for until finished: never `Held`.
-                Some(Pass::Held(holder)) => {
-                    return Err(StateError::Remote {
-                        url: store.url(),
-                        operation: "LEASE",
-                        key: records::lease_key(&unit.id),
-                        reason: format!("still held by {holder}"),
-                    });
-                }
-                None => continue,
-            },
-        };
-        units.push((unit.id.clone(), outcome));
-    }
-    let run = finish(store, &id, &units).await?;
-    Ok(RunOutcome { run, units })
 }
 
 #[cfg(test)]

@@ -1,7 +1,5 @@
 //! One worker's passes over a run's units: take a free unit's lease, copy it, record it.
 
-use futures_util::StreamExt;
-
 use crate::copy::{Action, Engine, UnitReport};
 use crate::plan::Unit;
 use crate::state::lease::{self, Claim, Lease, Worker};
@@ -30,23 +28,6 @@ pub(super) struct Work<'a> {
 }
 
 impl Work<'_> {
-    /// Works on `unit` until it is finished by this worker or another.
-    /// Works on `units` several at a time. A unit given with `None` is skipped when another
-    /// worker holds it ([`Pass::Held`]); given with its holder, it is waited for.
-    pub(super) async fn each(
-        &self,
-        units: Vec<(&Unit, Option<String>)>,
-    ) -> Result<Vec<Pass>, StateError> {
-        let mut done: Vec<(usize, Result<Pass, StateError>)> =
-            futures_util::stream::iter(units.into_iter().enumerate())
-                .map(|(i, (unit, held_by))| async move { (i, self.unit_pass(unit, held_by).await) })
-                .buffer_unordered(self.options.units_in_parallel.max(1))
-                .collect()
-                .await;
-        done.sort_by_key(|(i, _)| *i);
-        done.into_iter().map(|(_, pass)| pass).collect()
-    }
-
     /// One unit: done already, copied now, or (first pass) held by another worker.
     pub(super) async fn unit_pass(
         &self,
