@@ -7,11 +7,18 @@ pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
 }
 
-/// The reference corpus of real manifests beside the project (`../shared/corpus/k8s.io`), if
-/// present (CI has it).
-pub fn k8s_corpus() -> Option<PathBuf> {
+/// The reference corpus of real manifests beside the project (`../shared/corpus/k8s.io`).
+///
+/// Every machine the tests run on has it (CI clones the project beside `shared/`); a test that
+/// needs it fails naming the folder rather than passing without it.
+pub fn k8s_corpus() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/k8s.io");
-    dir.is_dir().then_some(dir)
+    assert!(
+        dir.is_dir(),
+        "the corpus of real manifests is missing: {} (it lives beside the project)",
+        dir.display()
+    );
+    dir
 }
 
 /// Renders diagnostics one per line, with `root` stripped from file names.

@@ -12,7 +12,7 @@ use promoter::copy::{Action, UnitReport};
 use promoter::error_chain::error_chain;
 use promoter::plan::Plan;
 use promoter::state::records::{self, RunRecord, RunStatus, Trigger, TriggerKind, run_key};
-use promoter::steps::copy::{CopyOutcome, Engines};
+use promoter::steps::copy::{CopyOutcome, Engines, UnitResult};
 use promoter::steps::dispatch::{Function, Output};
 use promoter::steps::local::{Handled, drain_with};
 use promoter::steps::messages::{SignMessage, decode};
@@ -179,7 +179,7 @@ fn rows(plan: &Plan, handled: Vec<Handled>) -> anyhow::Result<Vec<Row>> {
                         id: record.unit.clone(),
                         source,
                         digest,
-                        status: "done-earlier",
+                        status: UnitResult::DoneEarlier,
                     },
                 };
                 by_unit.insert(record.unit, row);
@@ -223,7 +223,7 @@ fn rows(plan: &Plan, handled: Vec<Handled>) -> anyhow::Result<Vec<Row>> {
                 id: unit.id.clone(),
                 source: unit.source.to_string(),
                 digest: unit.digest.to_string(),
-                status: "done-earlier",
+                status: UnitResult::DoneEarlier,
             })
         })
         .collect())
@@ -236,11 +236,7 @@ fn copied_row(outcome: CopyOutcome, source: String, digest: String) -> Row {
             id: outcome.unit,
             source,
             digest,
-            status: if outcome.status == "done_by_other_worker" {
-                "done-by-other-worker"
-            } else {
-                "done-earlier"
-            },
+            status: outcome.status,
         },
     }
 }

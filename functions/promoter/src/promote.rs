@@ -15,6 +15,7 @@ use promoter::plan;
 use promoter::registry::Client;
 use promoter::state::StateStore;
 use promoter::steps::Deps;
+use promoter::steps::copy::UnitResult;
 use serde::Serialize;
 
 use crate::cli::{PromoteArgs, PromoteOutput};
@@ -117,8 +118,8 @@ pub enum Row {
         source: String,
         /// Digest.
         digest: String,
-        /// `done-earlier` or `done-by-other-worker`.
-        status: &'static str,
+        /// [`UnitResult::DoneEarlier`] or [`UnitResult::DoneByOtherWorker`].
+        status: UnitResult,
     },
     /// Failed after the copy (signing), or given up on by the chain.
     Failed {
@@ -141,19 +142,17 @@ impl Row {
         matches!(
             self,
             Row::Done {
-                status: "done-earlier",
+                status: UnitResult::DoneEarlier,
                 ..
             }
         )
     }
 
-    fn status(&self) -> &'static str {
+    fn status(&self) -> UnitResult {
         match self {
-            Row::Copied(r) if !r.succeeded() => "failed",
-            Row::Copied(r) if r.was_present() => "present",
-            Row::Copied(_) => "copied",
-            Row::Done { status, .. } => status,
-            Row::Failed { .. } => "failed",
+            Row::Copied(report) => UnitResult::of_report(report),
+            Row::Done { status, .. } => *status,
+            Row::Failed { .. } => UnitResult::Failed,
         }
     }
 
@@ -193,7 +192,7 @@ impl RunInfo {
     pub fn of_record(record: &promoter::state::records::RunRecord, store: &StateStore) -> Self {
         RunInfo {
             id: record.id.clone(),
-            status: format!("{:?}", record.status).to_lowercase(),
+            status: record.status.to_string(),
             state: store.url(),
             state_requests: store.requests(),
         }
@@ -267,14 +266,14 @@ impl Summary {
         let count = |f: &dyn Fn(&Action) -> bool| {
             rows.iter().flat_map(Row::actions).filter(|a| f(a)).count()
         };
-        let with = |status: &str| rows.iter().filter(|r| r.status() == status).count();
+        let with = |status: UnitResult| rows.iter().filter(|r| r.status() == status).count();
         Summary {
             units: rows.len(),
-            copied: with("copied"),
-            present: with("present"),
-            done_earlier: with("done-earlier"),
-            done_by_other_worker: with("done-by-other-worker"),
-            failed: with("failed"),
+            copied: with(UnitResult::Copied),
+            present: with(UnitResult::Present),
+            done_earlier: with(UnitResult::DoneEarlier),
+            done_by_other_worker: with(UnitResult::DoneByOtherWorker),
+            failed: with(UnitResult::Failed),
             blobs_copied: count(&|a| matches!(a, Action::CopyBlob { .. })),
             blobs_mounted: count(&|a| matches!(a, Action::MountBlob { .. })),
             manifests_written: count(&|a| matches!(a, Action::PutManifest { .. })),
@@ -294,7 +293,7 @@ struct UnitJson<'r> {
     id: &'r str,
     source: &'r str,
     digest: &'r str,
-    status: &'static str,
+    status: UnitResult,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

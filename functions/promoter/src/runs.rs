@@ -93,7 +93,7 @@ fn when(unix: u64) -> String {
 }
 
 fn status(record: &RunRecord) -> String {
-    format!("{:?}", record.status).to_lowercase()
+    record.status.to_string()
 }
 
 async fn list(store: &StateStore, output: PromoteOutput) -> anyhow::Result<ExitCode> {
@@ -159,7 +159,7 @@ async fn show(store: &StateStore, id: &str, output: PromoteOutput) -> anyhow::Re
     for unit in &planned {
         match records.iter().find(|r| r.id == unit.id) {
             Some(r) => {
-                let status = format!("{:?}", r.status).to_lowercase();
+                let status = r.status.to_string();
                 let seconds = r
                     .seconds
                     .map(|s| format!("{s:.1}s"))

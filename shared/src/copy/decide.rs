@@ -1,7 +1,7 @@
 //! Deciding, without any IO, what promoting one unit takes.
 //!
 //! [`decide`] turns a unit and what was observed of it ([`Observed`], gathered by
-//! [`super::observe`]) into an ordered list of [`Step`]s, or refuses the unit. The order is the
+//! the engine's observation) into an ordered list of [`Step`]s, or refuses the unit. The order is the
 //! order of execution and of safety: an index's children before the index, an image's blobs
 //! before its manifest, the digest before its tags, and the cosign artifacts and OCI referrers
 //! of the digest last (carried from staging where the destination lacks them). The rules:

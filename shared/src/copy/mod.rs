@@ -1,11 +1,11 @@
 //! The transfer engine: copies each planned unit (one source digest) to all its destinations,
 //! exactly, once, and safely.
 //!
-//! Per unit, in three stages: [`observe`] reads what the decision needs (each destination's
-//! tags and digest, staging's manifest tree, cosign artifacts and referrers); [`decide`] turns
+//! Per unit, in three stages: `observe` reads what the decision needs (each destination's
+//! tags and digest, staging's manifest tree, cosign artifacts and referrers); [`decide()`] turns
 //! the unit and those observations into ordered [`Step`]s without any IO (refusing tag moves
 //! and unsigned sources, children before an index, blobs before a manifest, tags last); the
-//! steps are then carried out ([`execute`]), or in a dry run only recorded. Blobs move at most
+//! steps are then carried out (`execute`), or in a dry run only recorded. Blobs move at most
 //! once per destination registry (single-flight, then cross-repository mounts), and a blob
 //! going to several registries is read from staging once and streamed to all of them,
 //! verified before commit. Signing is not the engine's: see [`crate::sign`].

@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use super::diagnostic::{Diagnostic, FileDiagnostics};
 use super::yaml::Pos;
-use super::{DigestEntry, Manifest};
+use super::{DigestEntry, PromotionManifest};
 use crate::reference::{Digest, MAX_REPOSITORY_LEN, Repository, Tag};
 
 /// Every destination repository (`REGISTRY/IMAGE`) and which `(manifest, image)` pairs send
 /// images to it, as indexes into the manifest list.
-pub fn destination_index(manifests: &[Manifest]) -> HashMap<Repository, Vec<(usize, usize)>> {
+pub fn destination_index(
+    manifests: &[PromotionManifest],
+) -> HashMap<Repository, Vec<(usize, usize)>> {
     let mut index: HashMap<Repository, Vec<(usize, usize)>> = HashMap::new();
     for (m, manifest) in manifests.iter().enumerate() {
         for registry in manifest.destinations() {
@@ -43,7 +45,7 @@ struct Conflict {
 ///
 /// The same conflict usually repeats in every destination two manifests share; it is reported
 /// once, at the later entry, with the number of destinations it affects.
-pub fn overlapping_destinations(manifests: &[Manifest], out: &mut Vec<Diagnostic>) {
+pub fn overlapping_destinations(manifests: &[PromotionManifest], out: &mut Vec<Diagnostic>) {
     let mut conflicts: HashMap<Conflict, (Repository, usize)> = HashMap::new();
     let index = destination_index(manifests);
     for (repository, senders) in &index {
@@ -109,7 +111,7 @@ fn report(c: &Conflict, example: &str, count: usize, out: &mut Vec<Diagnostic>) 
 
 /// Reports images whose full repository name (`REGISTRY/IMAGE`) is longer than registries
 /// accept, once per image, naming the longest registry.
-pub fn repository_lengths(manifests: &[Manifest], out: &mut Vec<Diagnostic>) {
+pub fn repository_lengths(manifests: &[PromotionManifest], out: &mut Vec<Diagnostic>) {
     for manifest in manifests {
         let Some(longest) = manifest
             .registries

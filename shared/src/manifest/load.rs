@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::decode::{self, Decoded};
 use super::diagnostic::{self, Diagnostic, FileDiagnostics};
 use super::yaml::{self, Pos};
-use super::{Manifest, check};
+use super::{PromotionManifest, check};
 
 /// File name of a thin manifest's registries, below `manifests/<project>/`.
 pub const THIN_MANIFEST_FILE: &str = "promoter-manifest.yaml";
@@ -18,7 +18,7 @@ pub const THIN_IMAGES_FILE: &str = "images.yaml";
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// The manifests, sorted by project. Entries with errors are left out.
-    pub manifests: Vec<Manifest>,
+    pub manifests: Vec<PromotionManifest>,
     /// Every error and warning, sorted by file, line and column.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -167,7 +167,7 @@ fn load_plain(path: &Path, loaded: &mut Loaded) {
     let Decoded {
         registries, images, ..
     } = decode::plain(&root, &mut d);
-    loaded.manifests.push(Manifest {
+    loaded.manifests.push(PromotionManifest {
         project: file.display().to_string(),
         registries_file: Arc::clone(&file),
         images_file: file,
@@ -253,7 +253,7 @@ fn load_thin_project(
                 Parsed::Tree(root) => decode::images_file(&root, &mut d),
                 Parsed::Empty | Parsed::Failed => Vec::new(),
             };
-            loaded.manifests.push(Manifest {
+            loaded.manifests.push(PromotionManifest {
                 project,
                 registries_file,
                 images_file,

@@ -30,7 +30,7 @@ use yaml::Pos;
 
 /// One project's promotion manifest: where its images come from and go to, and which images.
 #[derive(Debug, Clone)]
-pub struct Manifest {
+pub struct PromotionManifest {
     /// The project's name: the thin-manifest folder name, or the file's path for a plain one.
     pub project: String,
     /// The file holding `registries:`.
@@ -52,7 +52,7 @@ pub struct Registry {
     pub src: bool,
     /// The service account the Kubernetes promoter used for this registry (kept, unused).
     pub service_account: Option<String>,
-    /// Where the entry is, in [`Manifest::registries_file`].
+    /// Where the entry is, in [`PromotionManifest::registries_file`].
     pub pos: Pos,
 }
 
@@ -61,7 +61,7 @@ pub struct Registry {
 pub struct Image {
     /// The path below each registry name.
     pub name: ImageName,
-    /// Where the entry is, in [`Manifest::images_file`].
+    /// Where the entry is, in [`PromotionManifest::images_file`].
     pub pos: Pos,
     /// The digests to promote, in file order.
     pub digests: Vec<DigestEntry>,
@@ -74,11 +74,11 @@ pub struct DigestEntry {
     pub digest: Digest,
     /// Its tags (possibly none), sorted, shared by every destination.
     pub tags: Arc<[Tag]>,
-    /// Where the entry is, in [`Manifest::images_file`].
+    /// Where the entry is, in [`PromotionManifest::images_file`].
     pub pos: Pos,
 }
 
-impl Manifest {
+impl PromotionManifest {
     /// The source registry, if exactly one is marked `src: true`.
     pub fn source(&self) -> Option<&Registry> {
         let mut sources = self.registries.iter().filter(|r| r.src);

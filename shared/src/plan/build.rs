@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use super::desired::Desired;
 use super::{Destination, ImageChange, Plan, ProjectChanges, Removal, Unit};
 use crate::manifest::yaml::Pos;
-use crate::manifest::{self, Diagnostic, FileDiagnostics, Manifest};
+use crate::manifest::{self, Diagnostic, FileDiagnostics, PromotionManifest};
 use crate::reference::{Digest, Repository, Tag};
 
 /// Computes the plan for `current`, or for what `current` adds to `base` when given.
@@ -18,7 +18,7 @@ use crate::reference::{Digest, Repository, Tag};
 /// The manifests must be valid (see [`manifest::Loaded::is_valid`]); a manifest without exactly
 /// one source registry is skipped. With a base, [`Plan::removals`] lists what the change drops;
 /// whether that is allowed is the caller's decision (see [`removal_diagnostics`]).
-pub fn build(current: &[Manifest], base: Option<&[Manifest]>) -> Plan {
+pub fn build(current: &[PromotionManifest], base: Option<&[PromotionManifest]>) -> Plan {
     let base_desired = base.map(Desired::new);
     let mut units = UnitsBuilder::default();
     let mut projects = Vec::new();
@@ -40,7 +40,7 @@ pub fn build(current: &[Manifest], base: Option<&[Manifest]>) -> Plan {
 
 /// Adds one manifest's edges to `units`; returns what it changes, if anything.
 fn plan_manifest(
-    manifest: &Manifest,
+    manifest: &PromotionManifest,
     base: Option<&Desired<'_>>,
     units: &mut UnitsBuilder,
 ) -> Option<ProjectChanges> {
@@ -103,7 +103,7 @@ fn to_add(
 }
 
 /// Everything `base` sends somewhere that `current` no longer does.
-fn removals(base: &[Manifest], current: &Desired<'_>) -> Vec<Removal> {
+fn removals(base: &[PromotionManifest], current: &Desired<'_>) -> Vec<Removal> {
     let mut out = Vec::new();
     for manifest in base {
         for registry in manifest.destinations() {

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::manifest::{DigestEntry, Manifest, destination_index};
+use crate::manifest::{DigestEntry, PromotionManifest, destination_index};
 use crate::reference::{Digest, Repository, Tag};
 
 /// Answers "what should repository R hold under digest D?" for one set of manifests.
@@ -17,7 +17,7 @@ pub struct Desired<'m> {
 
 impl<'m> Desired<'m> {
     /// Indexes `manifests`.
-    pub fn new(manifests: &'m [Manifest]) -> Self {
+    pub fn new(manifests: &'m [PromotionManifest]) -> Self {
         let digests = manifests
             .iter()
             .map(|m| {

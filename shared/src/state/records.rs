@@ -60,6 +60,23 @@ pub enum RunStatus {
     Failed,
 }
 
+impl RunStatus {
+    /// The status as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Complete => "complete",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What started a run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {
@@ -144,6 +161,23 @@ pub enum UnitStatus {
     Done,
     /// The last attempt failed.
     Failed,
+}
+
+impl UnitStatus {
+    /// The status as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitStatus::Running => "running",
+            UnitStatus::Done => "done",
+            UnitStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for UnitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Why a unit failed.

@@ -26,6 +26,54 @@ use super::error::StepError;
 use super::messages::{CopyMessage, SignMessage, encode};
 use super::progress::{Final, Finalized, mark_final};
 
+/// How a unit ended up, for one worker: the one status the functions answer and the CLI
+/// prints, serialized once (`copied`, `present`, `done-earlier`, `done-by-other-worker`,
+/// `failed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnitResult {
+    /// This worker wrote what was missing.
+    Copied,
+    /// Nothing was missing.
+    Present,
+    /// Done before this worker looked.
+    DoneEarlier,
+    /// Done by another worker while this one waited.
+    DoneByOtherWorker,
+    /// Failed for good (or, in a report, this time).
+    Failed,
+}
+
+impl UnitResult {
+    /// The status as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitResult::Copied => "copied",
+            UnitResult::Present => "present",
+            UnitResult::DoneEarlier => "done-earlier",
+            UnitResult::DoneByOtherWorker => "done-by-other-worker",
+            UnitResult::Failed => "failed",
+        }
+    }
+
+    /// The status of a unit this worker copied (or tried to), from its report.
+    pub fn of_report(report: &UnitReport) -> Self {
+        if !report.succeeded() {
+            UnitResult::Failed
+        } else if report.was_present() {
+            UnitResult::Present
+        } else {
+            UnitResult::Copied
+        }
+    }
+}
+
+impl std::fmt::Display for UnitResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What copy-digest did with one unit.
 #[derive(Debug, Serialize)]
 pub struct CopyOutcome {
@@ -33,9 +81,8 @@ pub struct CopyOutcome {
     pub run: String,
     /// The unit.
     pub unit: String,
-    /// `copied`, `present` (nothing was missing), `done_earlier`, `done_by_other_worker`
-    /// (while this one waited), or `failed`.
-    pub status: &'static str,
+    /// How the unit ended up.
+    pub status: UnitResult,
     /// Why it failed (permanently).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -192,7 +239,7 @@ async fn copy_recorded_unit(
                 return Ok(CopyOutcome {
                     run: message.run.clone(),
                     unit: unit.id.clone(),
-                    status: "failed",
+                    status: UnitResult::Failed,
                     error: Some(error_chain(&error)),
                     sign_enqueued: false,
                     report: Some(UnitReport {
@@ -202,11 +249,10 @@ async fn copy_recorded_unit(
                     finalized: finalized(marked, &message.run, planned),
                 });
             }
-            None if report.was_present() => ("present", Some(report)),
-            None => ("copied", Some(report)),
+            None => (UnitResult::of_report(&report), Some(report)),
         },
-        UnitOutcome::AlreadyDone => ("done_earlier", None),
-        UnitOutcome::DoneByOther(_) => ("done_by_other_worker", None),
+        UnitOutcome::AlreadyDone => (UnitResult::DoneEarlier, None),
+        UnitOutcome::DoneByOther(_) => (UnitResult::DoneByOtherWorker, None),
     };
     let mut marked = false;
     let sign_enqueued = if deps.signer.is_some() {
