@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use promoter::copy::{Action, UnitReport};
+use promoter::copy::{Action, CopyError, UnitReport};
 use promoter::error_chain::error_chain;
 use promoter::plan::Plan;
 use promoter::state::records::{self, RunRecord, RunStatus, Trigger, TriggerKind, run_key};
@@ -17,10 +17,11 @@ use promoter::steps::dispatch::{Function, Output};
 use promoter::steps::local::{Handled, drain_with};
 use promoter::steps::messages::{SignMessage, decode};
 use promoter::steps::promote::{conclude, plan_revision, run_id};
+use promoter::steps::sign::SignatureRecord;
 use promoter::steps::{Deps, StepError, validate};
 
 use crate::cli::{PromoteArgs, PromoteOutput};
-use crate::promote::{Row, RunInfo, progress_bar};
+use crate::report::{Row, RunInfo, progress_bar};
 
 /// A promotion run through the chain.
 pub struct Chained {
@@ -111,97 +112,23 @@ pub async fn run(deps: &Deps, drive: Drive<'_>) -> anyhow::Result<Chained> {
 
 /// Turns the handled messages into one row per planned unit.
 fn rows(plan: &Plan, handled: Vec<Handled>) -> anyhow::Result<Vec<Row>> {
-    let mut by_unit: HashMap<String, Row> = HashMap::new();
-    let names = |id: &str| {
-        plan.units
-            .iter()
-            .find(|u| u.id == id)
-            .map(|u| (u.source.to_string(), u.digest.to_string()))
-            .unwrap_or_default()
+    let mut rows = Rows {
+        plan,
+        by_unit: HashMap::new(),
     };
     for message in handled {
         match (message.function, message.result) {
             (_, Err(StepError::State(error))) => return Err(error.into()),
-            (Function::CopyDigest, Ok(Output::Copy(outcome))) => {
-                let (source, digest) = names(&outcome.unit);
-                by_unit.insert(outcome.unit.clone(), copied_row(outcome, source, digest));
-            }
+            (Function::CopyDigest, Ok(Output::Copy(outcome))) => rows.copied(outcome),
             (Function::CopyDigest, Err(StepError::Copy { unit, source })) => {
-                let row = match plan.units.iter().find(|u| u.id == unit) {
-                    Some(planned) => Row::Copied(UnitReport {
-                        id: unit.clone(),
-                        source: planned.source.clone(),
-                        digest: planned.digest.clone(),
-                        actions: Vec::new(),
-                        error: Some(source),
-                        seconds: 0.0,
-                    }),
-                    None => Row::Failed {
-                        id: unit.clone(),
-                        source: String::new(),
-                        digest: String::new(),
-                        error: error_chain(&source),
-                        actions: Vec::new(),
-                    },
-                };
-                by_unit.insert(unit, row);
+                rows.copy_failed(unit, source);
             }
-            (Function::Sign, Ok(Output::Sign(outcome))) => {
-                let record = outcome.record;
-                let signatures = record
-                    .added
-                    .iter()
-                    .map(|to| (to, true))
-                    .chain(record.present.iter().map(|to| (to, false)))
-                    .map(|(to, added)| Action::Sign {
-                        to: to.clone(),
-                        added,
-                    });
-                let row = by_unit.remove(&record.unit);
-                let (source, digest) = names(&record.unit);
-                let mut actions: Vec<Action> =
-                    row.as_ref().map_or_else(Vec::new, |r| r.actions().to_vec());
-                actions.extend(signatures);
-                let row = match (record.error, row) {
-                    (Some(error), _) => Row::Failed {
-                        id: record.unit.clone(),
-                        source,
-                        digest,
-                        error: format!("signing: {error}"),
-                        actions,
-                    },
-                    (None, Some(Row::Copied(mut report))) => {
-                        report.actions = actions;
-                        Row::Copied(report)
-                    }
-                    (None, Some(row)) => row,
-                    (None, None) => Row::Done {
-                        id: record.unit.clone(),
-                        source,
-                        digest,
-                        status: UnitResult::DoneEarlier,
-                    },
-                };
-                by_unit.insert(record.unit, row);
-            }
+            (Function::Sign, Ok(Output::Sign(outcome))) => rows.signed(outcome.record),
             (Function::Sign, Err(error)) => {
                 let unit = decode::<SignMessage>("sign message", &message.body)
                     .map(|m| m.unit)
                     .unwrap_or_default();
-                let (source, digest) = names(&unit);
-                let actions = by_unit
-                    .get(&unit)
-                    .map_or_else(Vec::new, |r| r.actions().to_vec());
-                by_unit.insert(
-                    unit.clone(),
-                    Row::Failed {
-                        id: unit,
-                        source,
-                        digest,
-                        error: format!("signing: {}", error_chain(&error)),
-                        actions,
-                    },
-                );
+                rows.sign_failed(unit, &error_chain(&error));
             }
             (Function::Notify, Err(error)) => {
                 eprintln!(
@@ -215,28 +142,136 @@ fn rows(plan: &Plan, handled: Vec<Handled>) -> anyhow::Result<Vec<Row>> {
             }
         }
     }
-    Ok(plan
-        .units
-        .iter()
-        .map(|unit| {
-            by_unit.remove(&unit.id).unwrap_or_else(|| Row::Done {
-                id: unit.id.clone(),
-                source: unit.source.to_string(),
-                digest: unit.digest.to_string(),
-                status: UnitResult::DoneEarlier,
-            })
-        })
-        .collect())
+    Ok(rows.finish())
 }
 
-fn copied_row(outcome: CopyOutcome, source: String, digest: String) -> Row {
-    match outcome.report {
-        Some(report) => Row::Copied(report),
-        None => Row::Done {
-            id: outcome.unit,
-            source,
-            digest,
-            status: outcome.status,
-        },
+/// The rows of a run's units so far, by unit id.
+struct Rows<'p> {
+    plan: &'p Plan,
+    by_unit: HashMap<String, Row>,
+}
+
+impl Rows<'_> {
+    /// The source and digest of a planned unit, as text.
+    fn names(&self, id: &str) -> (String, String) {
+        self.plan
+            .units
+            .iter()
+            .find(|u| u.id == id)
+            .map(|u| (u.source.to_string(), u.digest.to_string()))
+            .unwrap_or_default()
+    }
+
+    /// copy-digest answered: its report, or how the unit was found.
+    fn copied(&mut self, outcome: CopyOutcome) {
+        let row = match outcome.report {
+            Some(report) => Row::Copied(report),
+            None => {
+                let (source, digest) = self.names(&outcome.unit);
+                Row::Done {
+                    id: outcome.unit.clone(),
+                    source,
+                    digest,
+                    status: outcome.status,
+                }
+            }
+        };
+        self.by_unit.insert(outcome.unit, row);
+    }
+
+    /// copy-digest failed for a reason that may pass (and gave up after its retries).
+    fn copy_failed(&mut self, unit: String, error: CopyError) {
+        let row = match self.plan.units.iter().find(|u| u.id == unit) {
+            Some(planned) => Row::Copied(UnitReport {
+                id: unit.clone(),
+                source: planned.source.clone(),
+                digest: planned.digest.clone(),
+                actions: Vec::new(),
+                error: Some(error),
+                seconds: 0.0,
+            }),
+            None => Row::Failed {
+                id: unit.clone(),
+                source: String::new(),
+                digest: String::new(),
+                error: error_chain(&error),
+                actions: Vec::new(),
+            },
+        };
+        self.by_unit.insert(unit, row);
+    }
+
+    /// sign answered: its signatures join the unit's copy actions.
+    fn signed(&mut self, record: SignatureRecord) {
+        let signatures = record
+            .added
+            .iter()
+            .map(|to| (to, true))
+            .chain(record.present.iter().map(|to| (to, false)))
+            .map(|(to, added)| Action::Sign {
+                to: to.clone(),
+                added,
+            });
+        let row = self.by_unit.remove(&record.unit);
+        let (source, digest) = self.names(&record.unit);
+        let mut actions: Vec<Action> = row.as_ref().map_or_else(Vec::new, |r| r.actions().to_vec());
+        actions.extend(signatures);
+        let row = match (record.error, row) {
+            (Some(error), _) => Row::Failed {
+                id: record.unit.clone(),
+                source,
+                digest,
+                error: format!("signing: {error}"),
+                actions,
+            },
+            (None, Some(Row::Copied(mut report))) => {
+                report.actions = actions;
+                Row::Copied(report)
+            }
+            (None, Some(row)) => row,
+            (None, None) => Row::Done {
+                id: record.unit.clone(),
+                source,
+                digest,
+                status: UnitResult::DoneEarlier,
+            },
+        };
+        self.by_unit.insert(record.unit, row);
+    }
+
+    /// sign failed for a reason that may pass (and gave up after its retries).
+    fn sign_failed(&mut self, unit: String, error: &str) {
+        let (source, digest) = self.names(&unit);
+        let actions = self
+            .by_unit
+            .get(&unit)
+            .map_or_else(Vec::new, |r| r.actions().to_vec());
+        self.by_unit.insert(
+            unit.clone(),
+            Row::Failed {
+                id: unit,
+                source,
+                digest,
+                error: format!("signing: {error}"),
+                actions,
+            },
+        );
+    }
+
+    /// One row per planned unit, in the plan's order; a unit nothing was heard of was done
+    /// before this run looked.
+    fn finish(mut self) -> Vec<Row> {
+        self.plan
+            .units
+            .iter()
+            .map(|unit| {
+                self.by_unit.remove(&unit.id).unwrap_or_else(|| Row::Done {
+                    id: unit.id.clone(),
+                    source: unit.source.to_string(),
+                    digest: unit.digest.to_string(),
+                    status: UnitResult::DoneEarlier,
+                })
+            })
+            .collect()
     }
 }

@@ -5,17 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use promoter::manifest::{self, Diagnostic, Loaded};
+use promoter::manifest::{self, Loaded};
 use promoter::plan::{self, render};
 
 use crate::cli::{Cli, Command, Output};
-
-/// Exit code 1: the manifests are invalid, or the plan was refused.
-pub const INVALID: ExitCode = ExitCode::FAILURE;
-/// Exit code 2: bad arguments or unreadable paths (as clap's own usage errors).
-pub fn usage_error() -> ExitCode {
-    ExitCode::from(2)
-}
+use crate::exit::{INVALID, print_diagnostics};
 
 /// Runs the command; `Err` is a usage error (exit 2).
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -117,22 +111,4 @@ fn load_base(path: PathBuf) -> anyhow::Result<Result<Loaded, ExitCode>> {
         "error: the base manifests (--base) are invalid; fix them first or plan without --base"
     );
     Ok(Err(INVALID))
-}
-
-/// Prints diagnostics to stderr, then a count of errors.
-pub fn print_diagnostics(diagnostics: &[Diagnostic]) {
-    let mut stderr = io::stderr().lock();
-    let mut errors = 0;
-    for d in diagnostics {
-        // A closed stderr leaves nothing to report to.
-        let _ = writeln!(stderr, "{d}");
-        errors += usize::from(d.severity == manifest::Severity::Error);
-    }
-    if errors > 0 {
-        let _ = writeln!(
-            stderr,
-            "{errors} error{}",
-            if errors == 1 { "" } else { "s" }
-        );
-    }
 }

@@ -16,7 +16,7 @@ use promoter::steps::Deps;
 use promoter::steps::http::HttpRequest;
 use promoter::steps::{Function, audit, local};
 
-use crate::commands::INVALID;
+use crate::exit::INVALID;
 
 /// Runs one function on an event file exactly as Lambda would (`promoter_lambda::invoke`:
 /// the payload decoded as one of the function's, then its step) and prints its result (and the

@@ -7,8 +7,10 @@ mod chain;
 mod cli;
 mod commands;
 mod config;
+mod exit;
 mod functions;
 mod promote;
+mod report;
 mod runs;
 mod signing;
 
@@ -23,7 +25,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            commands::usage_error()
+            exit::usage_error()
         }
     }
 }

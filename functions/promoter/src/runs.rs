@@ -13,8 +13,8 @@ use promoter::steps::Deps;
 use promoter::steps::promote as steps;
 
 use crate::cli::{PromoteOutput, RunsCommand};
-use crate::commands::INVALID;
-use crate::promote::{Row, report};
+use crate::exit::INVALID;
+use crate::report::{Row, report};
 
 /// Runs a `promoter runs` command.
 pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {

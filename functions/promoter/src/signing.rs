@@ -8,8 +8,8 @@ use promoter::reference::{ImageReference, Reference};
 use promoter::sign::{self, keys::SigningKey, keys::VerifyingKey};
 
 use crate::cli::{KeysCommand, RegistryArgs};
-use crate::commands::INVALID;
 use crate::config::client;
+use crate::exit::INVALID;
 
 /// Runs a `promoter keys` command.
 pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {

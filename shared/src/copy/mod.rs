@@ -19,6 +19,7 @@ mod error;
 mod execute;
 mod fanout;
 mod flights;
+mod observation;
 mod observe;
 mod progress;
 
