@@ -8,6 +8,7 @@ mod chain;
 mod cloud_auth;
 mod functions;
 mod harness_selftest;
+mod hostile_registry;
 mod infra_template;
 mod invalid_manifests;
 mod manifest_source;

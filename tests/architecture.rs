@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 /// Each top-level module of the library and its layer; lower layers know nothing of higher ones.
 const LAYERS: &[(&str, u8)] = &[
-    // Names and small shared helpers: no IO, no other module.
+    // Names, the HTTP transport and small shared helpers: no other module.
     ("reference", 0),
+    ("http", 0),
     ("error_chain", 0),
     // Reading manifests, speaking to registries, decoding inbound events, queues.
     ("manifest", 1),

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use promoter::audit::judge_with_registry;
 use promoter::audit::{AuditRecord, Reason, SOURCE_DISTRIBUTION, Verdict, event_id};
 use promoter::events::{Action, RegistryEvent, from_distribution};
+use promoter::http::retry::RetryPolicy;
 use promoter::registry::auth::session::CredentialSources;
-use promoter::registry::retry::RetryPolicy;
 use promoter::registry::{Client, ClientConfig};
 use promoter::state::records::DesiredIndex;
 use promoter_tests::harness::image::{

@@ -211,7 +211,7 @@ async fn scenario(s3_endpoint: &str) {
             None,
         ),
         settings: Settings::default(),
-        http: github_http_client().expect("an HTTP client"),
+        http: github_http_client(&Default::default()).expect("an HTTP client"),
     };
     assert_eq!(deps.store.url(), STATE_URL);
     println!(

@@ -4,17 +4,16 @@
 //! digest, slow answers. Checks retries, the per-host rate and concurrency limits, and bearer
 //! tokens being fetched and cached.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use promoter_tests::harness::fake_registry::{Fake, Reply, Seen};
+
+use promoter::http::retry::RetryPolicy;
 use promoter::reference::{Digest, Reference, Repository, Tag};
 use promoter::registry::limits::LimitConfig;
-use promoter::registry::retry::RetryPolicy;
 use promoter::registry::{Client, ClientConfig, Manifest, RegistryError};
 
 /// A tag or digest, as the tests write them.
@@ -30,228 +29,6 @@ fn tag(text: &str) -> Tag {
 /// A digest.
 fn d(text: &str) -> Digest {
     text.parse().expect("a digest")
-}
-
-/// A request the fake registry received.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    url: String,
-    authorization: Option<String>,
-    at: Instant,
-}
-
-/// What the fake registry answers.
-#[derive(Clone, Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    /// Time taken before answering.
-    delay: Duration,
-}
-
-impl Reply {
-    fn status(status: u16) -> Self {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-            delay: Duration::ZERO,
-        }
-    }
-
-    fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
-    }
-
-    fn body(mut self, body: &[u8]) -> Self {
-        self.body = body.to_vec();
-        self
-    }
-
-    fn delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-}
-
-type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
-
-struct State {
-    seen: Mutex<Vec<Seen>>,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-}
-
-/// A fake registry: a thread per connection (keep-alive honoured), every request answered by a
-/// handler given the request and its index (0 for the first request received).
-///
-/// Plain `std::net` rather than `tiny_http`: tiny_http's connection pool can leave a burst of
-/// new connections queued behind idle keep-alive ones until the client drops those (90 s).
-struct Fake {
-    state: Arc<State>,
-    port: u16,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-impl Fake {
-    fn start(handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake registry");
-        let port = listener.local_addr().expect("a local address").port();
-        let state = Arc::new(State {
-            seen: Mutex::new(Vec::new()),
-            in_flight: AtomicUsize::new(0),
-            max_in_flight: AtomicUsize::new(0),
-        });
-        let stop = Arc::new(AtomicBool::new(false));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let acceptor = {
-            let state = Arc::clone(&state);
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let state = Arc::clone(&state);
-                    let handler = Arc::clone(&handler);
-                    std::thread::spawn(move || serve_connection(stream, &state, &*handler));
-                }
-            })
-        };
-        Fake {
-            state,
-            port,
-            stop,
-            acceptor: Some(acceptor),
-        }
-    }
-
-    /// Answers the scripted replies in order, then the last one forever.
-    fn script(replies: Vec<Reply>) -> Self {
-        Self::start(move |_, index| {
-            replies
-                .get(index)
-                .or_else(|| replies.last())
-                .cloned()
-                .unwrap_or_else(|| Reply::status(500))
-        })
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// `HOST/PATH`, parsed.
-    fn repository(&self, path: &str) -> Repository {
-        format!("{}/{path}", self.host())
-            .parse::<Repository>()
-            .expect("HOST/PATH")
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.state.seen.lock().expect("the request log").clone()
-    }
-
-    fn max_in_flight(&self) -> usize {
-        self.state.max_in_flight.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the acceptor up.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-    }
-}
-
-/// Serves the requests of one connection until the client closes it.
-fn serve_connection(stream: TcpStream, state: &State, handler: &Handler) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(reader) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(reader);
-    let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        match reader.read_line(&mut request_line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let mut parts = request_line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_owned();
-        let url = parts.next().unwrap_or_default().to_owned();
-        let mut authorization = None;
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                let value = value.trim();
-                if name.eq_ignore_ascii_case("authorization") {
-                    authorization = Some(value.to_owned());
-                } else if name.eq_ignore_ascii_case("content-length") {
-                    length = value.parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let seen = Seen {
-            method,
-            url,
-            authorization,
-            at: Instant::now(),
-        };
-        let index = {
-            let mut log = state.seen.lock().expect("the request log");
-            log.push(seen.clone());
-            log.len() - 1
-        };
-        let reply = handler(&seen, index);
-        std::thread::sleep(reply.delay);
-        let mut head = format!(
-            "HTTP/1.1 {} Fake\r\nContent-Length: {}\r\n",
-            reply.status,
-            reply.body.len()
-        );
-        for (name, value) in &reply.headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        state.in_flight.fetch_sub(1, Ordering::SeqCst);
-        let mut out = head.into_bytes();
-        if seen.method != "HEAD" {
-            out.extend_from_slice(&reply.body);
-        }
-        if writer
-            .write_all(&out)
-            .and_then(|()| writer.flush())
-            .is_err()
-        {
-            return;
-        }
-    }
 }
 
 /// A client with `retry` and `limits`, no credentials.
@@ -273,6 +50,7 @@ fn quick(attempts: u32) -> RetryPolicy {
         attempts,
         base: Duration::from_millis(10),
         max: Duration::from_millis(50),
+        budget: Duration::from_secs(60),
     }
 }
 
@@ -322,6 +100,7 @@ async fn retry_after_is_capped_by_the_policy() {
             attempts: 3,
             base: Duration::from_millis(10),
             max: Duration::from_millis(300),
+            budget: Duration::from_secs(60),
         },
         LimitConfig::default(),
     );

@@ -9,6 +9,7 @@
 //!   and validated with `FILE:LINE:COL` diagnostics;
 //! - [`plan`]: the pure planner that turns manifests (and optionally the manifests before a
 //!   change) into promotion units, plus its text, JSON and Markdown renderings;
+//! - [`http`]: the one HTTP transport (timeouts, capped reads, no downgrade, one retry policy);
 //! - [`registry`]: the OCI distribution client (auth, retries, per-host limits);
 //! - [`copy`]: the transfer engine that copies planned units between registries;
 //! - [`events`]: decoders of the events that trigger the functions (webhooks, notifications);
@@ -24,6 +25,7 @@ pub mod audit;
 pub mod copy;
 pub mod error_chain;
 pub mod events;
+pub mod http;
 pub mod manifest;
 pub mod notify;
 pub mod plan;

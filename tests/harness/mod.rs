@@ -2,7 +2,8 @@
 //! ([`registry`]), a bearer-token issuer of its own ([`token`]), images built from nothing and
 //! pushed with raw HTTP, independently of the promoter's client ([`image`], [`http`]), and
 //! `skopeo` as an independent reader ([`skopeo`]). Also: a recording HTTP server for webhooks
-//! and fake APIs ([`receiver`]), and a test re-run in a child process with its own environment
+//! and fake APIs ([`receiver`]), a scriptable fake registry for failures and attacks
+//! ([`fake_registry`]), and a test re-run in a child process with its own environment
 //! ([`child`]).
 //!
 //! Needs `docker-registry`, `skopeo` and `htpasswd` on the machine: `infra/local/test.sh`
@@ -11,6 +12,7 @@
 //! Every call is safe inside an async test: blocking HTTP runs on a helper thread.
 
 pub mod child;
+pub mod fake_registry;
 pub mod gcs;
 pub mod http;
 pub mod image;

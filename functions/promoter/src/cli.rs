@@ -264,6 +264,17 @@ pub struct RegistryArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_requests_per_second: Option<u32>,
+    /// Seconds a request (to a registry, token endpoint or GitHub) may take in all, headers and
+    /// body, before it fails and is retried; blob transfers have 30 minutes. A connection must
+    /// open within 10 s and no answer may stay silent for 30 s.
+    #[arg(
+        long,
+        env = "PROMOTER_REQUEST_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub request_timeout: u64,
 }
 
 /// `promoter keys …`.

@@ -8,7 +8,9 @@
 //! queues in this process.
 
 use std::num::NonZeroU32;
+use std::time::Duration;
 
+use promoter::http::Timeouts;
 use promoter::registry::Client;
 use promoter::steps::config::{
     QueueUrls, RegistryConfig, SigningConfig, registry_client, settings_from_env,
@@ -28,15 +30,20 @@ pub fn registries(args: &RegistryArgs) -> RegistryConfig {
     }
 }
 
+/// The HTTP timeouts the command line asks for.
+pub fn timeouts(args: &RegistryArgs) -> Timeouts {
+    Timeouts::with_request(Duration::from_secs(args.request_timeout))
+}
+
 /// The registry client the command line asks for.
 pub async fn client(args: &RegistryArgs) -> anyhow::Result<Client> {
-    Ok(registry_client(&registries(args)).await?)
+    Ok(registry_client(&registries(args), &timeouts(args)).await?)
 }
 
 /// The steps' settings: the environment's, with the lease the command line gives.
 fn settings(state: &StateArgs) -> anyhow::Result<Settings> {
     Ok(Settings {
-        lease_ttl: std::time::Duration::from_secs(state.lease_seconds.max(3)),
+        lease_ttl: Duration::from_secs(state.lease_seconds.max(3)),
         ..settings_from_env()?
     })
 }
@@ -60,6 +67,7 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<Config> {
         },
         queues: QueueUrls::default(),
         settings: settings(&args.state)?,
+        timeouts: timeouts(&args.registries),
     })
 }
 
@@ -80,5 +88,6 @@ pub fn retry(
         },
         queues: QueueUrls::default(),
         settings: settings(state)?,
+        timeouts: timeouts(registries_args),
     })
 }

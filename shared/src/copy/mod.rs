@@ -35,10 +35,10 @@ pub use error::CopyError;
 pub use flights::Flights;
 pub use progress::Progress;
 
+use crate::http::retry::retry_unit;
 use crate::plan::Unit;
 use crate::reference::{Digest, Repository, Tag};
 use crate::registry::Client;
-use crate::registry::retry::retry_unit;
 use crate::sign::keys::VerifyingKey;
 
 /// How the engine works.

@@ -7,7 +7,7 @@ use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sns::operation::publish::PublishError;
 use reqwest::StatusCode;
 
-use crate::registry::retry::is_retryable_status;
+use crate::http::retry::is_retryable_status;
 
 /// A notice that could not be delivered.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::NotifyError;
-use crate::registry::retry::parse_retry_after;
+use crate::http::retry::parse_retry_after;
 
 /// How much of an error answer's body to keep, in characters.
 const DETAIL_CHARS: usize = 200;

@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::error_chain::error_chain;
-use crate::registry::retry::RetryPolicy;
+use crate::http::retry::RetryPolicy;
 
 pub use error::NotifyError;
 pub use notice::{CommitState, CommitStatus, Delivery, Notice, NoticeKind, Sink};
@@ -81,10 +81,7 @@ impl Notifier {
                 *slot = Some(sink);
             }
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("promoter/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
+        let http = crate::http::builder(&crate::http::Timeouts::default())
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
@@ -96,6 +93,7 @@ impl Notifier {
                 attempts: 4,
                 base: Duration::from_millis(500),
                 max: Duration::from_secs(30),
+                budget: Duration::from_secs(90),
             },
         }
     }

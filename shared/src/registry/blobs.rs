@@ -67,7 +67,10 @@ impl Client {
             mount_from: None,
         };
         let what = || describe(&Method::GET, &url);
-        let response = self.send(&target, &what, &|http| http.get(&url)).await?;
+        let transfer = self.transfer_timeout();
+        let response = self
+            .send(&target, &what, &|http| http.get(&url).timeout(transfer))
+            .await?;
         if !response.status().is_success() {
             return Err(status_error(what(), response).await);
         }
@@ -115,9 +118,11 @@ impl Client {
                         what: what(),
                         header: "Location",
                     })?;
-                Ok(UploadStart::Session(
-                    self.resolve_location(repository.host(), location),
-                ))
+                Ok(UploadStart::Session(self.resolve_location(
+                    repository.host(),
+                    location,
+                    &what,
+                )?))
             }
             _ => Err(status_error(what(), response).await),
         }
@@ -148,6 +153,7 @@ impl Client {
             .put(&url)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
+            .timeout(self.transfer_timeout())
             .body(body);
         let response = self.send_once(&target, request, &what).await?;
         if response.status() != StatusCode::CREATED && !response.status().is_success() {

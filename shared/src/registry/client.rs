@@ -1,15 +1,16 @@
 //! The HTTP core of the registry client: building URLs, authenticating, limiting and retrying.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use reqwest::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, Request, RequestBuilder, Response, StatusCode};
 
 use super::auth::session::{Authenticator, CredentialSources};
 use super::error::RegistryError;
 use super::limits::{LimitConfig, Limits};
-use super::retry::{RetryPolicy, is_retryable_status, parse_retry_after};
+use crate::http::retry::{RetryPolicy, is_retryable_status, parse_retry_after};
+use crate::http::{self, Origin, Timeouts, limits};
 use crate::reference::Repository;
 
 /// How the client talks to registries.
@@ -21,6 +22,8 @@ pub struct ClientConfig {
     pub limits: LimitConfig,
     /// Retries on 429, 5xx and connection errors.
     pub retry: RetryPolicy,
+    /// Connect, idle and whole-request timeouts.
+    pub timeouts: Timeouts,
 }
 
 /// Counts of requests sent, for reports and benchmarks.
@@ -56,15 +59,10 @@ impl Client {
         config: ClientConfig,
         credentials: CredentialSources,
     ) -> Result<Self, RegistryError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("promoter/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|source| RegistryError::Transport {
-                what: "building the HTTP client".to_owned(),
-                source,
-            })?;
+        let http = http::client(&config.timeouts).map_err(|source| RegistryError::Transport {
+            what: "building the HTTP client".to_owned(),
+            source,
+        })?;
         Ok(Client {
             http,
             auth: Authenticator::new(credentials),
@@ -81,9 +79,23 @@ impl Client {
 
     /// `https://HOST/v2/` or, for loopback and insecure hosts, `http://HOST/v2/`.
     pub(super) fn base_url(&self, host: &str) -> String {
+        format!("{}://{host}/v2/", self.scheme(host))
+    }
+
+    fn scheme(&self, host: &str) -> &'static str {
         let plain =
             super::is_loopback(host) || self.config.insecure_hosts.iter().any(|h| h == host);
-        format!("{}://{host}/v2/", if plain { "http" } else { "https" })
+        if plain { "http" } else { "https" }
+    }
+
+    /// The origin the credentials of `host` belong to.
+    fn origin(&self, host: &str) -> Option<Origin> {
+        Origin::parse(&self.base_url(host))
+    }
+
+    /// The time a blob or archive transfer may take in all.
+    pub(super) fn transfer_timeout(&self) -> std::time::Duration {
+        self.config.timeouts.transfer
     }
 
     /// `BASE/PATH/KIND/REFERENCE`, e.g. `.../v2/foo/manifests/v1`.
@@ -95,18 +107,30 @@ impl Client {
         )
     }
 
-    /// Resolves an upload `Location` (absolute or relative to the host) to a URL.
-    pub(super) fn resolve_location(&self, host: &str, location: &str) -> String {
-        if location.starts_with("http://") || location.starts_with("https://") {
-            return location.to_owned();
-        }
+    /// Resolves a URL the registry of `host` named (an upload `Location`, a `Link`), absolute
+    /// or relative to the host, refusing one that would go from https to plain http.
+    pub(super) fn resolve_location(
+        &self,
+        host: &str,
+        location: &str,
+        what: &(dyn Fn() -> String + Sync),
+    ) -> Result<String, RegistryError> {
         let base = self.base_url(host);
+        if location.starts_with("http://") || location.starts_with("https://") {
+            if base.starts_with("https://") && location.starts_with("http://") {
+                return Err(RegistryError::Insecure {
+                    what: what(),
+                    url: location.to_owned(),
+                });
+            }
+            return Ok(location.to_owned());
+        }
         let origin = base.trim_end_matches("/v2/");
-        if location.starts_with('/') {
+        Ok(if location.starts_with('/') {
             format!("{origin}{location}")
         } else {
             format!("{base}{location}")
-        }
+        })
     }
 
     fn scopes(target: &Target<'_>) -> Vec<String> {
@@ -131,13 +155,21 @@ impl Client {
     ) -> Result<Response, RegistryError> {
         let host = target.repository.host();
         let scopes = Self::scopes(target);
+        let secure = self.scheme(host) == "https";
+        let started = Instant::now();
         let mut authenticated = false;
         let mut retry = 0;
         loop {
-            let (request, sent_auth) = self.authorize(build(&self.http), host, &scopes).await?;
+            let request = build(&self.http)
+                .build()
+                .map_err(|source| RegistryError::Transport {
+                    what: what(),
+                    source,
+                })?;
+            let (request, sent_auth) = self.authorize(request, host, &scopes).await?;
             let permit = self.limits.acquire(host).await;
             self.counts.total.fetch_add(1, Ordering::Relaxed);
-            let sent = request.send().await;
+            let sent = self.http.execute(request).await;
             drop(permit);
             let wait = match sent {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !authenticated => {
@@ -147,6 +179,7 @@ impl Client {
                         .on_unauthorized(
                             &self.http,
                             host,
+                            secure,
                             &scopes,
                             challenge.as_deref(),
                             sent_auth.as_deref(),
@@ -161,29 +194,30 @@ impl Client {
                     });
                 }
                 Ok(response) if is_retryable_status(response.status()) => {
-                    if retry + 1 >= self.config.retry.attempts {
-                        return Err(status_error(what(), response).await);
-                    }
                     let after = header_str(response.headers().get(RETRY_AFTER))
                         .and_then(|v| parse_retry_after(&v, SystemTime::now()));
+                    let Some(wait) = self.config.retry.next_wait(retry + 1, after, started) else {
+                        return Err(status_error(what(), response).await);
+                    };
                     self.counts.retried.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(status = %response.status(), request = %what(), "retrying");
-                    after
+                    wait
                 }
                 Ok(response) => return Ok(response),
                 Err(source) => {
-                    if retry + 1 >= self.config.retry.attempts || !is_retryable_transport(&source) {
+                    let wait = self.config.retry.next_wait(retry + 1, None, started);
+                    let Some(wait) = wait.filter(|_| is_retryable_transport(&source)) else {
                         return Err(RegistryError::Transport {
                             what: what(),
                             source,
                         });
-                    }
+                    };
                     tracing::debug!(error = %source, request = %what(), "retrying");
-                    None
+                    wait
                 }
             };
             retry += 1;
-            tokio::time::sleep(self.config.retry.delay(retry, wait)).await;
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -196,10 +230,14 @@ impl Client {
         what: &(dyn Fn() -> String + Sync),
     ) -> Result<Response, RegistryError> {
         let host = target.repository.host();
+        let request = request.build().map_err(|source| RegistryError::Transport {
+            what: what(),
+            source,
+        })?;
         let (request, _) = self.authorize(request, host, &Self::scopes(target)).await?;
         let permit = self.limits.acquire(host).await;
         self.counts.total.fetch_add(1, Ordering::Relaxed);
-        let sent = request.send().await;
+        let sent = self.http.execute(request).await;
         drop(permit);
         sent.map_err(|source| RegistryError::Transport {
             what: what(),
@@ -207,20 +245,31 @@ impl Client {
         })
     }
 
-    /// Adds the `Authorization` header known for `host` and `scopes`; returns it too.
+    /// Adds the `Authorization` header known for `host` and `scopes`, and returns it too, when
+    /// the request goes to `host`'s own origin: a URL the registry named (an upload `Location`,
+    /// a `Link`) on another host, port or scheme is sent without credentials.
     async fn authorize(
         &self,
-        request: RequestBuilder,
+        mut request: Request,
         host: &str,
         scopes: &[String],
-    ) -> Result<(RequestBuilder, Option<String>), RegistryError> {
-        Ok(match self.auth.header(&self.http, host, scopes).await? {
-            Some(value) => (
-                request.header(reqwest::header::AUTHORIZATION, &value),
-                Some(value),
-            ),
-            None => (request, None),
-        })
+    ) -> Result<(Request, Option<String>), RegistryError> {
+        if self.origin(host).as_ref() != Some(&Origin::of(request.url())) {
+            tracing::debug!(url = %request.url(), host, "another origin: no credentials");
+            return Ok((request, None));
+        }
+        let Some(value) = self.auth.header(&self.http, host, scopes).await? else {
+            return Ok((request, None));
+        };
+        let mut header = HeaderValue::from_str(&value).map_err(|_| RegistryError::Auth {
+            host: host.to_owned(),
+            reason: "the credential is not a valid header value".to_owned(),
+        })?;
+        header.set_sensitive(true);
+        request
+            .headers_mut()
+            .insert(reqwest::header::AUTHORIZATION, header);
+        Ok((request, Some(value)))
     }
 }
 
@@ -240,7 +289,7 @@ fn is_retryable_transport(error: &reqwest::Error) -> bool {
 /// Turns an unexpected answer into an error carrying the start of its body.
 pub(super) async fn status_error(what: String, response: Response) -> RegistryError {
     let status = response.status();
-    let body = response.text().await.unwrap_or_default();
+    let body = http::read_prefix(response, limits::ERROR_BODY).await;
     let mut detail: String = body.trim().chars().take(300).collect();
     if detail.len() < body.trim().len() {
         detail.push('…');
@@ -249,5 +298,40 @@ pub(super) async fn status_error(what: String, response: Response) -> RegistryEr
         what,
         status,
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_may_not_leave_https() {
+        let client =
+            Client::new(ClientConfig::default(), CredentialSources::default()).expect("a client");
+        let what = || "POST https://registry.example/v2/app/blobs/uploads/".to_owned();
+        let refused = client
+            .resolve_location(
+                "registry.example",
+                "http://registry.example/upload/1",
+                &what,
+            )
+            .expect_err("a downgrade");
+        assert!(
+            matches!(refused, RegistryError::Insecure { .. }),
+            "{refused}"
+        );
+        assert_eq!(
+            client
+                .resolve_location("registry.example", "/upload/1?x=1", &what)
+                .expect("relative"),
+            "https://registry.example/upload/1?x=1"
+        );
+        assert_eq!(
+            client
+                .resolve_location("127.0.0.1:5000", "http://127.0.0.1:5000/u", &what)
+                .expect("plain http on loopback"),
+            "http://127.0.0.1:5000/u"
+        );
     }
 }

@@ -83,6 +83,34 @@ pub enum RegistryError {
         /// The digest of the bytes received.
         actual: String,
     },
+    /// An answer that could not be read whole: cut off, larger than its kind may be (a
+    /// manifest over 4 MiB), or not the JSON expected.
+    #[error("{what}")]
+    Body {
+        /// The request.
+        what: String,
+        /// Why.
+        #[source]
+        source: crate::http::BodyError,
+    },
+    /// A registry reached over https named a plain-http URL to go on with (an upload
+    /// `Location`, a `Link`).
+    #[error("{what}: the registry names the plain-http URL {url}; refusing to leave https")]
+    Insecure {
+        /// The request answered.
+        what: String,
+        /// The URL named.
+        url: String,
+    },
+    /// A `tags/list` whose pages do not end: a page names itself or an earlier one, or there
+    /// are more pages than any registry holds.
+    #[error("{what}: {reason}")]
+    Pagination {
+        /// The request of the last page.
+        what: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// A response missing a header the protocol requires (e.g. `Location` after starting an
     /// upload).
     #[error("{what}: the registry's answer has no {header} header")]
@@ -100,13 +128,18 @@ impl RegistryError {
     pub fn is_retryable(&self) -> bool {
         match self {
             RegistryError::Transport { .. } => true,
-            RegistryError::Status { status, .. } => super::retry::is_retryable_status(*status),
+            RegistryError::Body { source, .. } => source.is_retryable(),
+            RegistryError::Status { status, .. } => {
+                crate::http::retry::is_retryable_status(*status)
+            }
             RegistryError::Auth { .. }
             | RegistryError::Challenge { .. }
             | RegistryError::Credentials { .. }
             | RegistryError::EcrCredentials { .. }
             | RegistryError::GoogleCredentials { .. }
             | RegistryError::DigestMismatch { .. }
+            | RegistryError::Pagination { .. }
+            | RegistryError::Insecure { .. }
             | RegistryError::MissingHeader { .. } => false,
         }
     }

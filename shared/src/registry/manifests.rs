@@ -7,6 +7,7 @@ use reqwest::{Method, StatusCode};
 
 use super::client::{Client, Target, describe, status_error};
 use super::error::RegistryError;
+use crate::http::{self, limits};
 
 /// Manifest media types the promoter copies.
 pub mod media_type {
@@ -134,10 +135,9 @@ impl Client {
                 what: what(),
                 header: "Content-Type",
             })?;
-        let bytes = response
-            .bytes()
+        let bytes = http::read_capped(response, limits::MANIFEST)
             .await
-            .map_err(|source| RegistryError::Transport {
+            .map_err(|source| RegistryError::Body {
                 what: what(),
                 source,
             })?;
@@ -210,6 +210,10 @@ impl Client {
     /// Every tag of `repository` (following `Link: rel="next"` pages); empty when the
     /// repository does not exist. A listed name that is not a valid tag (no registry following
     /// the specification holds one) is skipped.
+    ///
+    /// Pages are bounded: each at most [`limits::TAG_PAGE`] bytes, at most [`limits::TAG_PAGES`]
+    /// of them, and a `Link` naming a page already read ends the listing with an error. A page
+    /// on another origin is read without credentials.
     pub async fn tags(&self, repository: &Repository) -> Result<Vec<Tag>, RegistryError> {
         let target = Target {
             repository,
@@ -221,9 +225,19 @@ impl Client {
             self.base_url(repository.host()),
             repository.path()
         );
+        let mut seen = std::collections::HashSet::new();
         let mut tags = Vec::new();
         loop {
             let what = || describe(&Method::GET, &url);
+            if !seen.insert(url.clone()) || seen.len() > limits::TAG_PAGES {
+                return Err(RegistryError::Pagination {
+                    what: what(),
+                    reason: format!(
+                        "the listing does not end (a page repeats, or more than {} pages)",
+                        limits::TAG_PAGES
+                    ),
+                });
+            }
             let response = self.send(&target, &what, &|http| http.get(&url)).await?;
             if response.status() == StatusCode::NOT_FOUND {
                 return Ok(tags);
@@ -235,16 +249,11 @@ impl Client {
                 .headers()
                 .get(reqwest::header::LINK)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|link| {
-                    link.split_once('<')
-                        .and_then(|(_, rest)| rest.split_once('>'))
-                        .map(|(u, _)| u.to_owned())
-                });
+                .and_then(next_link);
             let page: TagList =
-                response
-                    .json()
+                http::read_json(response, limits::TAG_PAGE)
                     .await
-                    .map_err(|source| RegistryError::Transport {
+                    .map_err(|source| RegistryError::Body {
                         what: what(),
                         source,
                     })?;
@@ -257,11 +266,21 @@ impl Client {
                 }
             }
             match next {
-                Some(next) => url = self.resolve_location(repository.host(), &next),
+                Some(next) => {
+                    let next = self.resolve_location(repository.host(), &next, &what)?;
+                    url = next;
+                }
                 None => return Ok(tags),
             }
         }
     }
+}
+
+/// The URL of a `Link: <URL>; rel="next"` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map(|(url, _)| url.to_owned())
 }
 
 impl Client {
@@ -294,10 +313,9 @@ impl Client {
         if !status.is_success() {
             return Err(status_error(what(), response).await);
         }
-        let bytes = response
-            .bytes()
+        let bytes = http::read_capped(response, limits::MANIFEST)
             .await
-            .map_err(|source| RegistryError::Transport {
+            .map_err(|source| RegistryError::Body {
                 what: what(),
                 source,
             })?;

@@ -13,7 +13,6 @@ mod error;
 pub mod limits;
 mod loopback;
 mod manifests;
-pub mod retry;
 
 pub use blobs::{Download, UploadStart};
 pub use client::{Client, ClientConfig, RequestCounts};

@@ -13,10 +13,10 @@ use futures_util::future::try_join_all;
 use serde::Deserialize;
 
 use super::{Pushed, SignError, Signer, push};
+use crate::http::retry::retry_unit;
 use crate::plan::Unit;
 use crate::reference::{Digest, Repository};
 use crate::registry::Client;
-use crate::registry::retry::retry_unit;
 
 /// Where one signature went.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,7 +14,6 @@
 //! bucket lookup to tell them apart.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -86,17 +85,14 @@ impl GcsStore {
         } else {
             format!("gs://{bucket}/{}", prefix.trim_end_matches('/'))
         };
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("promoter/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| StateError::Remote {
+        let http = crate::http::client(&crate::http::Timeouts::default()).map_err(|e| {
+            StateError::Remote {
                 url: url.clone(),
                 operation: "OPEN",
                 key: String::new(),
                 reason: format!("cannot build an HTTP client: {}", error_chain(&e)),
-            })?;
+            }
+        })?;
         Ok(GcsStore {
             http,
             endpoint: endpoint.to_owned(),

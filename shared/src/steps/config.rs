@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::http::Timeouts;
 use crate::notify::Notifier;
 use crate::queue::{MemoryQueue, Queue, SqsQueue};
 use crate::registry::auth::docker_config::DockerConfig;
@@ -40,6 +41,9 @@ pub struct Config {
     pub queues: QueueUrls,
     /// The steps' plain settings.
     pub settings: Settings,
+    /// How long HTTP requests may take (`PROMOTER_REQUEST_TIMEOUT`, seconds, for the
+    /// whole-exchange deadline): registries, token endpoints and GitHub.
+    pub timeouts: Timeouts,
 }
 
 /// How registries are reached.
@@ -181,12 +185,17 @@ impl Config {
             sign: var("PROMOTER_SIGN_QUEUE_URL"),
             notify: var("PROMOTER_NOTIFY_QUEUE_URL"),
         };
+        let timeouts = number::<u64>("PROMOTER_REQUEST_TIMEOUT")?
+            .map_or_else(Timeouts::default, |seconds| {
+                Timeouts::with_request(Duration::from_secs(seconds.max(1)))
+            });
         Ok(Config {
             state,
             registries,
             signing,
             queues,
             settings: settings_from_env()?,
+            timeouts,
         })
     }
 }
@@ -214,7 +223,7 @@ impl Deps {
     /// registry client, signer, queues and notifier are made.
     pub async fn build(config: &Config) -> Result<Deps, StepError> {
         let store = StateStore::open(&config.state).await?;
-        let client = Arc::new(registry_client(&config.registries).await?);
+        let client = Arc::new(registry_client(&config.registries, &config.timeouts).await?);
         let queues = queues(&config.queues).await;
         let signer = signer(&config.signing).await?;
         let required_signature = match &config.signing.require_signature {
@@ -235,7 +244,7 @@ impl Deps {
             required_signature,
             notifier,
             settings: config.settings.clone(),
-            http: github_http_client()?,
+            http: github_http_client(&config.timeouts)?,
         })
     }
 
@@ -245,18 +254,18 @@ impl Deps {
     }
 }
 
-/// The HTTP client used for GitHub (rustls, a User-Agent GitHub requires).
-pub fn github_http_client() -> Result<reqwest::Client, StepError> {
-    reqwest::Client::builder()
-        .user_agent(concat!("promoter/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|e| config_error("HTTP client", e))
+/// The HTTP client used for GitHub: the one transport ([`crate::http::client`]), whose
+/// deadline (60 s by default) stays well below a function's timeout, so that a stalled GitHub
+/// fails the step while it can still say so.
+pub fn github_http_client(timeouts: &Timeouts) -> Result<reqwest::Client, StepError> {
+    crate::http::client(timeouts).map_err(|e| config_error("HTTP client", e))
 }
 
 /// The registry client: Docker's config for credentials, plus ECR's and Google's.
-pub async fn registry_client(config: &RegistryConfig) -> Result<Client, StepError> {
+pub async fn registry_client(
+    config: &RegistryConfig,
+    timeouts: &Timeouts,
+) -> Result<Client, StepError> {
     let docker = DockerConfig::load().map_err(|e| config_error("DOCKER_CONFIG", e))?;
     let client_config = ClientConfig {
         insecure_hosts: config.insecure_hosts.clone(),
@@ -264,6 +273,7 @@ pub async fn registry_client(config: &RegistryConfig) -> Result<Client, StepErro
             concurrency: config.max_concurrent_requests.max(1),
             requests_per_second: config.max_requests_per_second,
         },
+        timeouts: *timeouts,
         ..ClientConfig::default()
     };
     let sources = CredentialSources {

@@ -279,11 +279,7 @@ impl GoogleCredentials {
         let http = self
             .http
             .get_or_try_init(|| async {
-                reqwest::Client::builder()
-                    .user_agent(concat!("promoter/", env!("CARGO_PKG_VERSION")))
-                    .connect_timeout(Duration::from_secs(5))
-                    .timeout(Duration::from_secs(30))
-                    .build()
+                crate::http::client(&crate::http::Timeouts::default())
                     .map_err(|source| GoogleError::HttpClient { source })
             })
             .await?;

@@ -152,10 +152,14 @@ impl Authenticator {
     /// if any): learns the host's scheme and, for Bearer, fetches a token for `scopes`, unless
     /// a concurrent request already replaced the token that was refused. Returns an error when
     /// nothing more can be tried.
+    ///
+    /// A registry reached over https (`secure`) must name an https token realm: the realm is
+    /// sent the registry's credentials, which must not travel in clear text.
     pub async fn on_unauthorized(
         &self,
         http: &reqwest::Client,
         host: &str,
+        secure: bool,
         scopes: &[String],
         www_authenticate: Option<&str>,
         sent: Option<&str>,
@@ -176,6 +180,7 @@ impl Authenticator {
                 lock(&self.schemes).insert(host.to_owned(), Scheme::Basic);
             }
             Challenge::Bearer(bearer) => {
+                refuse_downgrade(host, secure, &bearer.realm)?;
                 lock(&self.schemes).insert(host.to_owned(), Scheme::Bearer(bearer.clone()));
                 self.fetch_once(http, host, &bearer, scopes, sent).await?;
             }
@@ -284,10 +289,14 @@ impl Authenticator {
                 bearer.realm
             )));
         }
-        let token: TokenResponse = response
-            .json()
+        let token: TokenResponse = crate::http::read_json(response, crate::http::limits::TOKEN)
             .await
-            .map_err(|e| auth_error(format!("unreadable token response: {e}")))?;
+            .map_err(|e| {
+                auth_error(format!(
+                    "unreadable token response: {}",
+                    crate::error_chain::error_chain(&e)
+                ))
+            })?;
         let value = token
             .bearer()
             .ok_or_else(|| auth_error("token response has no token".to_owned()))?
@@ -302,6 +311,21 @@ impl Authenticator {
         );
         Ok(())
     }
+}
+
+/// Refuses a plain-http token realm named by a registry reached over https.
+fn refuse_downgrade(host: &str, secure: bool, realm: &str) -> Result<(), RegistryError> {
+    let realm_secure = crate::http::Origin::parse(realm.trim()).is_some_and(|o| o.is_secure());
+    if secure && !realm_secure {
+        return Err(RegistryError::Auth {
+            host: host.to_owned(),
+            reason: format!(
+                "the registry is reached over https but names the token realm {realm}: \
+                 refusing to send its credentials without TLS"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn no_credentials(host: &str) -> RegistryError {
@@ -330,4 +354,22 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuse_downgrade;
+
+    #[test]
+    fn an_https_registry_may_not_name_a_plain_http_realm() {
+        let refused =
+            refuse_downgrade("gcr.io", true, "http://gcr.io/v2/token").expect_err("a downgrade");
+        assert!(refused.to_string().contains("without TLS"), "{refused}");
+        assert!(refuse_downgrade("gcr.io", true, "https://gcr.io/v2/token").is_ok());
+        assert!(refuse_downgrade("gcr.io", true, "https://auth.example/token").is_ok());
+        assert!(
+            refuse_downgrade("127.0.0.1:5000", false, "http://127.0.0.1:5001/token").is_ok(),
+            "a plain-http registry (loopback, insecure) may use a plain-http realm"
+        );
+    }
 }

@@ -1,5 +1,7 @@
 //! When and how long to wait before retrying a request: exponential backoff with full jitter,
-//! and the server's `Retry-After` when it gives one.
+//! the server's `Retry-After` when it gives one, and a total budget after which the last error
+//! stands. The one retry policy of every request the promoter sends (registries, token
+//! endpoints, GitHub, Cloud Storage, notification sinks).
 
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +16,9 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// The largest wait, for backoff and for `Retry-After` alike.
     pub max: Duration,
+    /// The time from the first try after which no retry starts: a peer that stays broken is
+    /// reported within about this long (plus one request's deadline).
+    pub budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -22,11 +27,27 @@ impl Default for RetryPolicy {
             attempts: 6,
             base: Duration::from_millis(200),
             max: Duration::from_secs(30),
+            budget: Duration::from_secs(90),
         }
     }
 }
 
 impl RetryPolicy {
+    /// The wait before retry number `retry` (1 for the first), or `None` when the policy allows
+    /// no more: out of attempts, or the wait would end past the budget counted from `started`.
+    pub fn next_wait(
+        &self,
+        retry: u32,
+        retry_after: Option<Duration>,
+        started: std::time::Instant,
+    ) -> Option<Duration> {
+        if retry >= self.attempts {
+            return None;
+        }
+        let wait = self.delay(retry, retry_after);
+        (started.elapsed() + wait <= self.budget).then_some(wait)
+    }
+
     /// The wait before retry number `retry` (1 for the first retry): the server's
     /// `Retry-After` if given, else a random time up to `base × 2^(retry-1)`, capped at `max`.
     pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
@@ -98,6 +119,7 @@ mod tests {
             attempts: 10,
             base: Duration::from_millis(100),
             max: Duration::from_secs(1),
+            budget: Duration::from_secs(60),
         };
         for _ in 0..100 {
             assert!(policy.delay(1, None) <= Duration::from_millis(100));
@@ -112,6 +134,29 @@ mod tests {
             policy.delay(1, Some(Duration::from_secs(90))),
             Duration::from_secs(1)
         );
+    }
+
+    #[test]
+    fn no_retry_past_the_attempts_or_the_budget() {
+        let policy = RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(1),
+            max: Duration::from_secs(10),
+            budget: Duration::from_secs(5),
+        };
+        let now = std::time::Instant::now();
+        assert!(policy.next_wait(1, None, now).is_some());
+        assert!(policy.next_wait(2, None, now).is_some());
+        assert_eq!(policy.next_wait(3, None, now), None, "three tries in all");
+        assert_eq!(
+            policy.next_wait(1, Some(Duration::from_secs(6)), now),
+            None,
+            "a Retry-After past the budget ends the retries"
+        );
+        let long_ago = now.checked_sub(Duration::from_secs(6)).unwrap_or(now);
+        if long_ago < now {
+            assert_eq!(policy.next_wait(1, None, long_ago), None, "budget spent");
+        }
     }
 
     #[test]
