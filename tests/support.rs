@@ -7,18 +7,11 @@ pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
 }
 
-/// The reference corpus of real manifests beside the project (`../shared/corpus/k8s.io`).
-///
-/// Every machine the tests run on has it (CI clones the project beside `shared/`); a test that
-/// needs it fails naming the folder rather than passing without it.
+/// The sample of real Kubernetes manifests (two projects of kubernetes/k8s.io), copied from the
+/// reference corpus beside the project (`../shared/corpus/k8s.io`) into `tests/data`, so that
+/// the test reading it runs wherever the project is cloned.
 pub fn k8s_corpus() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/k8s.io");
-    assert!(
-        dir.is_dir(),
-        "the corpus of real manifests is missing: {} (it lives beside the project)",
-        dir.display()
-    );
-    dir
+    data_dir().join("corpus/k8s.io")
 }
 
 /// Renders diagnostics one per line, with `root` stripped from file names.
