@@ -7,7 +7,8 @@
 //! queues and state.
 //!
 //! 1. validate-manifest, through its Function URL: a signed GitHub push is accepted (202), its
-//!    run recorded and one copy message per unit sent; the same delivery again is a duplicate
+//!    run recorded and one copy message per unit sent (taking over the claim of a first
+//!    delivery whose handler died); the same delivery again is a duplicate
 //!    that sends nothing; a wrongly signed or unsigned push gets 401 and records nothing.
 //! 2. copy-digest, with an SQS batch: the good unit is copied byte for byte and a sign message
 //!    sent; a unit whose lease another worker holds is the only `batchItemFailures` entry; a
@@ -450,6 +451,16 @@ async fn validate_manifest(world: &World) -> String {
     assert_eq!(world.tarball_requests(), 0, "GitHub was asked for nothing");
     drain(&world.sqs, &world.copy_queue, 0).await;
 
+    // A first delivery of the merged push claimed it and then died (a crash, or the function's
+    // timeout) without finishing or releasing the claim: GitHub's redelivery takes it over.
+    let claim = world.state.join(format!("deliveries/{DELIVERY}/{SHA}"));
+    std::fs::create_dir_all(claim.parent().expect("a parent")).expect("mkdir deliveries");
+    std::fs::write(
+        &claim,
+        json!({"revision": SHA, "claimed_at": 1_000_000, "done": false}).to_string(),
+    )
+    .expect("a stale claim");
+
     // The merged push: one run, one copy message per unit.
     let signature = hub_signature(WEBHOOK_SECRET, &body);
     let accepted = world.push(&body, Some(&signature));
@@ -494,6 +505,10 @@ async fn validate_manifest(world: &World) -> String {
             .collect();
     assert_eq!(units, expected, "one copy message per unit");
     assert_eq!(world.tarball_requests(), 1);
+
+    let claim: Value =
+        serde_json::from_slice(&std::fs::read(&claim).expect("the claim")).expect("JSON");
+    assert_eq!(claim["done"], true, "{claim}");
 
     // GitHub delivers it again: nothing more happens.
     let again = world.push(&body, Some(&signature));

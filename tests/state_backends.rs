@@ -510,11 +510,9 @@ async fn moto_contract() {
     s3_backend(config, false).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn moto_race() {
-    let (_server, config) = moto_with_buckets(&[BUCKET]).await;
-    race(Arc::new(s3_store(&config, BUCKET).await)).await;
-}
+// No race test on moto: its conditional PUT (`If-Match`) checks and writes in two steps without
+// a lock, so under load two of eight writers can both win (seen in CI, 2026-12-06). The S3
+// store's compare-and-set is raced against SeaweedFS above, a real S3-compatible server.
 
 // ---------------------------------------------------------------------------------------------
 // GCS

@@ -133,7 +133,7 @@ fn rows(plan: &Plan, handled: Vec<Handled>) -> anyhow::Result<Vec<Row>> {
             (Function::Notify, Err(error)) => {
                 eprintln!(
                     "warning: notification not delivered: {}",
-                    error_chain(&error)
+                    crate::terminal::clean(&error_chain(&error))
                 );
             }
             (_, Ok(_)) => {}

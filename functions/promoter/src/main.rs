@@ -13,6 +13,7 @@ mod promote;
 mod report;
 mod runs;
 mod signing;
+mod terminal;
 
 use std::process::ExitCode;
 
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", terminal::clean(&format!("{error:#}")));
             exit::usage_error()
         }
     }

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::cli::PromoteOutput;
 use crate::exit::INVALID;
+use crate::terminal::clean;
 
 /// Prints the result; exit code 1 when a unit failed.
 pub fn report(
@@ -326,7 +327,7 @@ fn write_text(out: &mut dyn Write, dry_run: bool, s: &Summary, rows: &[Row]) -> 
             Row::Done { .. } => None,
         };
         if let Some(error) = error {
-            writeln!(out, "FAILED {source}@{digest}: {error}")?;
+            writeln!(out, "FAILED {source}@{digest}: {}", clean(&error))?;
         }
     }
     Ok(())

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::Context;
 use promoter::copy::CopyOptions;
@@ -15,6 +15,7 @@ use promoter::steps::promote as steps;
 use crate::cli::{PromoteOutput, RunsCommand};
 use crate::exit::INVALID;
 use crate::report::{Row, report};
+use crate::terminal::{clean, when};
 
 /// Runs a `promoter runs` command.
 pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {
@@ -88,30 +89,45 @@ async fn retry(
     )
 }
 
-fn when(unix: u64) -> String {
-    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(unix))
-}
-
 fn status(record: &RunRecord) -> String {
     record.status.to_string()
 }
 
+/// Reports on standard error the records that could not be read, by key.
+fn warn_unreadable(unreadable: &[(String, String)]) {
+    for (key, error) in unreadable {
+        eprintln!("error: {}: {}", clean(key), clean(error));
+    }
+}
+
+/// Success, or exit code 2 when a record could not be read (everything else was printed, as
+/// `ls` does with an unreadable entry).
+fn listed(unreadable: &[(String, String)]) -> ExitCode {
+    if unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        crate::exit::usage_error()
+    }
+}
+
 async fn list(store: &StateStore, output: PromoteOutput) -> anyhow::Result<ExitCode> {
-    let runs = steps::list_runs(store).await?;
+    let listing = steps::list_runs(store).await?;
+    warn_unreadable(&listing.unreadable);
+    let runs = listing.records;
     let mut out = std::io::stdout().lock();
     if output == PromoteOutput::Json {
         serde_json::to_writer(&mut out, &runs)?;
         writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(listed(&listing.unreadable));
     }
-    if runs.is_empty() {
+    if runs.is_empty() && listing.unreadable.is_empty() {
         writeln!(out, "No runs in {}.", store.url())?;
     }
     for run in &runs {
         writeln!(
             out,
             "{}  {:<8}  {} units: {} done, {} failed, {} pending  started {}  {} {}",
-            run.id,
+            clean(&run.id),
             status(run),
             run.units,
             run.counts.done,
@@ -119,18 +135,20 @@ async fn list(store: &StateStore, output: PromoteOutput) -> anyhow::Result<ExitC
             run.counts.pending,
             when(run.started_at),
             run.trigger.kind,
-            run.trigger.revision,
+            clean(&run.trigger.revision),
         )?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(listed(&listing.unreadable))
 }
 
 async fn show(store: &StateStore, id: &str, output: PromoteOutput) -> anyhow::Result<ExitCode> {
     let Some((run, planned)) = steps::load_run(store, id).await? else {
-        eprintln!("error: no run `{id}` in {}", store.url());
+        eprintln!("error: no run `{}` in {}", clean(id), store.url());
         return Ok(INVALID);
     };
-    let records: Vec<UnitRecord> = steps::unit_records(store, id).await?;
+    let listing = steps::list_unit_records(store, id).await?;
+    warn_unreadable(&listing.unreadable);
+    let records: Vec<UnitRecord> = listing.records;
     let mut out = std::io::stdout().lock();
     if output == PromoteOutput::Json {
         serde_json::to_writer(
@@ -138,14 +156,14 @@ async fn show(store: &StateStore, id: &str, output: PromoteOutput) -> anyhow::Re
             &serde_json::json!({ "run": run, "units": records }),
         )?;
         writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(listed(&listing.unreadable));
     }
     writeln!(
         out,
         "Run {} ({} {}): {}, {} units: {} done, {} failed, {} pending. Started {}{}.",
-        run.id,
+        clean(&run.id),
         run.trigger.kind,
-        run.trigger.revision,
+        clean(&run.trigger.revision),
         status(&run),
         run.units,
         run.counts.done,
@@ -158,32 +176,43 @@ async fn show(store: &StateStore, id: &str, output: PromoteOutput) -> anyhow::Re
     )?;
     for unit in &planned {
         match records.iter().find(|r| r.id == unit.id) {
-            Some(r) => {
-                let status = r.status.to_string();
-                let seconds = r
-                    .seconds
-                    .map(|s| format!("{s:.1}s"))
-                    .unwrap_or_else(|| "-".to_owned());
-                writeln!(
-                    out,
-                    "  {}  {:<7}  attempts {}  {:>6}  {}@{}",
-                    r.id, status, r.attempts, seconds, r.source, r.digest
-                )?;
-                if let Some(error) = &r.error {
-                    let kind = if error.retryable {
-                        "retryable"
-                    } else {
-                        "permanent"
-                    };
-                    writeln!(out, "      {kind} error: {}", error.message)?;
-                }
-            }
+            Some(r) => write_unit_record(&mut out, r)?,
             None => writeln!(
                 out,
                 "  {}  pending  attempts 0  {:>6}  {}@{}",
-                unit.id, "-", unit.source, unit.digest
+                clean(&unit.id),
+                "-",
+                unit.source,
+                unit.digest
             )?,
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(listed(&listing.unreadable))
+}
+
+/// One unit's line (and its error's) in `runs show`.
+fn write_unit_record(out: &mut impl Write, r: &UnitRecord) -> std::io::Result<()> {
+    let seconds = r
+        .seconds
+        .map(|s| format!("{s:.1}s"))
+        .unwrap_or_else(|| "-".to_owned());
+    writeln!(
+        out,
+        "  {}  {:<7}  attempts {}  {:>6}  {}@{}",
+        clean(&r.id),
+        r.status.to_string(),
+        r.attempts,
+        seconds,
+        clean(&r.source),
+        clean(&r.digest)
+    )?;
+    if let Some(error) = &r.error {
+        let kind = if error.retryable {
+            "retryable"
+        } else {
+            "permanent"
+        };
+        writeln!(out, "      {kind} error: {}", clean(&error.message))?;
+    }
+    Ok(())
 }

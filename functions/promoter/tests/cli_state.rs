@@ -861,8 +861,12 @@ fn corrupt_local_records_are_named_and_nothing_is_redone() {
                 .expect("an intact record");
         assert_eq!(&after, before, "unit {id}: a done unit is not redone");
     }
+    // `runs show` names the bad record and still shows the run and its other units.
     let show = run_named(dir, &state, &["runs", "show", &run], "show-truncated-unit");
-    assert_state_error(&show, &[&key, "not a valid unit record"]);
+    assert_reported_with_key(&show, &[&key, "not a valid unit record"]);
+    for (id, _) in &other_done {
+        assert!(show.stdout.contains(id.as_str()), "{id}: {}", show.stdout);
+    }
 
     // A foreign run record: named, on promote, runs show and runs list.
     let run_key = format!("runs/{run}/run.json");
@@ -878,7 +882,21 @@ fn corrupt_local_records_are_named_and_nothing_is_redone() {
     let show = run_named(dir, &state, &["runs", "show", &run], "show-foreign-run");
     assert_state_error(&show, &[&run_key, "not a valid run record"]);
     let list = run_named(dir, &state, &["runs", "list"], "list-foreign-run");
-    assert_state_error(&list, &[&run_key, "not a valid run record"]);
+    assert_reported_with_key(&list, &[&run_key, "not a valid run record"]);
+}
+
+/// `runs list` and `runs show` name a record they cannot read (exit 2) and print the rest.
+fn assert_reported_with_key(finished: &Finished, what: &[&str]) {
+    finished.assert_exit(STATE_ERROR_EXIT);
+    assert!(!finished.stderr.contains("panicked"), "{}", finished.stderr);
+    for text in what {
+        assert!(
+            finished.stderr.contains(text),
+            "{}: the error names `{text}`: {}",
+            finished.name,
+            finished.stderr
+        );
+    }
 }
 
 fn run_named(dir: &Path, state: &State, args: &[&str], name: &str) -> Finished {

@@ -105,6 +105,22 @@ impl CopyError {
     }
 }
 
+impl CopyError {
+    /// Retryable, and not a request that timed out after the client's own retries: what the
+    /// engine tries again at once (a timed-out registry is left to the queue's redelivery).
+    pub fn is_worth_retrying_now(&self) -> bool {
+        let timed_out = match self {
+            CopyError::Registry(RegistryError::Transport { source, .. }) => source.is_timeout(),
+            CopyError::Registry(RegistryError::Body {
+                source: crate::http::BodyError::Read(source),
+                ..
+            }) => source.is_timeout(),
+            _ => false,
+        };
+        self.is_retryable() && !timed_out
+    }
+}
+
 /// A manifest PUT refused with `MANIFEST_BLOB_UNKNOWN` although the engine placed every blob
 /// first. CNCF distribution rewrites a repository's blob link when the blob is mounted there
 /// again, and a manifest PUT checking that link at the same moment is refused; observed with

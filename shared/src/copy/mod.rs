@@ -253,15 +253,17 @@ impl Engine {
 
     /// Copies one unit to all its destinations.
     ///
-    /// A unit that fails for a reason that may pass (network, throttling past the client's
-    /// own retries, a broken download) is tried again (see [`retry_unit`]); every step is
-    /// idempotent, so a retry only does what is still missing.
+    /// A unit that fails for a reason that may pass (throttling past the client's own
+    /// retries, a broken download) is tried again (see [`retry_unit`]); every step is
+    /// idempotent, so a retry only does what is still missing. A request that timed out is not:
+    /// the client already spent its retry budget on it, and a registry that does not answer is
+    /// reported now rather than three budgets later (the unit stays retryable for its queue).
     pub async fn copy_unit(&self, unit: &Unit) -> UnitReport {
         let started = Instant::now();
         let run = execute::UnitRun::new(self);
         // Boxed: the observation and execution futures are deep, and a caller's future (a
         // queue batch of units) would otherwise be too deep for the compiler's layout limit.
-        let result = retry_unit(CopyError::is_retryable, || async {
+        let result = retry_unit(CopyError::is_worth_retrying_now, || async {
             let observed = Box::pin(self.observe(unit)).await?;
             let steps = decide(unit, &observed)?;
             Box::pin(run.execute(steps)).await

@@ -290,7 +290,13 @@ fn is_retryable_transport(error: &reqwest::Error) -> bool {
 pub(super) async fn status_error(what: String, response: Response) -> RegistryError {
     let status = response.status();
     let body = http::read_prefix(response, limits::ERROR_BODY).await;
-    let mut detail: String = body.trim().chars().take(300).collect();
+    // Control characters become spaces: the text ends up in records, terminals and notices.
+    let mut detail: String = body
+        .trim()
+        .chars()
+        .take(300)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if detail.len() < body.trim().len() {
         detail.push('…');
     }

@@ -12,7 +12,7 @@ pub enum StateError {
         reason: String,
     },
     /// A local-directory operation failed.
-    #[error("state {path}: {source}")]
+    #[error("state {path}")]
     Io {
         /// The file or folder.
         path: String,
@@ -62,4 +62,25 @@ pub enum StateError {
         /// The parse error.
         reason: String,
     },
+}
+
+impl StateError {
+    /// True when the same operation may succeed later (a store that is down or throttling, a
+    /// folder being written); false for what will not change by itself: a bad URL, a missing
+    /// bucket, refused credentials, a corrupt record, or a file that is not a record.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StateError::Remote { .. } => true,
+            StateError::Io { source, .. } => !matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::IsADirectory
+                    | std::io::ErrorKind::Other
+            ),
+            StateError::BadUrl { .. }
+            | StateError::MissingBucket { .. }
+            | StateError::Denied { .. }
+            | StateError::Corrupt { .. } => false,
+        }
+    }
 }

@@ -8,13 +8,38 @@
 //! carry their own counters and timestamps.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 
 use super::{Object, StateError, Version};
 use crate::reference::Digest;
+
+/// The largest record read: far above any record the promoter writes (a Kubernetes-sized
+/// desired index is tens of MiB), and a bound when something else sits at a key.
+pub const MAX_RECORD_BYTES: u64 = 256 << 20;
+
+/// Opens `path` for reading if it is a regular file: not through a symlink (`O_NOFOLLOW`),
+/// never waiting on a FIFO (`O_NONBLOCK`), and checked to be a regular file once open.
+fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::other("a symlink, not a record")
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
 
 /// A state store in a local directory.
 pub struct FileStore {
@@ -76,20 +101,27 @@ impl FileStore {
     }
 
     fn read(path: &Path) -> Result<Option<Object>, StateError> {
-        match fs::read(path) {
-            Ok(bytes) => {
-                let version = Version(Digest::of(&bytes).to_string());
-                Ok(Some(Object {
-                    bytes: Bytes::from(bytes),
-                    version,
-                }))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_error(path)(e)),
+        let file = match open_regular(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(path)(e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_RECORD_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_error(path))?;
+        if bytes.len() as u64 > MAX_RECORD_BYTES {
+            return Err(io_error(path)(std::io::Error::other(format!(
+                "larger than {MAX_RECORD_BYTES} bytes: not a record the promoter wrote"
+            ))));
         }
+        let version = Version(Digest::of(&bytes).to_string());
+        Ok(Some(Object {
+            bytes: Bytes::from(bytes),
+            version,
+        }))
     }
 
-    /// Writes `bytes` to `path` atomically: a temporary file beside it, synced, renamed.
     fn write(path: &Path, bytes: &[u8]) -> Result<Version, StateError> {
         let parent = path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(parent).map_err(io_error(parent))?;
@@ -181,7 +213,8 @@ impl FileStore {
                     Err(e) => return Err(io_error(&dir)(e)),
                 };
                 for entry in entries {
-                    let path = entry.map_err(io_error(&dir))?.path();
+                    let entry = entry.map_err(io_error(&dir))?;
+                    let path = entry.path();
                     let hidden = path
                         .file_name()
                         .and_then(|n| n.to_str())
@@ -189,8 +222,13 @@ impl FileStore {
                     if hidden {
                         continue;
                     }
-                    if path.is_dir() {
+                    // The entry itself, symlinks not followed: folders are walked, regular
+                    // files listed, anything else (a symlink, a FIFO, a device) left out.
+                    let kind = entry.file_type().map_err(io_error(&path))?;
+                    if kind.is_dir() {
                         pending.push(path);
+                    } else if !kind.is_file() {
+                        tracing::warn!(path = %path.display(), "not a regular file: left out of the state listing");
                     } else if let Ok(relative) = path.strip_prefix(&root) {
                         let key = relative.to_string_lossy().replace('\\', "/");
                         if key.starts_with(&prefix) {
@@ -214,5 +252,89 @@ impl FileStore {
             Err(e) => Err(io_error(&path)(e)),
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, FileStore) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = FileStore::open(&dir.path().to_string_lossy()).expect("a store");
+        (dir, store)
+    }
+
+    fn make_fifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(status.success());
+    }
+
+    /// Fails the test instead of hanging it.
+    async fn promptly<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(30), future)
+            .await
+            .expect("answered without waiting on a special file")
+    }
+
+    #[tokio::test]
+    async fn special_files_and_symlinks_at_a_key_are_refused_not_followed() {
+        let (dir, store) = store();
+        std::fs::create_dir_all(dir.path().join("runs/r")).expect("mkdir");
+        make_fifo(&dir.path().join("runs/r/run.json"));
+        let error = promptly(store.get("runs/r/run.json"))
+            .await
+            .expect_err("a FIFO is not a record");
+        assert!(
+            crate::error_chain::error_chain(&error).contains("runs/r/run.json"),
+            "{error}"
+        );
+
+        let secret = dir.path().join("outside-secret");
+        std::fs::write(&secret, "token").expect("write");
+        std::os::unix::fs::symlink(&secret, dir.path().join("runs/r/plan.json")).expect("link");
+        let error = promptly(store.get("runs/r/plan.json"))
+            .await
+            .expect_err("a symlink is not followed");
+        assert!(
+            crate::error_chain::error_chain(&error).contains("symlink"),
+            "{error}"
+        );
+
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("runs/r/zero.json")).expect("link");
+        promptly(store.get("runs/r/zero.json"))
+            .await
+            .expect_err("/dev/zero is not read");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_record_is_refused() {
+        let (dir, store) = store();
+        let file = std::fs::File::create(dir.path().join("big.json")).expect("create");
+        file.set_len(MAX_RECORD_BYTES + 1).expect("a sparse file");
+        let error = promptly(store.get("big.json"))
+            .await
+            .expect_err("too large");
+        assert!(
+            crate::error_chain::error_chain(&error).contains("larger than"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn listing_leaves_out_symlinks_loops_and_special_files() {
+        let (dir, store) = store();
+        store
+            .create("runs/r/run.json", Bytes::from_static(b"{}"))
+            .await
+            .expect("create");
+        std::os::unix::fs::symlink(dir.path().join("runs"), dir.path().join("runs/r/loop"))
+            .expect("a loop");
+        make_fifo(&dir.path().join("runs/r/fifo.json"));
+        let keys = promptly(store.list("runs/")).await.expect("a listing");
+        assert_eq!(keys, ["runs/r/run.json"]);
     }
 }

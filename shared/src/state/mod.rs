@@ -8,6 +8,7 @@
 //! than a trait object: async methods in traits are not object-safe without boxing every call,
 //! and the set of backends is closed.
 
+pub mod claim;
 mod error;
 mod file;
 mod gcs;

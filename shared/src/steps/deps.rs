@@ -91,3 +91,27 @@ pub struct Deps {
     /// HTTP client for GitHub.
     pub http: reqwest::Client,
 }
+
+#[cfg(test)]
+impl Deps {
+    /// Dependencies for unit tests: state and queues in memory, no sink, no signer, a client
+    /// that reaches nothing unless a test gives it a loopback registry.
+    pub(crate) fn in_memory() -> Deps {
+        Deps {
+            store: crate::state::StateStore::from(crate::state::MemoryStore::default()),
+            client: std::sync::Arc::new(
+                crate::registry::Client::new(
+                    crate::registry::ClientConfig::default(),
+                    crate::registry::auth::session::CredentialSources::default(),
+                )
+                .expect("a client"),
+            ),
+            queues: Queues::in_memory(),
+            signer: None,
+            required_signature: None,
+            notifier: crate::notify::Notifier::new(Vec::new(), None),
+            settings: Settings::default(),
+            http: reqwest::Client::new(),
+        }
+    }
+}

@@ -109,10 +109,7 @@ impl StepError {
             | StepError::Load(_) => false,
             StepError::Held { .. } | StepError::Queue(_) => true,
             StepError::Copy { source, .. } => source.is_retryable(),
-            StepError::State(e) => !matches!(
-                e,
-                StateError::Corrupt { .. } | StateError::BadUrl { .. } | StateError::Denied { .. }
-            ),
+            StepError::State(e) => e.is_retryable(),
             StepError::Source(e) => e.is_retryable(),
             StepError::Registry(e) => e.is_retryable(),
             StepError::Sign(e) => e.is_retryable(),

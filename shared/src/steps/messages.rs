@@ -2,7 +2,8 @@
 //!
 //! validate-manifest sends one [`CopyMessage`] per unit; copy-digest sends a [`SignMessage`]
 //! per promoted unit (when signing is on); the unit that finishes a run sends a
-//! [`NotifyMessage::Run`]; the auditor sends a [`NotifyMessage::Alert`] per unapproved push.
+//! [`NotifyMessage::Run`]; the auditor sends a [`NotifyMessage::Alert`] per unapproved push;
+//! validate-manifest sends a [`NotifyMessage::Invalid`] for invalid manifests on the branch.
 //! Delivery is at least once: every handler is idempotent on its message.
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,11 @@ pub enum NotifyMessage {
     /// The auditor found a push nobody approved.
     Alert {
         /// The audit record's key in state.
+        key: String,
+    },
+    /// Invalid manifests reached the promoted branch.
+    Invalid {
+        /// The [`super::validate::InvalidRecord`]'s key in state.
         key: String,
     },
 }

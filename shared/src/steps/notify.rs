@@ -5,18 +5,21 @@
 //! one sink is down the message comes back (or lands in the dead-letter queue) and a retry
 //! sends it only to the sinks that missed it.
 
-use bytes::Bytes;
+use std::time::SystemTime;
+
 use serde::Serialize;
 
 use crate::audit::AuditRecord;
 use crate::error_chain::error_chain;
 use crate::notify::{CommitState, CommitStatus, Delivery, Notice, NoticeKind};
+use crate::state::claim::{self, Claim};
 use crate::state::records::{self, RunRecord, RunStatus, UnitRecord, UnitStatus, run_key};
 use crate::steps::promote::unit_records;
 
 use super::deps::Deps;
 use super::error::StepError;
 use super::messages::NotifyMessage;
+use super::validate::InvalidRecord;
 
 /// What notify did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -31,7 +34,7 @@ pub struct NotifyOutcome {
     pub skipped: Vec<String>,
 }
 
-/// `notifications/<notice-id>/<sink>`.
+/// `notifications/<notice-id>/<sink>`: the claim of sending a notice to a sink.
 pub fn sent_key(notice: &str, sink: &str) -> String {
     format!("notifications/{notice}/{sink}")
 }
@@ -41,6 +44,7 @@ pub async fn notify(message: &NotifyMessage, deps: &Deps) -> Result<NotifyOutcom
     let notice = match message {
         NotifyMessage::Run { run } => run_notice(deps, run).await?,
         NotifyMessage::Alert { key } => alert_notice(deps, key).await?,
+        NotifyMessage::Invalid { key } => invalid_notice(deps, key).await?,
     };
     let mut outcome = NotifyOutcome {
         notice: notice.id.clone(),
@@ -49,16 +53,25 @@ pub async fn notify(message: &NotifyMessage, deps: &Deps) -> Result<NotifyOutcom
     let sinks = deps.notifier.sink_names();
     let mut failures = Vec::new();
     for sink in &sinks {
+        // Claimed before sending, so that two workers holding the same message (an SQS
+        // redelivery while the first still runs) do not both send it; a claim whose worker
+        // died is taken over after `claim::CLAIM_TIMEOUT`.
         let key = sent_key(&notice.id, sink);
-        if deps.store.get(&key).await?.is_some() {
-            outcome.already.push((*sink).to_owned());
-            continue;
-        }
-        match deps.notifier.send(sink, &notice).await {
-            Ok(Delivery::Sent) => {
-                deps.store.create(&key, Bytes::from_static(b"sent")).await?;
-                outcome.sent.push((*sink).to_owned());
+        let claimed = match claim::claim(&deps.store, &key, SystemTime::now()).await? {
+            Claim::Taken(version) => version,
+            Claim::Handled => {
+                outcome.already.push((*sink).to_owned());
+                continue;
             }
+        };
+        let sent = deps.notifier.send(sink, &notice).await;
+        if matches!(sent, Ok(Delivery::Sent)) {
+            claim::finish(&deps.store, &key, &claimed).await?;
+        } else {
+            claim::release(&deps.store, &key).await?;
+        }
+        match sent {
+            Ok(Delivery::Sent) => outcome.sent.push((*sink).to_owned()),
             Ok(Delivery::Skipped) => outcome.skipped.push((*sink).to_owned()),
             Err(error) => {
                 tracing::warn!(sink, notice = %notice.id, error = %error_chain(&error), "sink failed");
@@ -187,6 +200,50 @@ async fn alert_notice(deps: &Deps, key: &str) -> Result<Notice, StepError> {
             what: format!("audit record {key}"),
         })?;
     Ok(alert(&record))
+}
+
+async fn invalid_notice(deps: &Deps, key: &str) -> Result<Notice, StepError> {
+    let (record, _) = records::read::<InvalidRecord>(&deps.store, key, "invalid-manifest record")
+        .await?
+        .ok_or_else(|| StepError::Unknown {
+            run: "-".to_owned(),
+            what: format!("invalid-manifest record {key}"),
+        })?;
+    Ok(invalid(&record))
+}
+
+/// The notice for invalid manifests on the promoted branch: an alert, and a failure status on
+/// the commit when its repository is known.
+pub fn invalid(record: &InvalidRecord) -> Notice {
+    let problems = if record.total == 1 {
+        "1 problem".to_owned()
+    } else {
+        format!("{} problems", record.total)
+    };
+    let mut text = record.diagnostics.join("\n");
+    if record.total > record.diagnostics.len() {
+        text.push_str(&format!(
+            "\n… and {} more",
+            record.total - record.diagnostics.len()
+        ));
+    }
+    Notice {
+        kind: NoticeKind::Alert,
+        id: format!("invalid-{}", claim::segment(&record.revision)),
+        title: format!(
+            "Invalid manifests at {}: nothing promoted ({problems})",
+            record.revision
+        ),
+        text,
+        details: serde_json::to_value(record).unwrap_or(serde_json::Value::Null),
+        commit: record.repository.as_ref().map(|repository| CommitStatus {
+            repository: repository.clone(),
+            sha: record.revision.clone(),
+            state: CommitState::Failure,
+            description: format!("manifests invalid: {problems}, nothing promoted"),
+            target_url: None,
+        }),
+    }
 }
 
 /// The notice for an unapproved push.

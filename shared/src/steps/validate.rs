@@ -3,28 +3,30 @@
 //!
 //! From a GitHub push webhook: the `X-Hub-Signature-256` HMAC is checked first (nothing else
 //! happens without a valid one), pushes to other branches and non-push events are ignored, a
-//! delivery already handled (`X-GitHub-Delivery`) is not handled again, and the manifests are
+//! delivery already handled (`X-GitHub-Delivery`) is not handled again (one whose handler died
+//! is taken over: [`crate::state::claim`]), and the manifests are
 //! fetched at the pushed commit (GitHub's tarball API). By hand: `{"revision": …, "manifests":
 //! "s3://…"|"gs://…"|"file://…"}`. Either way the manifests are validated, planned, the run and
 //! the desired state recorded, and every unit not yet final is enqueued. The run id derives
 //! from the revision, so the same commit never makes two runs.
 
 use std::path::Path;
+use std::time::SystemTime;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{GithubError, PushEvent, verify_signature};
 use crate::manifest;
 use crate::plan;
 use crate::source::{self, Fetched, GithubRepo};
+use crate::state::claim::{self, Claim};
 use crate::state::records::{self, Trigger, TriggerKind, UnitFailure};
 use crate::steps::promote::{record_run, run_id};
 
 use super::deps::Deps;
 use super::error::{StepError, malformed};
 use super::http::{HttpRequest, HttpResponse};
-use super::messages::{CopyMessage, encode};
+use super::messages::{CopyMessage, NotifyMessage, encode};
 use super::progress::{conclude_if_finished, failed_units, final_units, raise_finals, reopen};
 
 /// An on-call request to promote manifests from object storage (or a local folder).
@@ -85,15 +87,6 @@ impl ValidateOutcome {
     }
 }
 
-/// `deliveries/<id>`: a GitHub delivery being or already handled.
-pub fn delivery_key(delivery: &str) -> String {
-    let safe: String = delivery
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
-    format!("deliveries/{safe}")
-}
-
 /// Handles a GitHub push webhook, answering as HTTP.
 pub async fn handle_webhook(request: &HttpRequest, deps: &Deps) -> HttpResponse {
     HttpResponse::of(
@@ -137,24 +130,23 @@ pub async fn webhook(request: &HttpRequest, deps: &Deps) -> Result<ValidateOutco
             ),
         });
     }
-    let delivery = request.header("x-github-delivery").map(str::to_owned);
-    if let Some(id) = &delivery {
-        let claimed = deps
-            .store
-            .create(&delivery_key(id), Bytes::from(push.after.clone()))
-            .await?;
-        if claimed.is_none() {
+    let Some(id) = request.header("x-github-delivery") else {
+        return promote_push(&push, deps).await;
+    };
+    let key = claim::delivery_key(id, &push.after);
+    let claimed = match claim::claim(&deps.store, &key, SystemTime::now()).await? {
+        Claim::Taken(version) => version,
+        Claim::Handled => {
             return Ok(ValidateOutcome::Duplicate {
-                delivery: id.clone(),
+                delivery: id.to_owned(),
             });
         }
-    }
+    };
     let result = promote_push(&push, deps).await;
-    if result.is_err()
-        && let Some(id) = &delivery
-    {
+    match &result {
+        Ok(_) => claim::finish(&deps.store, &key, &claimed).await?,
         // Let GitHub's redelivery (or a retry) try again.
-        deps.store.delete(&delivery_key(id)).await?;
+        Err(_) => claim::release(&deps.store, &key).await?,
     }
     result
 }
@@ -195,13 +187,60 @@ async fn promote_fetched(
     let root = fetched.root().to_path_buf();
     let loaded = manifest::load(std::slice::from_ref(&root))?;
     if !loaded.is_valid() {
+        let diagnostics = relative_diagnostics(&loaded.diagnostics, &root);
+        alert_invalid(&trigger, &diagnostics, deps).await?;
         return Ok(ValidateOutcome::Invalid {
             revision: trigger.revision,
-            diagnostics: relative_diagnostics(&loaded.diagnostics, &root),
+            diagnostics,
         });
     }
     let plan = plan::build(&loaded.manifests, None);
     enqueue_plan(&plan, trigger, deps).await
+}
+
+/// `invalid/<revision>.json`: invalid manifests that reached the promoted branch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidRecord {
+    /// `promoter.invalid/v1`.
+    pub schema: String,
+    /// The revision whose manifests are invalid.
+    pub revision: String,
+    /// The manifest repository (`owner/name`), when known: its commit gets a failure status.
+    pub repository: Option<String>,
+    /// `FILE:LINE:COL: message`, the first [`MAX_ALERTED_DIAGNOSTICS`].
+    pub diagnostics: Vec<String>,
+    /// How many there were in all.
+    pub total: usize,
+}
+
+/// Diagnostics carried by an invalid-manifest alert at most.
+pub const MAX_ALERTED_DIAGNOSTICS: usize = 50;
+
+/// Invalid manifests on the promoted branch were merged past the presubmit: record them and
+/// alert through notify (nothing is promoted from that revision). A redelivered push records
+/// nothing new and sends the message again, which notify's per-sink claims make harmless.
+async fn alert_invalid(
+    trigger: &Trigger,
+    diagnostics: &[String],
+    deps: &Deps,
+) -> Result<(), StepError> {
+    let record = InvalidRecord {
+        schema: "promoter.invalid/v1".to_owned(),
+        revision: trigger.revision.clone(),
+        repository: trigger.repository.clone(),
+        diagnostics: diagnostics
+            .iter()
+            .take(MAX_ALERTED_DIAGNOSTICS)
+            .cloned()
+            .collect(),
+        total: diagnostics.len(),
+    };
+    let key = format!("invalid/{}.json", claim::segment(&trigger.revision));
+    deps.store.create(&key, records::encode(&record)).await?;
+    let message = NotifyMessage::Invalid { key };
+    deps.queues.notify.send(&encode(&message)).await?;
+    tracing::warn!(revision = %trigger.revision, problems = diagnostics.len(), "invalid manifests on the promoted branch");
+    Ok(())
 }
 
 /// Records the run for `plan` and enqueues each unit that is not final yet: the second half
@@ -293,4 +332,53 @@ fn relative_diagnostics(diagnostics: &[manifest::Diagnostic], root: &Path) -> Ve
         .iter()
         .map(|d| d.to_string().replace(&prefix, ""))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::CommitState;
+
+    const INVALID: &str =
+        "registries:\n- name: 127.0.0.1:5000/staging\n- name: 127.0.0.1:5001/prod\nimages: []\n";
+
+    #[tokio::test]
+    async fn invalid_manifests_on_the_branch_are_alerted() {
+        let deps = Deps::in_memory();
+        let dir = tempfile::tempdir().expect("a folder");
+        std::fs::write(dir.path().join("m.yaml"), INVALID).expect("write");
+        let request = ManualRequest {
+            revision: "0123abcd".to_owned(),
+            manifests: format!("file://{}", dir.path().display()),
+            repository: Some("o/manifests".to_owned()),
+        };
+        let outcome = manual(&request, &deps).await.expect("validated");
+        let ValidateOutcome::Invalid { diagnostics, .. } = outcome else {
+            panic!("invalid manifests: {outcome:?}");
+        };
+        assert!(!diagnostics.is_empty());
+
+        let messages = deps.queues.notify.receive(10).await.expect("receive");
+        assert_eq!(messages.len(), 1);
+        let message: NotifyMessage =
+            super::super::messages::decode("notify message", &messages[0].body).expect("JSON");
+        let NotifyMessage::Invalid { key } = message else {
+            panic!("an invalid-manifest alert: {message:?}");
+        };
+        let (record, _) = records::read::<InvalidRecord>(&deps.store, &key, "record")
+            .await
+            .expect("read")
+            .expect("recorded");
+        assert_eq!(record.diagnostics, diagnostics);
+        let notice = super::super::notify::invalid(&record);
+        assert!(notice.title.contains("0123abcd"), "{}", notice.title);
+        assert!(notice.text.contains("m.yaml"), "{}", notice.text);
+        let status = notice.commit.expect("a commit status");
+        assert_eq!(
+            (status.repository.as_str(), status.state),
+            ("o/manifests", CommitState::Failure)
+        );
+        // No run was recorded for that revision.
+        assert!(deps.store.list("runs/").await.expect("list").is_empty());
+    }
 }

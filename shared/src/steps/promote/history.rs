@@ -17,23 +17,64 @@ pub async fn unit_records(store: &StateStore, id: &str) -> Result<Vec<UnitRecord
     Ok(out)
 }
 
-/// Every run record, newest first.
-pub async fn list_runs(store: &StateStore) -> Result<Vec<RunRecord>, StateError> {
-    let mut runs = Vec::new();
-    for key in store.list("runs/").await? {
-        if key.ends_with("/run.json")
-            && key.matches('/').count() == 2
-            && let Some((record, _)) = records::read::<RunRecord>(store, &key, "run record").await?
-        {
-            runs.push(record);
+/// Records read from state, and the keys that could not be read (with why), so that one bad
+/// record is reported without hiding the others.
+#[derive(Debug)]
+pub struct Listing<T> {
+    /// The records read.
+    pub records: Vec<T>,
+    /// `(key, error)` of each record that could not be read.
+    pub unreadable: Vec<(String, String)>,
+}
+
+impl<T> Default for Listing<T> {
+    fn default() -> Self {
+        Listing {
+            records: Vec::new(),
+            unreadable: Vec::new(),
         }
     }
-    runs.sort_by(|a, b| {
+}
+
+impl<T: serde::de::DeserializeOwned> Listing<T> {
+    async fn read(&mut self, store: &StateStore, key: &str, what: &'static str) {
+        match records::read::<T>(store, key, what).await {
+            Ok(Some((record, _))) => self.records.push(record),
+            Ok(None) => {}
+            Err(error) => self
+                .unreadable
+                .push((key.to_owned(), crate::error_chain::error_chain(&error))),
+        }
+    }
+}
+
+/// Every run record, newest first, and the run records that could not be read.
+pub async fn list_runs(store: &StateStore) -> Result<Listing<RunRecord>, StateError> {
+    let mut listing = Listing::<RunRecord>::default();
+    for key in store.list("runs/").await? {
+        if key.ends_with("/run.json") && key.matches('/').count() == 2 {
+            listing.read(store, &key, "run record").await;
+        }
+    }
+    listing.records.sort_by(|a, b| {
         b.started_at
             .cmp(&a.started_at)
             .then_with(|| a.id.cmp(&b.id))
     });
-    Ok(runs)
+    Ok(listing)
+}
+
+/// Every unit record of run `id` that can be read, and those that cannot (for `runs show`;
+/// the steps use [`unit_records`], which fails on a bad record).
+pub async fn list_unit_records(
+    store: &StateStore,
+    id: &str,
+) -> Result<Listing<UnitRecord>, StateError> {
+    let mut listing = Listing::default();
+    for key in store.list(&format!("runs/{id}/units/")).await? {
+        listing.read(store, &key, "unit record").await;
+    }
+    Ok(listing)
 }
 
 /// A run's record and planned units.

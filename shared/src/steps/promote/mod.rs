@@ -17,7 +17,7 @@ mod history;
 mod lifecycle;
 mod work;
 
-pub use history::{list_runs, load_run, unit_records};
+pub use history::{Listing, list_runs, list_unit_records, load_run, unit_records};
 
 use std::time::Duration;
 
