@@ -9,7 +9,8 @@
 //! 1. validate-manifest, through its Function URL: a signed GitHub push is accepted (202), its
 //!    run recorded and one copy message per unit sent (taking over the claim of a first
 //!    delivery whose handler died); the same delivery again is a duplicate
-//!    that sends nothing; a wrongly signed or unsigned push gets 401 and records nothing.
+//!    that sends nothing; a wrongly signed or unsigned push gets 401 and records nothing;
+//!    `promoter runs redrive` enqueues the run's unfinished units again.
 //! 2. copy-digest, with an SQS batch: the good unit is copied byte for byte and a sign message
 //!    sent; a unit whose lease another worker holds is the only `batchItemFailures` entry; a
 //!    message for an unknown run fails for good and is not listed.
@@ -517,6 +518,34 @@ async fn validate_manifest(world: &World) -> String {
     assert_eq!(duplicate["delivery"], DELIVERY, "{duplicate}");
     drain(&world.sqs, &world.copy_queue, 0).await;
     assert_eq!(world.tarball_requests(), 1, "a duplicate fetches nothing");
+
+    // The copy messages were drained above, as if dead-lettered: on-call re-enqueues the run's
+    // unfinished units onto the deployed queue from the command line.
+    let redrive = std::process::Command::new(built_binary("promoter"))
+        .args([
+            "runs",
+            "redrive",
+            &run,
+            "--copy-queue-url",
+            &world.copy_queue,
+        ])
+        .args(["--state", &world.state.display().to_string()])
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL_SQS", world._moto.endpoint())
+        .env("DOCKER_CONFIG", world.state.join("no-docker"))
+        .output()
+        .expect("run promoter runs redrive");
+    let stdout = String::from_utf8_lossy(&redrive.stdout);
+    assert!(
+        redrive.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&redrive.stderr)
+    );
+    assert!(stdout.contains("2 of 2 units enqueued"), "{stdout}");
+    drain(&world.sqs, &world.copy_queue, 2).await;
     run
 }
 

@@ -579,3 +579,26 @@ async fn gcs_refusal_is_denied() {
     server.unblock();
     thread.join().expect("the refusing server stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcs_server_errors_are_retried() {
+    use promoter_tests::harness::fake_registry::{Fake, Reply};
+    // Two passing 503s (one with Retry-After), then the object: before the one retry policy,
+    // the first 503 failed the read (and with it a webhook or a step).
+    let fake = Fake::script(vec![
+        Reply::status(503).body(b"backend unavailable"),
+        Reply::status(503).header("Retry-After", "0"),
+        Reply::status(200)
+            .header("x-goog-generation", "7")
+            .body(b"record"),
+    ]);
+    let store = gcs_store(&fake.host(), &format!("gs://{BUCKET}"));
+    let object = store
+        .get("runs/r/run.json")
+        .await
+        .expect("read after the retries")
+        .expect("present");
+    assert_eq!(object.bytes, Bytes::from_static(b"record"));
+    assert_eq!(object.version, Version("7".to_owned()));
+    assert_eq!(fake.seen().len(), 3);
+}

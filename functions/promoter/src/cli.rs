@@ -342,6 +342,18 @@ pub enum RunsCommand {
         #[arg(long, short, value_enum, default_value_t = PromoteOutput::Text)]
         output: PromoteOutput,
     },
+    /// Enqueue a deployed run's unfinished units again onto copy-digest's queue (after its
+    /// messages went to the dead-letter queue, or were lost): the functions finish the run.
+    Redrive {
+        /// The run id (from `promoter runs list`).
+        run: String,
+        /// copy-digest's SQS queue.
+        #[arg(long, env = "PROMOTER_COPY_QUEUE_URL", value_name = "URL")]
+        copy_queue_url: String,
+        /// State.
+        #[command(flatten)]
+        state: StateArgs,
+    },
 }
 
 /// Output formats of `promoter promote`.

@@ -91,3 +91,17 @@ pub fn retry(
         timeouts: timeouts(registries_args),
     })
 }
+
+/// `promoter runs redrive`'s configuration: the recorded state and copy-digest's SQS queue
+/// (the AWS way: region, credentials, `AWS_ENDPOINT_URL_SQS`).
+pub fn redrive(state: &StateArgs, copy_queue_url: String) -> anyhow::Result<Config> {
+    Ok(Config {
+        state: state.url.clone(),
+        queues: QueueUrls {
+            copy: Some(copy_queue_url),
+            ..QueueUrls::default()
+        },
+        settings: settings(state)?,
+        ..Config::default()
+    })
+}

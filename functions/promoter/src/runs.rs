@@ -1,4 +1,4 @@
-//! `promoter runs list|show|retry`: on-call commands over the runs recorded in state.
+//! `promoter runs list|show|retry|redrive`: on-call commands over the runs recorded in state.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use anyhow::Context;
 use promoter::copy::CopyOptions;
 use promoter::plan::Plan;
 use promoter::state::StateStore;
-use promoter::state::records::{RunRecord, UnitRecord};
+use promoter::state::records::{RunRecord, RunStatus, UnitRecord};
 use promoter::steps::Deps;
 use promoter::steps::promote as steps;
 
@@ -27,6 +27,14 @@ pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {
             }
             RunsCommand::Show { run, state, output } => {
                 show(&StateStore::open(&state.url).await?, &run, output).await
+            }
+            RunsCommand::Redrive {
+                run,
+                copy_queue_url,
+                state,
+            } => {
+                let config = crate::config::redrive(&state, copy_queue_url)?;
+                redrive(&Deps::build(&config).await?, &run).await
             }
             RunsCommand::Retry {
                 run,
@@ -89,8 +97,44 @@ async fn retry(
     )
 }
 
+/// A run still `running` this long after it started has units nobody works on: their messages
+/// went to a dead-letter queue (copy-digest's queue gives a message 3 tries of 90 minutes), or
+/// were lost.
+const STALLED_AFTER_SECONDS: u64 = 6 * 3600;
+
+/// The run's status, `stalled` for a run running past [`STALLED_AFTER_SECONDS`].
 fn status(record: &RunRecord) -> String {
-    record.status.to_string()
+    let age = promoter::state::records::now().saturating_sub(record.started_at);
+    if record.status == RunStatus::Running && age > STALLED_AFTER_SECONDS {
+        "stalled".to_owned()
+    } else {
+        record.status.to_string()
+    }
+}
+
+/// `promoter runs redrive`: the run's units not final enqueued again onto the deployed
+/// copy-digest queue, its failed units reopened, as validate-manifest does for a new run.
+async fn redrive(deps: &Deps, run: &str) -> anyhow::Result<ExitCode> {
+    let Some((record, units)) = steps::load_run(&deps.store, run).await? else {
+        anyhow::bail!("no run `{}` in {}", clean(run), deps.store.url());
+    };
+    let plan = Plan {
+        units,
+        ..Plan::default()
+    };
+    let outcome = promoter::steps::validate::enqueue_plan(&plan, record.trigger, deps).await?;
+    let mut out = std::io::stdout().lock();
+    if let promoter::steps::validate::ValidateOutcome::Accepted {
+        units, enqueued, ..
+    } = outcome
+    {
+        writeln!(
+            out,
+            "Run {}: {enqueued} of {units} units enqueued onto copy-digest's queue.",
+            clean(run)
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reports on standard error the records that could not be read, by key.

@@ -1,6 +1,6 @@
 //! The audit end to end, on real servers: a production registry (CNCF distribution) sends its
 //! push notifications to `promoter audit serve`, which judges them against the desired state
-//! `promoter promote` recorded, files each in state (`audit/<date>/<event-id>.json`) and sends
+//! `promoter promote` recorded, files each in state (`audit/events/<event-id>-<content>.json`) and sends
 //! an alert for what nobody approved to a signed webhook (a recording receiver of the harness).
 //!
 //! Shown here: a signed promotion (images, their tags and cosign signatures) raises no alert
@@ -161,7 +161,7 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// Every audit record in the state folder, by key (`audit/<date>/<id>.json`), sorted.
+/// Every audit record in the state folder, by key (`audit/events/<id>-<content>.json`), sorted.
 fn audit_records(state: &Path) -> Vec<(String, serde_json::Value)> {
     let mut out = Vec::new();
     let Ok(days) = std::fs::read_dir(state.join("audit")) else {

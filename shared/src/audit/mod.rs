@@ -8,7 +8,7 @@
 //! - [`judge_with_registry`] answers those by reading production: children of desired
 //!   indexes, OCI `subject`s of referrers;
 //! - [`AuditRecord`], [`audit_key`] and [`event_id`] are what is kept in state, at
-//!   `audit/<yyyy-mm-dd>/<event-id>.json`.
+//!   `audit/events/<event-id>-<content>.json`.
 
 mod error;
 mod judge;

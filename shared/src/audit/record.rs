@@ -1,5 +1,8 @@
 //! Audit records: what was pushed, when, from which source, and the verdict, kept in state at
-//! `audit/<yyyy-mm-dd>/<event-id>.json` (UTC date of receipt).
+//! `audit/events/<event-id>-<content>.json`: keyed by the event and what it says, never by the
+//! time it arrived, so a redelivery finds its record whatever the day (a notification delivered
+//! again after UTC midnight alerts no second time), and an id reused for different content is
+//! judged on its own.
 
 use std::fmt;
 
@@ -22,7 +25,7 @@ pub const SOURCE_ECR: &str = "ecr";
 /// Longest event id kept in a key; longer ids are cut.
 const MAX_ID_LEN: usize = 128;
 
-/// `audit/<yyyy-mm-dd>/<event-id>.json`: one audited event and its verdict.
+/// `audit/events/<event-id>-<content>.json`: one audited event and its verdict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// [`AUDIT_SCHEMA`].
@@ -73,7 +76,13 @@ impl AuditRecord {
 
     /// Its key in state ([`audit_key`]).
     pub fn key(&self) -> String {
-        audit_key(self.received_at, &self.id)
+        let content = content_hash(
+            &self.action,
+            &self.repository,
+            self.digest.as_deref(),
+            self.tag.as_deref(),
+        );
+        audit_key(&self.id, &content)
     }
 }
 
@@ -96,30 +105,36 @@ impl fmt::Display for AuditRecord {
     }
 }
 
-/// `audit/<yyyy-mm-dd>/<id>.json`, the date in UTC; `id` is sanitised as in [`event_id`].
-pub fn audit_key(received_at_unix: u64, id: &str) -> String {
-    let (year, month, day) = utc_date(received_at_unix);
-    format!(
-        "audit/{year:04}-{month:02}-{day:02}/{}.json",
-        sanitise(id).unwrap_or_else(|| "_".to_owned())
-    )
+/// `audit/events/<id>-<content>.json`: `id` sanitised as in [`event_id`], `content` the hash of
+/// what the event says ([`event_id`]'s fallback; left out when it is the id already).
+pub fn audit_key(id: &str, content: &str) -> String {
+    let id = sanitise(id).unwrap_or_else(|| "_".to_owned());
+    if id == content {
+        format!("audit/events/{id}.json")
+    } else {
+        format!("audit/events/{id}-{content}.json")
+    }
 }
 
 /// The event's id: the source's own id when it sent one (characters outside
-/// `[A-Za-z0-9._-]` replaced by `_`, at most 128 of them), else 16 hex digits of a SHA-256
-/// over its action, repository, digest and tag (so a redelivered event keeps its id).
+/// `[A-Za-z0-9._-]` replaced by `_`, at most 128 of them), else the hash of what it says
+/// (so a redelivered event keeps its id).
 pub fn event_id(event: &RegistryEvent) -> String {
     if let Some(id) = event.id.as_deref().and_then(sanitise) {
         return id;
     }
-    let action = action_name(event.action);
-    let mut hash = Sha256::new();
-    for part in [
-        action,
+    content_hash(
+        action_name(event.action),
         &event.repository,
-        event.digest.as_deref().unwrap_or(""),
-        event.tag.as_deref().unwrap_or(""),
-    ] {
+        event.digest.as_deref(),
+        event.tag.as_deref(),
+    )
+}
+
+/// 16 hex digits of a SHA-256 over an event's action, repository, digest and tag.
+fn content_hash(action: &str, repository: &str, digest: Option<&str>, tag: Option<&str>) -> String {
+    let mut hash = Sha256::new();
+    for part in [action, repository, digest.unwrap_or(""), tag.unwrap_or("")] {
         hash.update(part.as_bytes());
         hash.update([0]);
     }
@@ -154,27 +169,6 @@ fn sanitise(id: &str) -> Option<String> {
     (!clean.chars().all(|c| c == '.')).then_some(clean)
 }
 
-/// The UTC calendar date (year, month, day) of a unix time (Howard Hinnant's
-/// `civil_from_days`).
-fn utc_date(unix: u64) -> (i64, u32, u32) {
-    let days = i64::try_from(unix / 86_400).unwrap_or(i64::MAX / 2) + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    // month is in 1..=12 and day in 1..=31.
-    (year, month as u32, day as u32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,36 +187,39 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_filed_by_utc_date() {
-        assert_eq!(audit_key(0, "a"), "audit/1970-01-01/a.json");
-        assert_eq!(audit_key(86_399, "a"), "audit/1970-01-01/a.json");
-        assert_eq!(audit_key(86_400, "a"), "audit/1970-01-02/a.json");
-        assert_eq!(audit_key(951_782_400, "a"), "audit/2000-02-29/a.json");
-        assert_eq!(audit_key(1_709_251_199, "a"), "audit/2024-02-29/a.json");
-        assert_eq!(audit_key(1_709_251_200, "a"), "audit/2024-03-01/a.json");
-        assert_eq!(audit_key(4_102_444_800, "a"), "audit/2100-01-01/a.json");
-        assert_eq!(
-            audit_key(1_700_000_000, "../../x"),
-            "audit/2023-11-14/.._.._x.json"
+    fn keys_name_the_event_and_its_content_not_the_day() {
+        let first = AuditRecord::new(
+            &event(Some("e-1")),
+            SOURCE_DISTRIBUTION,
+            0,
+            "r",
+            Verdict::Approved,
         );
-        assert_eq!(audit_key(0, ""), "audit/1970-01-01/_.json");
-    }
-
-    #[test]
-    fn dates_agree_with_httpdate() {
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
-        let mut unix = 0u64;
-        while unix < 7_000_000_000 {
-            let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
-            // e.g. "Sun, 06 Nov 1994 08:49:37 GMT"
-            let http = httpdate::fmt_http_date(time);
-            let (year, month, day) = utc_date(unix);
-            let expected = format!("{day:02} {} {year}", MONTHS[month as usize - 1]);
-            assert_eq!(&http[5..16], expected, "{unix}");
-            unix += 86_400 * 7 + 3_607;
-        }
+        let redelivered = AuditRecord::new(
+            &event(Some("e-1")),
+            SOURCE_DISTRIBUTION,
+            86_400 * 365,
+            "r",
+            Verdict::Approved,
+        );
+        assert_eq!(first.key(), redelivered.key(), "a redelivery a year later");
+        assert!(
+            first.key().starts_with("audit/events/e-1-"),
+            "{}",
+            first.key()
+        );
+        let mut other = event(Some("e-1"));
+        other.tag = Some("v2".into());
+        let reused = AuditRecord::new(&other, SOURCE_DISTRIBUTION, 0, "r", Verdict::Approved);
+        assert_ne!(reused.key(), first.key(), "an id reused for other content");
+        let anonymous =
+            AuditRecord::new(&event(None), SOURCE_DISTRIBUTION, 0, "r", Verdict::Approved);
+        assert_eq!(
+            anonymous.key(),
+            format!("audit/events/{}.json", anonymous.id)
+        );
+        assert_eq!(audit_key("../../x", "c"), "audit/events/.._.._x-c.json");
+        assert_eq!(audit_key("", "c"), "audit/events/_-c.json");
     }
 
     #[test]
@@ -256,7 +253,11 @@ mod tests {
             "rev",
             verdict,
         );
-        assert_eq!(record.key(), "audit/2023-11-14/e-1.json");
+        assert!(
+            record.key().starts_with("audit/events/e-1-"),
+            "{}",
+            record.key()
+        );
         let json = serde_json::to_value(&record).expect("json");
         assert_eq!(json["schema"], AUDIT_SCHEMA);
         assert_eq!(json["action"], "push");

@@ -82,6 +82,52 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// True for transport errors worth another try: the connection failed or timed out, or the
+/// request or body broke off.
+pub fn is_retryable_transport(error: &reqwest::Error) -> bool {
+    error.is_connect() || error.is_timeout() || error.is_request() || error.is_body()
+}
+
+/// Sends `request`, and again while the answer is 429 or 5xx or the connection fails, as
+/// `policy` allows (honouring `Retry-After`): the retry loop of clients without one of their own
+/// (Cloud Storage state, Google's token endpoints). The last answer or error is returned; a
+/// request whose body cannot be replayed (a stream) is sent once.
+pub async fn send(
+    policy: &RetryPolicy,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let started = std::time::Instant::now();
+    let mut retry = 0;
+    loop {
+        let Some(attempt) = request.try_clone() else {
+            return request.send().await;
+        };
+        retry += 1;
+        let wait = match attempt.send().await {
+            Ok(response) if is_retryable_status(response.status()) => {
+                let after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                match policy.next_wait(retry, after, started) {
+                    Some(wait) => wait,
+                    None => return Ok(response),
+                }
+            }
+            Err(error) if is_retryable_transport(&error) => {
+                match policy.next_wait(retry, None, started) {
+                    Some(wait) => wait,
+                    None => return Err(error),
+                }
+            }
+            other => return other,
+        };
+        tracing::debug!(retry, ?wait, "retrying a request");
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// Tries per unit of work (a unit's copy, a unit's signing) while it fails retryably: every
 /// step is idempotent, so a retry only does what is still missing.
 pub const UNIT_ATTEMPTS: u32 = 3;

@@ -9,7 +9,9 @@ use reqwest::{Method, Request, RequestBuilder, Response, StatusCode};
 use super::auth::session::{Authenticator, CredentialSources};
 use super::error::RegistryError;
 use super::limits::{LimitConfig, Limits};
-use crate::http::retry::{RetryPolicy, is_retryable_status, parse_retry_after};
+use crate::http::retry::{
+    RetryPolicy, is_retryable_status, is_retryable_transport, parse_retry_after,
+};
 use crate::http::{self, Origin, Timeouts, limits};
 use crate::reference::Repository;
 
@@ -280,10 +282,6 @@ pub(super) fn describe(method: &Method, url: &str) -> String {
 
 fn header_str(value: Option<&HeaderValue>) -> Option<String> {
     value.and_then(|v| v.to_str().ok()).map(str::to_owned)
-}
-
-fn is_retryable_transport(error: &reqwest::Error) -> bool {
-    error.is_connect() || error.is_timeout() || error.is_request() || error.is_body()
 }
 
 /// Turns an unexpected answer into an error carrying the start of its body.

@@ -20,6 +20,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 use super::{Object, StateError, Version};
 use crate::error_chain::error_chain;
+use crate::http::retry::RetryPolicy;
 use crate::registry::auth::challenge::encode_query_value;
 use crate::registry::auth::docker_config::Credential;
 use crate::registry::auth::google::GoogleCredentials;
@@ -161,14 +162,16 @@ impl GcsStore {
         }
     }
 
+    /// Sends `request` with the transport's retry policy (429, 5xx, connection errors), so that
+    /// a passing Cloud Storage error does not fail a step (or a webhook: GitHub does not
+    /// redeliver a failed one by itself).
     async fn send(
         &self,
         request: RequestBuilder,
         operation: &'static str,
         key: &str,
     ) -> Result<Response, StateError> {
-        request
-            .send()
+        crate::http::retry::send(&RetryPolicy::default(), request)
             .await
             .map_err(|e| self.remote(operation, key, error_chain(&e)))
     }
@@ -181,7 +184,7 @@ impl GcsStore {
         key: &str,
     ) -> StateError {
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
+        let body = crate::http::read_prefix(response, crate::http::limits::ERROR_BODY).await;
         let reason = format!("HTTP {status}{}", detail(&body));
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => StateError::Denied {

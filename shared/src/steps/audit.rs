@@ -6,12 +6,13 @@
 //! `Authorization: Bearer TOKEN` (distribution's `headers` setting) or a `token` query
 //! parameter (Pub/Sub push endpoints cannot set headers; Google documents the URL token for
 //! that); Amazon ECR `ECR Image Action` events from EventBridge, which AWS invokes directly.
-//! Each event is recorded once under `audit/<date>/<event-id>.json` (a redelivered
-//! notification finds its record and alerts no second time).
+//! Each event is recorded once under `audit/events/<event-id>-<content>.json` (a redelivered
+//! notification finds its record and alerts no second time, whatever the day; an id reused for
+//! other content is judged).
 
 use serde::Serialize;
 
-use crate::audit::{AuditRecord, Verdict, audit_key, event_id, judge_with_registry};
+use crate::audit::{AuditRecord, Verdict, event_id, judge_with_registry};
 use crate::events::{
     Action, RegistryEvent, from_distribution, from_ecr_eventbridge, from_gcr_pubsub,
 };
@@ -136,7 +137,7 @@ pub async fn audit_events(
             revision: desired.revision.clone(),
             verdict: verdict.clone(),
         };
-        let key = audit_key(record.received_at, &record.id);
+        let key = record.key();
         if deps.store.create(&key, encode(&record)).await?.is_none() {
             outcome.duplicates += 1;
             continue;

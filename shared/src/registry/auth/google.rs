@@ -502,7 +502,8 @@ struct ErrorResponse {
     error_description: Option<String>,
 }
 
-/// Sends a token request; returns the access token and its lifetime.
+/// Sends a token request (retried on 429, 5xx and connection errors, its answer read up to
+/// [`crate::http::limits::TOKEN`]); returns the access token and its lifetime.
 async fn send(
     url: &str,
     request: reqwest::RequestBuilder,
@@ -511,9 +512,21 @@ async fn send(
         url: url.to_owned(),
         source,
     };
-    let response = request.send().await.map_err(request_error)?;
+    let policy = crate::http::retry::RetryPolicy::default();
+    let response = crate::http::retry::send(&policy, request)
+        .await
+        .map_err(request_error)?;
     let status = response.status();
-    let body = response.bytes().await.map_err(request_error)?;
+    let body = match crate::http::read_capped(response, crate::http::limits::TOKEN).await {
+        Ok(body) => body,
+        Err(crate::http::BodyError::Read(source)) => return Err(request_error(source)),
+        Err(other) => {
+            return Err(GoogleError::Response {
+                url: url.to_owned(),
+                reason: other.to_string(),
+            });
+        }
+    };
     if !status.is_success() {
         let detail = match serde_json::from_slice::<ErrorResponse>(&body) {
             Ok(ErrorResponse {
