@@ -74,7 +74,17 @@ async fn queued_messages(deps: &Deps) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::Value::Object(out))
 }
 
+/// How long a client may take to send a request's headers, and then its body: a client
+/// trickling either is cut off instead of holding a connection (and a task) forever.
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest notification body read (a distribution batch of events is a few KiB).
+const MAX_BODY_BYTES: usize = 4 << 20;
+
 /// Serves the audit endpoint until interrupted.
+///
+/// Connections are served by hyper directly rather than `axum::serve`, which sets no timer and
+/// so no header read timeout: here headers must arrive within [`REQUEST_READ_TIMEOUT`], and the
+/// handler reads the body within the same time and up to [`MAX_BODY_BYTES`].
 pub fn serve_audit(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -89,11 +99,45 @@ pub fn serve_audit(listen: SocketAddr) -> anyhow::Result<ExitCode> {
             "audit endpoint listening on http://{}",
             listener.local_addr()?
         );
-        axum::serve(listener, app)
-            .await
-            .context("serving the audit endpoint")?;
-        Ok(ExitCode::SUCCESS)
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(REQUEST_READ_TIMEOUT)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "connection ended");
+                }
+            });
+        }
     })
+}
+
+/// The request's body, read within [`REQUEST_READ_TIMEOUT`] and up to [`MAX_BODY_BYTES`]; or
+/// the answer saying why not (408, 413).
+async fn read_body(body: axum::body::Body) -> Result<Bytes, (StatusCode, &'static str)> {
+    match tokio::time::timeout(
+        REQUEST_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is too large or broken",
+        )),
+        Err(_) => Err((StatusCode::REQUEST_TIMEOUT, "the body was not sent in time")),
+    }
 }
 
 async fn handle(
@@ -102,8 +146,14 @@ async fn handle(
     uri: Uri,
     Query(query): Query<std::collections::BTreeMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
+    body: axum::body::Body,
+) -> axum::response::Response {
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err((status, error)) => {
+            return (status, axum::Json(serde_json::json!({ "error": error }))).into_response();
+        }
+    };
     let request = HttpRequest {
         method: method.to_string(),
         path: uri.path().to_owned(),
@@ -129,5 +179,5 @@ async fn handle(
         }
     }
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(response.body))
+    (status, axum::Json(response.body)).into_response()
 }

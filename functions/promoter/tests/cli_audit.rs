@@ -630,3 +630,59 @@ fn promoting_a_two_platform_index_alerts_nobody() {
         );
     }
 }
+
+/// Sends `head` on a new connection to the audit endpoint and reads until the server closes it
+/// (or a minute passes, which fails the test): what the server made of a client that stops.
+fn abandoned_request(port: u16, head: &[u8]) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("a read timeout");
+    stream.write_all(head).expect("send the start of a request");
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the server held the connection: {e}"),
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn clients_that_stop_sending_are_cut_off() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let state = dir.path().join("state");
+    let receiver = Receiver::answering(200, "");
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("pick a port");
+        probe.local_addr().expect("address").port()
+    };
+    let _audit = AuditServer::start(port, &state, &receiver.url("/hook"), dir.path());
+    let (headers, body) = std::thread::scope(|s| {
+        let headers = s.spawn(|| abandoned_request(port, b"POST / HTTP/1.1\r\nHost: audit\r\n"));
+        let body = s.spawn(|| {
+            abandoned_request(
+                port,
+                format!(
+                    "POST / HTTP/1.1\r\nHost: audit\r\nAuthorization: Bearer {TOKEN}\r\n\
+                     Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"events\""
+                )
+                .as_bytes(),
+            )
+        });
+        (
+            headers.join().expect("the headers client"),
+            body.join().expect("the body client"),
+        )
+    });
+    assert!(
+        headers.is_empty() || headers.starts_with("HTTP/1.1 408"),
+        "{headers}"
+    );
+    assert!(body.starts_with("HTTP/1.1 408"), "{body}");
+    assert!(
+        !state.join("audit").exists(),
+        "nothing was judged from half a request"
+    );
+}
