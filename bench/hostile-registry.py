@@ -5,7 +5,7 @@
 
 MODE `huge`: every manifest GET answers 200 MB (announced by Content-Length, streamed);
 HEADs answer 404 (nothing promoted yet). MODE `hang`: every request is accepted and never
-answered. MODE `trickle`: every answer is one byte a second, forever.
+answered. MODE `trickle`: every GET answer is one byte a second, unannounced, forever.
 """
 
 import socketserver
@@ -36,9 +36,11 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(3600)
             return
         if self.mode == "trickle":
+            # No Content-Length: the body ends with the connection, so only the request's
+            # deadline can end it.
             self.send_response(200)
             self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-            self.send_header("Content-Length", str(HUGE))
+            self.send_header("Connection", "close")
             self.end_headers()
             while True:
                 self.wfile.write(b"{")

@@ -4,6 +4,9 @@
 # byte a second) is reported. The registry is bench/hostile-registry.py on loopback; the
 # destination is a second one that answers 404 to everything (nothing promoted yet).
 #
+# The whole command's time includes the chain's redeliveries: a retryable failure is handled
+# up to 5 times (as the deployed SQS queues' maxReceiveCount), each after one retry budget.
+#
 #   bash bench/hostile-registry.sh            # the defaults (60 s request deadline)
 #   TIMEOUT=10 bash bench/hostile-registry.sh # with --request-timeout 10
 set -euo pipefail
