@@ -209,3 +209,23 @@ fn one_hundred_errors_over_three_files_are_all_reported_in_order() {
         }
     }
 }
+
+/// The cause of an unreadable path is printed once (it was printed twice: once by the error,
+/// once as its source).
+#[test]
+fn an_unreadable_path_names_its_cause_once() {
+    let dir = tempfile::TempDir::new().expect("a temporary folder");
+    let file = dir.path().join("manifest.yaml");
+    std::fs::write(&file, "registries: []\n").expect("write");
+    // A path through a file: "Not a directory".
+    let through = file.join("x.yaml");
+    let error = load(std::slice::from_ref(&through)).expect_err("unreadable");
+    let chain = promoter::error_chain::error_chain(&error);
+    assert_eq!(
+        chain,
+        format!(
+            "cannot read {}: Not a directory (os error 20)",
+            through.display()
+        )
+    );
+}

@@ -34,7 +34,7 @@ impl Loaded {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The path does not exist or cannot be inspected.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Unreadable {
         /// The path given.
         path: PathBuf,
