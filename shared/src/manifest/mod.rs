@@ -17,6 +17,7 @@ mod decode;
 mod diagnostic;
 mod fields;
 mod load;
+mod seen;
 pub mod yaml;
 
 use std::path::Path;
