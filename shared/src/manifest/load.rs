@@ -148,7 +148,7 @@ fn parse_file(path: &Path, out: &mut Vec<Diagnostic>) -> (Arc<Path>, Parsed) {
         Ok(Some(root)) => (file, Parsed::Tree(root)),
         Ok(None) => (file, Parsed::Empty),
         Err(e) => {
-            d.error(e.pos, format!("YAML syntax error: {}", e.message));
+            d.error(e.pos, e.message);
             (file, Parsed::Failed)
         }
     }

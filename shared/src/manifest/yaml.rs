@@ -4,8 +4,19 @@
 //! every problem in a file is reported at once, each at its own `LINE:COL`, in words a person
 //! understands ("expected a list of tags, found a mapping") instead of the first serde error.
 //! The tree is built from `saphyr-parser`'s spanned events.
+//!
+//! Nesting deeper than [`MAX_DEPTH`] lists and mappings is refused: a manifest never needs it,
+//! and a hostile file uses it. The tree is built from the event stream with an explicit stack,
+//! and the event that would open one level too many stops the parse, before a deep tree exists
+//! for recursive code (dropping, comparing, printing) to overflow the stack on.
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+
+/// The deepest nesting of lists and mappings a file may have.
+///
+/// A manifest needs four levels (`images` → an image → its `dmap` → a list of tags); 64 leaves
+/// generous room for any layout while keeping every recursive walk of the tree shallow.
+pub const MAX_DEPTH: usize = 64;
 
 /// A position in a file: 1-based line and 1-based column (in characters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -64,12 +75,13 @@ pub enum ScalarKind {
     Text,
 }
 
-/// A YAML syntax error (the file is not YAML at all).
+/// A file that cannot be read as a manifest's YAML at all: a syntax error, a second document,
+/// or nesting deeper than [`MAX_DEPTH`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
     /// Where the parser stopped.
     pub pos: Pos,
-    /// The parser's explanation.
+    /// What is wrong, as a whole sentence (e.g. `YAML syntax error: …`).
     pub message: String,
 }
 
@@ -144,7 +156,8 @@ fn is_decimal(text: &str) -> bool {
 
 /// Parses `text` into its single document's tree; `Ok(None)` for a file with no document.
 ///
-/// A second document (`---`) is a syntax error: a manifest file holds one.
+/// A second document (`---`) and nesting deeper than [`MAX_DEPTH`] are errors: a manifest file
+/// holds one document of a few levels.
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let mut builder = Builder::default();
     for event in Parser::new_from_str(text) {
@@ -153,7 +166,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 line: u32::try_from(e.marker().line()).unwrap_or(u32::MAX),
                 col: u32::try_from(e.marker().col() + 1).unwrap_or(u32::MAX),
             },
-            message: e.info().to_owned(),
+            message: format!("YAML syntax error: {}", e.info()),
         })?;
         builder.on_event(event, &span)?;
     }
@@ -179,7 +192,7 @@ impl Builder {
                 if self.documents > 1 {
                     return Err(SyntaxError {
                         pos,
-                        message: "a manifest file holds one YAML document, this is a second one"
+                        message: "YAML syntax error: a manifest file holds one YAML document, this is a second one"
                             .to_owned(),
                     });
                 }
@@ -196,17 +209,27 @@ impl Builder {
                 pos,
                 value: Value::Alias,
             }),
-            Event::SequenceStart(..) => self.open(pos, Value::Seq(Vec::new())),
-            Event::MappingStart(..) => self.open(pos, Value::Map(Vec::new())),
+            Event::SequenceStart(..) => self.open(pos, Value::Seq(Vec::new()))?,
+            Event::MappingStart(..) => self.open(pos, Value::Map(Vec::new()))?,
             Event::SequenceEnd | Event::MappingEnd => self.close(),
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
         }
         Ok(())
     }
 
-    fn open(&mut self, pos: Pos, value: Value) {
+    /// Opens a list or mapping, refusing one level deeper than [`MAX_DEPTH`].
+    fn open(&mut self, pos: Pos, value: Value) -> Result<(), SyntaxError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(SyntaxError {
+                pos,
+                message: format!(
+                    "lists and mappings nest deeper than {MAX_DEPTH} levels here (a manifest needs 4): refused"
+                ),
+            });
+        }
         self.stack.push(Node { pos, value });
         self.pending_keys.push(None);
+        Ok(())
     }
 
     fn close(&mut self) {
@@ -281,5 +304,25 @@ mod tests {
         let err = parse("a: 1\n---\nb: 2\n").expect_err("two documents");
         assert_eq!(err.pos.line, 2);
         assert_eq!(parse("# only a comment\n").expect("parses"), None);
+    }
+
+    #[test]
+    fn refuses_nesting_deeper_than_the_limit() {
+        // 50,000 levels (100 KB) used to overflow the stack when the tree was dropped.
+        let block = format!("{}x\n", "- ".repeat(50_000));
+        let err = parse(&block).expect_err("too deep");
+        let col = u32::try_from(2 * MAX_DEPTH + 1).expect("small");
+        assert_eq!(err.pos, Pos { line: 1, col });
+        assert!(
+            err.message.contains("deeper than 64 levels"),
+            "{}",
+            err.message
+        );
+        let flow = format!("a: {}", "[".repeat(50_000));
+        let err = parse(&flow).expect_err("too deep");
+        assert_eq!(err.pos.line, 1);
+        // The limit itself is allowed.
+        let deepest = format!("{}x\n", "- ".repeat(MAX_DEPTH));
+        assert!(parse(&deepest).expect("at the limit").is_some());
     }
 }
