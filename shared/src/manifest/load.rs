@@ -145,8 +145,15 @@ fn parse_file(path: &Path, out: &mut Vec<Diagnostic>) -> (Arc<Path>, Parsed) {
         }
     };
     match yaml::parse(&text) {
-        Ok(Some(root)) => (file, Parsed::Tree(root)),
-        Ok(None) => (file, Parsed::Empty),
+        Ok(document) => {
+            for problem in document.problems {
+                d.error(problem.pos, problem.message);
+            }
+            match document.root {
+                Some(root) => (file, Parsed::Tree(root)),
+                None => (file, Parsed::Empty),
+            }
+        }
         Err(e) => {
             d.error(e.pos, e.message);
             (file, Parsed::Failed)

@@ -5,12 +5,21 @@
 //! understands ("expected a list of tags, found a mapping") instead of the first serde error.
 //! The tree is built from `saphyr-parser`'s spanned events.
 //!
-//! Nesting deeper than [`MAX_DEPTH`] lists and mappings is refused: a manifest never needs it,
-//! and a hostile file uses it. The tree is built from the event stream with an explicit stack,
-//! and the event that would open one level too many stops the parse, before a deep tree exists
-//! for recursive code (dropping, comparing, printing) to overflow the stack on.
+//! Two things a general YAML reader accepts are refused here, because a manifest never needs
+//! them and a hostile file uses them:
+//!
+//! - nesting deeper than [`MAX_DEPTH`] lists and mappings: the tree is built from the event
+//!   stream with an explicit stack, and the event that would open one level too many stops the
+//!   parse, before a deep tree exists for recursive code (dropping, comparing, printing) to
+//!   overflow the stack on;
+//! - explicit tags (`!!int "10"`, `!!str true`, `!custom`): they would change what a value
+//!   means, and silently ignoring them would read a different value than the author wrote.
+//!   Each one is reported at its position; the tree is still built, so that every other
+//!   problem of the file is reported too.
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use std::borrow::Cow;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
 /// The deepest nesting of lists and mappings a file may have.
 ///
@@ -28,6 +37,7 @@ pub struct Pos {
 }
 
 impl Pos {
+    /// Where `span` starts.
     fn of(span: &Span) -> Pos {
         let line = u32::try_from(span.start.line()).unwrap_or(u32::MAX);
         let col = u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX);
@@ -83,6 +93,24 @@ pub struct SyntaxError {
     pub pos: Pos,
     /// What is wrong, as a whole sentence (e.g. `YAML syntax error: …`).
     pub message: String,
+}
+
+/// A problem found while building the tree that does not stop it (an explicit tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where it is.
+    pub pos: Pos,
+    /// What is wrong, as a whole sentence.
+    pub message: String,
+}
+
+/// A parsed file: its single document's tree, and the problems found on the way.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Document {
+    /// The document's root; `None` for a file with no document (empty, or only comments).
+    pub root: Option<Node>,
+    /// Refused constructs (explicit tags), in file order; the tree is complete despite them.
+    pub problems: Vec<Problem>,
 }
 
 impl Value {
@@ -154,11 +182,11 @@ fn is_decimal(text: &str) -> bool {
     mantissa_ok && exponent_ok
 }
 
-/// Parses `text` into its single document's tree; `Ok(None)` for a file with no document.
+/// Parses `text` into its single document's tree.
 ///
 /// A second document (`---`) and nesting deeper than [`MAX_DEPTH`] are errors: a manifest file
-/// holds one document of a few levels.
-pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
+/// holds one document of a few levels. Explicit tags are reported in [`Document::problems`].
+pub fn parse(text: &str) -> Result<Document, SyntaxError> {
     let mut builder = Builder::default();
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| SyntaxError {
@@ -170,7 +198,10 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
         })?;
         builder.on_event(event, &span)?;
     }
-    Ok(builder.root)
+    Ok(Document {
+        root: builder.root,
+        problems: builder.problems,
+    })
 }
 
 /// Builds the tree from the event stream with a stack of open collections.
@@ -181,11 +212,21 @@ struct Builder {
     pending_keys: Vec<Option<Node>>,
     root: Option<Node>,
     documents: u32,
+    problems: Vec<Problem>,
 }
 
 impl Builder {
     fn on_event(&mut self, event: Event<'_>, span: &Span) -> Result<(), SyntaxError> {
         let pos = Pos::of(span);
+        if let Some(tag) = tag_of(&event) {
+            self.problems.push(Problem {
+                pos,
+                message: format!(
+                    "explicit YAML tag `{}` is not accepted in manifests: remove it (quote text, write numbers and booleans plainly)",
+                    tag_text(tag)
+                ),
+            });
+        }
         match event {
             Event::DocumentStart(_) => {
                 self.documents += 1;
@@ -261,6 +302,25 @@ impl Builder {
     }
 }
 
+/// The explicit tag an event carries, if any.
+fn tag_of<'e>(event: &'e Event<'_>) -> Option<&'e Tag> {
+    match event {
+        Event::Scalar(_, _, _, tag)
+        | Event::SequenceStart(_, tag)
+        | Event::MappingStart(_, tag) => tag.as_ref().map(Cow::as_ref),
+        _ => None,
+    }
+}
+
+/// A tag as it is usually written: `!!int` for the core schema, `!name` for a local tag.
+fn tag_text(tag: &Tag) -> String {
+    if tag.is_yaml_core_schema() {
+        format!("!!{}", tag.suffix)
+    } else {
+        format!("{}{}", tag.handle, tag.suffix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +329,7 @@ mod tests {
     fn builds_a_tree_with_positions() {
         let root = parse("a:\n  - x\n  - \"1.0\"\nb: {c: 1}\n")
             .expect("parses")
+            .root
             .expect("one document");
         let Value::Map(entries) = &root.value else {
             panic!("root is a map")
@@ -303,7 +364,7 @@ mod tests {
         assert_eq!(err.pos.line, 2);
         let err = parse("a: 1\n---\nb: 2\n").expect_err("two documents");
         assert_eq!(err.pos.line, 2);
-        assert_eq!(parse("# only a comment\n").expect("parses"), None);
+        assert_eq!(parse("# only a comment\n").expect("parses").root, None);
     }
 
     #[test]
@@ -323,6 +384,34 @@ mod tests {
         assert_eq!(err.pos.line, 1);
         // The limit itself is allowed.
         let deepest = format!("{}x\n", "- ".repeat(MAX_DEPTH));
-        assert!(parse(&deepest).expect("at the limit").is_some());
+        assert!(parse(&deepest).expect("at the limit").root.is_some());
+    }
+
+    #[test]
+    fn reports_every_explicit_tag_and_keeps_the_tree() {
+        let doc = parse("a: !!int \"10\"\nb: !!str true\nc: !foo [x]\n!!str d: !!map {}\n")
+            .expect("parses");
+        let found: Vec<(u32, u32, &str)> = doc
+            .problems
+            .iter()
+            .map(|p| {
+                let tag = p.message.split('`').nth(1).unwrap_or_default();
+                (p.pos.line, p.pos.col, tag)
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (1, 4, "!!int"),
+                (2, 4, "!!str"),
+                (3, 4, "!foo"),
+                (4, 1, "!!str"),
+                (4, 10, "!!map")
+            ]
+        );
+        let Some(Value::Map(entries)) = doc.root.map(|r| r.value) else {
+            panic!("a map")
+        };
+        assert_eq!(entries.len(), 4);
     }
 }
