@@ -5,7 +5,7 @@
 //! understands ("expected a list of tags, found a mapping") instead of the first serde error.
 //! The tree is built from `saphyr-parser`'s spanned events.
 //!
-//! Two things a general YAML reader accepts are refused here, because a manifest never needs
+//! Three things a general YAML reader accepts are refused here, because a manifest never needs
 //! them and a hostile file uses them:
 //!
 //! - nesting deeper than [`MAX_DEPTH`] lists and mappings: the tree is built from the event
@@ -15,17 +15,31 @@
 //! - explicit tags (`!!int "10"`, `!!str true`, `!custom`): they would change what a value
 //!   means, and silently ignoring them would read a different value than the author wrote.
 //!   Each one is reported at its position; the tree is still built, so that every other
-//!   problem of the file is reported too.
+//!   problem of the file is reported too;
+//! - more than [`MAX_LOOKAHEAD`] characters read ahead of the last complete event. The
+//!   parser keeps every token of a flow collection (`[…]`, `{…}`) until its end, in case it
+//!   turns out to be a mapping key, at about 200 bytes of memory per byte of input: a 20 MB
+//!   `[a,a,…]` took 4 GB. The parser reads through a counting iterator, which ends the input
+//!   once it runs that far ahead.
 
 use std::borrow::Cow;
+use std::cell::Cell;
+use std::rc::Rc;
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
+use saphyr_parser::{BufferedInput, Event, Parser, ScalarStyle, Span, Tag};
 
 /// The deepest nesting of lists and mappings a file may have.
 ///
 /// A manifest needs four levels (`images` → an image → its `dmap` → a list of tags); 64 leaves
 /// generous room for any layout while keeping every recursive walk of the tree shallow.
 pub const MAX_DEPTH: usize = 64;
+
+/// The most characters the parser may read ahead of the last event it produced.
+///
+/// Real manifests write flow collections of a few dozen characters (`["v1.0", "latest"]`);
+/// 64 Ki characters is a thousand times that, and bounds the parser's buffered tokens to a
+/// dozen megabytes.
+pub const MAX_LOOKAHEAD: usize = 64 * 1024;
 
 /// A position in a file: 1-based line and 1-based column (in characters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -41,6 +55,13 @@ impl Pos {
     fn of(span: &Span) -> Pos {
         let line = u32::try_from(span.start.line()).unwrap_or(u32::MAX);
         let col = u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX);
+        Pos { line, col }
+    }
+
+    /// Where `span` ends.
+    fn after(span: &Span) -> Pos {
+        let line = u32::try_from(span.end.line()).unwrap_or(u32::MAX);
+        let col = u32::try_from(span.end.col() + 1).unwrap_or(u32::MAX);
         Pos { line, col }
     }
 }
@@ -187,8 +208,26 @@ fn is_decimal(text: &str) -> bool {
 /// A second document (`---`) and nesting deeper than [`MAX_DEPTH`] are errors: a manifest file
 /// holds one document of a few levels. Explicit tags are reported in [`Document::problems`].
 pub fn parse(text: &str) -> Result<Document, SyntaxError> {
+    let meter = Rc::new(Lookahead::default());
+    let chars = Metered {
+        chars: text.chars(),
+        meter: Rc::clone(&meter),
+    };
     let mut builder = Builder::default();
-    for event in Parser::new_from_str(text) {
+    let mut last = Pos { line: 1, col: 1 };
+    for event in Parser::new(BufferedInput::new(chars)) {
+        // Whatever the parser made of a cut input, it is not the file.
+        if meter.cut.get() {
+            return Err(SyntaxError {
+                pos: last,
+                message: format!(
+                    "more than {MAX_LOOKAHEAD} characters after this point without a complete \
+                     YAML value (a value that long, or a list or mapping in [brackets] or \
+                     {{braces}}, which the parser holds whole): refused; write long lists in \
+                     block style, one `- item` per line"
+                ),
+            });
+        }
         let (event, span) = event.map_err(|e| SyntaxError {
             pos: Pos {
                 line: u32::try_from(e.marker().line()).unwrap_or(u32::MAX),
@@ -196,12 +235,53 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
             },
             message: format!("YAML syntax error: {}", e.info()),
         })?;
+        meter.allow_after(span.end.index());
+        last = Pos::after(&span);
         builder.on_event(event, &span)?;
     }
     Ok(Document {
         root: builder.root,
         problems: builder.problems,
     })
+}
+
+/// How far the parser may read: shared by [`parse`] and the [`Metered`] characters.
+#[derive(Default)]
+struct Lookahead {
+    /// Characters given to the parser.
+    read: Cell<usize>,
+    /// Characters it may have in all, now.
+    limit: Cell<usize>,
+    /// True once the input was ended early for reading too far ahead.
+    cut: Cell<bool>,
+}
+
+impl Lookahead {
+    /// Lets the parser read up to [`MAX_LOOKAHEAD`] characters past character `index`.
+    fn allow_after(&self, index: usize) {
+        self.limit.set(index.saturating_add(MAX_LOOKAHEAD));
+    }
+}
+
+/// The text's characters, ending early once the parser reads too far ahead.
+struct Metered<'t> {
+    chars: std::str::Chars<'t>,
+    meter: Rc<Lookahead>,
+}
+
+impl Iterator for Metered<'_> {
+    type Item = char;
+
+    fn next(&mut self) -> Option<char> {
+        let read = self.meter.read.get();
+        if read >= self.meter.limit.get().max(MAX_LOOKAHEAD) {
+            self.meter.cut.set(true);
+            return None;
+        }
+        let c = self.chars.next()?;
+        self.meter.read.set(read + 1);
+        Some(c)
+    }
 }
 
 /// Builds the tree from the event stream with a stack of open collections.
@@ -385,6 +465,28 @@ mod tests {
         // The limit itself is allowed.
         let deepest = format!("{}x\n", "- ".repeat(MAX_DEPTH));
         assert!(parse(&deepest).expect("at the limit").root.is_some());
+    }
+
+    #[test]
+    fn refuses_to_read_far_ahead() {
+        // The parser buffers a flow collection whole: 20 MB of `[a,a,…]` took 1.9 GB.
+        let flat = format!("[{}]\n", ["a"; 200_000].join(","));
+        let Err(err) = parse(&flat) else {
+            panic!("a flow list of 400,000 characters is refused")
+        };
+        assert_eq!(err.pos, Pos { line: 1, col: 1 });
+        assert!(err.message.contains("block style"), "{}", err.message);
+        // The same items in block style are read, however many.
+        let block = "- a\n".repeat(200_000);
+        let doc = parse(&block).expect("a long block list");
+        let items = match doc.root.map(|r| r.value) {
+            Some(Value::Seq(items)) => items.len(),
+            _ => 0,
+        };
+        assert_eq!(items, 200_000);
+        // A flow list below the limit is read.
+        let short = format!("[{}]\n", ["a"; 30_000].join(","));
+        assert!(parse(&short).is_ok());
     }
 
     #[test]
