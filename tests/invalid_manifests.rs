@@ -209,3 +209,57 @@ fn one_hundred_errors_over_three_files_are_all_reported_in_order() {
         }
     }
 }
+
+/// Loads `paths` on another thread: a reader that blocks (on a FIFO, in a loop) fails the
+/// test after a minute instead of hanging it.
+fn load_within_a_minute(paths: Vec<PathBuf>) -> Result<promoter::manifest::Loaded, String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let loaded = load(&paths).map_err(|e| promoter::error_chain::error_chain(&e));
+        let _ = sender.send(loaded);
+    });
+    receiver
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("loading finished within a minute (a FIFO or a loop must not block it)")
+}
+
+/// A FIFO named `*.yaml`, in a folder or named directly, is refused without being opened
+/// (opening it would wait for a writer forever).
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_refused_without_blocking() {
+    let dir = tempfile::TempDir::new().expect("a temporary folder");
+    let fifo = dir.path().join("manifest.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    for path in [dir.path().to_path_buf(), fifo] {
+        let loaded = load_within_a_minute(vec![path]).expect("a diagnostic, not an error");
+        assert_eq!(
+            render_diagnostics(&loaded.diagnostics, dir.path()),
+            "manifest.yaml:1:1: a FIFO (named pipe), not a regular file: refused, not read"
+        );
+    }
+}
+
+/// The cause of an unreadable path is printed once (it was printed twice: once by the error,
+/// once as its source).
+#[test]
+fn an_unreadable_path_names_its_cause_once() {
+    let dir = tempfile::TempDir::new().expect("a temporary folder");
+    let file = dir.path().join("manifest.yaml");
+    std::fs::write(&file, "registries: []\n").expect("write");
+    // A path through a file: "Not a directory".
+    let through = file.join("x.yaml");
+    let error = load(std::slice::from_ref(&through)).expect_err("unreadable");
+    let chain = promoter::error_chain::error_chain(&error);
+    assert_eq!(
+        chain,
+        format!(
+            "cannot read {}: Not a directory (os error 20)",
+            through.display()
+        )
+    );
+}

@@ -4,12 +4,17 @@
 //! manifest's `promoter-manifest.yaml` (`registries`, and the deprecated `imagesPath`), and a
 //! thin manifest's `images.yaml` (a bare list of images). Entries with errors are left out of
 //! the result; the diagnostics say why.
+//!
+//! Every check takes time linear in the number of entries: duplicates are found with hash
+//! maps, never by searching what was read before (a file of 100,000 images or tags would
+//! otherwise take minutes).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::diagnostic::FileDiagnostics;
 use super::fields::{Fields, Shape, list, scalar_text, text};
+use super::seen::FirstSeen;
 use super::yaml::{Node, Pos, ScalarKind, Value, scalar_kind};
 use super::{DigestEntry, Image, Registry};
 use crate::reference::{Digest, ImageName, RegistryName, Tag};
@@ -125,16 +130,17 @@ fn registries_field(fields: &Fields<'_>, d: &mut FileDiagnostics<'_>) -> Vec<Reg
         return Vec::new();
     }
     let mut registries: Vec<Registry> = Vec::new();
+    let mut first_lines = FirstSeen::with_capacity(items.len());
     let mut all_decoded = true;
     for item in items {
         let Some(registry) = registry(item, d) else {
             all_decoded = false;
             continue;
         };
-        if let Some(first) = registries.iter().find(|r| r.name == registry.name) {
+        if let Some(first_line) = first_lines.repeat_of(&registry.name, registry.pos.line) {
             let msg = format!(
-                "registry `{}` is listed twice (first at line {})",
-                registry.name, first.pos.line
+                "registry `{}` is listed twice (first at line {first_line})",
+                registry.name
             );
             d.error(registry.pos, msg);
             continue;
@@ -232,14 +238,15 @@ fn images(node: &Node, expected: &str, d: &mut FileDiagnostics<'_>) -> Vec<Image
         return Vec::new();
     };
     let mut images: Vec<Image> = Vec::new();
+    let mut first_lines = FirstSeen::with_capacity(items.len());
     for item in items {
         let Some(image) = image(item, d) else {
             continue;
         };
-        if let Some(first) = images.iter().find(|i| i.name == image.name) {
+        if let Some(first_line) = first_lines.repeat_of(&image.name, image.pos.line) {
             let msg = format!(
-                "image `{}` is listed twice (first at line {})",
-                image.name, first.pos.line
+                "image `{}` is listed twice (first at line {first_line})",
+                image.name
             );
             d.error(image.pos, msg);
             continue;
@@ -377,9 +384,10 @@ fn tag_list(node: &Node, digest: &Digest, d: &mut FileDiagnostics<'_>) -> Vec<(T
         return Vec::new();
     };
     let mut tags: Vec<(Tag, Pos)> = Vec::with_capacity(items.len());
+    let mut first_lines = FirstSeen::with_capacity(items.len());
     for item in items {
         let Some(tag) = tag(item, d) else { continue };
-        if tags.iter().any(|(t, _)| *t == tag) {
+        if first_lines.repeat_of(&tag, item.pos.line).is_some() {
             d.error(
                 item.pos,
                 format!("tag `{tag}` is listed twice for {}", digest.short()),

@@ -1,10 +1,25 @@
 //! Problems found in manifests, each with the file, line and column it is about.
+//!
+//! Messages quote what the file says (names, tags, digests, keys), and a file may say a lot: a
+//! one-megabyte name would otherwise be echoed whole. [`FileDiagnostics`], through which every
+//! diagnostic is made, cuts each quoted value (the text between two `` ` `` or `"`, or a long
+//! unquoted run) to [`MAX_VALUE_CHARS`] characters and a whole message to
+//! [`MAX_MESSAGE_CHARS`], marking each cut with `…`.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::yaml::Pos;
+
+/// The most characters of one quoted value a message shows; a longer one is cut, with `…`.
+///
+/// One more than the longest valid value (a full repository name has at most 255 characters),
+/// so that every value a person may need to read whole is shown whole.
+pub const MAX_VALUE_CHARS: usize = 256;
+
+/// The most characters of a whole message (a message quoting many values is cut, with `…`).
+pub const MAX_MESSAGE_CHARS: usize = 1000;
 
 /// How bad a diagnostic is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -78,8 +93,47 @@ impl<'a> FileDiagnostics<'a> {
             file: Arc::clone(&self.file),
             pos,
             severity,
-            message,
+            message: clip(message),
         });
+    }
+}
+
+/// `message` with every span between quote characters (`` ` `` or `"`) cut to
+/// [`MAX_VALUE_CHARS`], then the whole cut to [`MAX_MESSAGE_CHARS`]; each cut ends in `…`.
+///
+/// Spans are split at every quote character, paired or not, so a value holding quotes is cut
+/// piece by piece; the final bound holds whatever the value holds.
+fn clip(message: String) -> String {
+    if message.len() <= MAX_VALUE_CHARS {
+        return message;
+    }
+    let mut out = String::with_capacity(MAX_MESSAGE_CHARS + 8);
+    let mut rest = message.as_str();
+    while let Some(at) = rest.find(['`', '"']) {
+        push_cut(&mut out, &rest[..at], MAX_VALUE_CHARS);
+        // Quote characters are one byte long.
+        out.push_str(&rest[at..=at]);
+        rest = &rest[at + 1..];
+        if out.len() > 4 * MAX_MESSAGE_CHARS {
+            // Plenty to cut from: a value made of many short quoted pieces.
+            rest = "";
+            break;
+        }
+    }
+    push_cut(&mut out, rest, MAX_VALUE_CHARS);
+    let mut clipped = String::with_capacity(MAX_MESSAGE_CHARS + 8);
+    push_cut(&mut clipped, &out, MAX_MESSAGE_CHARS);
+    clipped
+}
+
+/// Appends `text`, or its first `max` characters and `…` when it is longer.
+fn push_cut(out: &mut String, text: &str, max: usize) {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => {
+            out.push_str(&text[..end]);
+            out.push('…');
+        }
+        None => out.push_str(text),
     }
 }
 
@@ -92,4 +146,57 @@ pub fn sort(diagnostics: &mut Vec<Diagnostic>) {
 /// True when any diagnostic is an error.
 pub fn has_errors(diagnostics: &[Diagnostic]) -> bool {
     diagnostics.iter().any(|d| d.severity == Severity::Error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(message: String) -> String {
+        let mut out = Vec::new();
+        FileDiagnostics::new(Arc::from(Path::new("m.yaml")), &mut out)
+            .error(Pos { line: 1, col: 1 }, message);
+        out.remove(0).message
+    }
+
+    #[test]
+    fn short_messages_are_kept() {
+        let message = "invalid tag `.v1`: a tag starts with a letter".to_owned();
+        assert_eq!(one(message.clone()), message);
+    }
+
+    #[test]
+    fn long_values_are_cut_with_an_ellipsis() {
+        let name = "a".repeat(1 << 20);
+        let message = one(format!(
+            "invalid image name `{name}`: too long, see `{name}`"
+        ));
+        let cut = format!("{}…", "a".repeat(MAX_VALUE_CHARS));
+        assert_eq!(
+            message,
+            format!("invalid image name `{cut}`: too long, see `{cut}`")
+        );
+        // Unquoted, and in double quotes.
+        let number = "1".repeat(5000);
+        assert_eq!(
+            one(format!("found the number {number}")),
+            format!("found the number {}…", &number[..MAX_VALUE_CHARS - 17])
+        );
+        // A value as long as the longest valid one is shown whole.
+        let longest = format!("`{}`", "r".repeat(MAX_VALUE_CHARS));
+        assert_eq!(one(longest.clone()), longest);
+        let quoted = one(format!("found the text \"{number}\"."));
+        assert!(quoted.ends_with("1…\"."), "{quoted}");
+        // Multi-byte characters are cut at a character boundary.
+        let wide = one(format!("`{}`", "é".repeat(300)));
+        assert_eq!(wide.chars().count(), MAX_VALUE_CHARS + 3);
+    }
+
+    #[test]
+    fn a_message_of_many_quoted_pieces_is_bounded() {
+        let pieces = "`ab`".repeat(1 << 18);
+        let message = one(format!("value {pieces} is wrong"));
+        assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(message.ends_with('…'));
+    }
 }

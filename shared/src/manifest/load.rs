@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::decode::{self, Decoded};
 use super::diagnostic::{self, Diagnostic, FileDiagnostics};
+use super::read::{self, kind};
 use super::yaml::{self, Pos};
 use super::{PromotionManifest, check};
 
@@ -34,7 +35,7 @@ impl Loaded {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The path does not exist or cannot be inspected.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Unreadable {
         /// The path given.
         path: PathBuf,
@@ -66,7 +67,15 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
             path: path.clone(),
             source,
         })?;
-        if meta.is_file() {
+        if !meta.is_file() && !meta.is_dir() {
+            // A FIFO, socket or device: refused from its metadata, never opened.
+            let msg = format!(
+                "{}, not a regular file: refused, not read",
+                kind(&meta.file_type())
+            );
+            FileDiagnostics::new(Arc::from(path.as_path()), &mut loaded.diagnostics)
+                .error(Pos { line: 1, col: 1 }, msg);
+        } else if meta.is_file() {
             load_plain(path, &mut loaded);
         } else if path.join("manifests").is_dir() {
             load_thin_tree(path, &mut loaded, &mut images_path_seen)?;
@@ -130,25 +139,28 @@ enum Parsed {
 fn parse_file(path: &Path, out: &mut Vec<Diagnostic>) -> (Arc<Path>, Parsed) {
     let file: Arc<Path> = Arc::from(path);
     let mut d = FileDiagnostics::new(Arc::clone(&file), out);
-    let start = Pos { line: 1, col: 1 };
-    let text = match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(_) => {
-                d.error(start, "the file is not UTF-8 text");
-                return (file, Parsed::Failed);
-            }
-        },
+    let text = match std::fs::canonicalize(path)
+        .map_err(read::ReadError::Io)
+        .and_then(|real| read::read_text(&real))
+    {
+        Ok(text) => text,
         Err(e) => {
-            d.error(start, format!("cannot read the file: {e}"));
+            d.error(Pos { line: 1, col: 1 }, e.message());
             return (file, Parsed::Failed);
         }
     };
     match yaml::parse(&text) {
-        Ok(Some(root)) => (file, Parsed::Tree(root)),
-        Ok(None) => (file, Parsed::Empty),
+        Ok(document) => {
+            for problem in document.problems {
+                d.error(problem.pos, problem.message);
+            }
+            match document.root {
+                Some(root) => (file, Parsed::Tree(root)),
+                None => (file, Parsed::Empty),
+            }
+        }
         Err(e) => {
-            d.error(e.pos, format!("YAML syntax error: {}", e.message));
+            d.error(e.pos, e.message);
             (file, Parsed::Failed)
         }
     }

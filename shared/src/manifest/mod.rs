@@ -17,6 +17,8 @@ mod decode;
 mod diagnostic;
 mod fields;
 mod load;
+mod read;
+mod seen;
 pub mod yaml;
 
 use std::path::Path;
@@ -26,6 +28,7 @@ use crate::reference::{Digest, ImageName, RegistryName, Tag};
 pub use check::destination_index;
 pub use diagnostic::{Diagnostic, FileDiagnostics, Severity, has_errors, sort};
 pub use load::{LoadError, Loaded, load};
+pub use read::MAX_FILE_BYTES;
 use yaml::Pos;
 
 /// One project's promotion manifest: where its images come from and go to, and which images.

@@ -1,0 +1,206 @@
+//! Reading one manifest file, refusing what is not one: anything but a regular file, and
+//! anything larger than [`MAX_FILE_BYTES`].
+//!
+//! The file is opened without blocking and without following a final symbolic link
+//! (`O_NONBLOCK | O_NOFOLLOW`), and the opened file itself is checked (`fstat`) before a byte is
+//! read: a FIFO swapped in after the folder walk looked at the path is refused, not waited on.
+//! The size is checked from the opened file's metadata, then enforced by the read itself, since
+//! a file can grow between the two.
+
+use std::fs::{File, FileType, OpenOptions};
+use std::io::{self, Read as _};
+use std::path::Path;
+
+/// The most bytes one manifest file may hold.
+///
+/// The largest real manifest known (`registry.k8s.io`'s `k8s-staging-kubernetes/images.yaml`,
+/// every Kubernetes release since the registry began) is 0.95 MB; 4 MiB is over four times
+/// that. The cap bounds the memory one file takes while it is checked: about 150 MB for the
+/// worst 4 MiB measured (a million one-tag digests), well within the validate function's
+/// 512 MB.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Why a file was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Not a regular file (a folder, FIFO, socket or device): refused without reading.
+    #[error("{0}, not a regular file: refused, not read")]
+    NotRegular(&'static str),
+    /// Larger than [`MAX_FILE_BYTES`], by its metadata or by what a bounded read found.
+    #[error(
+        "the file holds more than {MAX_FILE_BYTES} bytes (4 MiB), more than any manifest: refused"
+    )]
+    TooLarge,
+    /// The content is not UTF-8 text.
+    #[error("the file is not UTF-8 text")]
+    NotUtf8,
+    /// Opening or reading failed.
+    #[error("cannot read the file")]
+    Io(#[source] io::Error),
+}
+
+impl ReadError {
+    /// The sentence a diagnostic shows: the error and its cause, once each.
+    pub fn message(&self) -> String {
+        match self {
+            ReadError::Io(e) => format!("{self}: {e}"),
+            _ => self.to_string(),
+        }
+    }
+}
+
+/// Reads `path` as UTF-8 text, if it is a regular file of at most [`MAX_FILE_BYTES`].
+pub fn read_text(path: &Path) -> Result<String, ReadError> {
+    let file = open(path).map_err(ReadError::Io)?;
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotRegular(kind(&meta.file_type())));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    let bytes = read_capped(file, meta.len())?;
+    String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8)
+}
+
+/// Reads `reader` to its end, failing once it gives more than [`MAX_FILE_BYTES`].
+///
+/// `expected` (the metadata's length) is only a hint for the buffer: the file may have grown,
+/// so the read goes one byte past the limit to see it.
+fn read_capped(reader: impl io::Read, expected: u64) -> Result<Vec<u8>, ReadError> {
+    let capacity = usize::try_from(expected.min(MAX_FILE_BYTES)).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(capacity);
+    reader
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    Ok(bytes)
+}
+
+/// Opens for reading without blocking on a FIFO and without following a final symbolic link.
+#[cfg(unix)]
+fn open(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Opens for reading (the file type is still checked before reading).
+#[cfg(not(unix))]
+fn open(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).open(path)
+}
+
+/// What kind of thing a file type is, in words: "a folder", "a FIFO (named pipe)", ….
+pub fn kind(file_type: &FileType) -> &'static str {
+    if file_type.is_dir() {
+        return "a folder";
+    }
+    if file_type.is_symlink() {
+        return "a symbolic link";
+    }
+    if file_type.is_file() {
+        return "a regular file";
+    }
+    special_kind(file_type)
+}
+
+#[cfg(unix)]
+fn special_kind(file_type: &FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if file_type.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: &FileType) -> &'static str {
+    "a special file"
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    #[test]
+    fn reads_a_regular_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("m.yaml");
+        std::fs::write(&path, "images: []\n").expect("write");
+        assert_eq!(read_text(&path).expect("read"), "images: []\n");
+    }
+
+    #[test]
+    fn refuses_a_file_over_the_limit_by_metadata() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("big.yaml");
+        let file = File::create(&path).expect("create");
+        // Sparse: nothing written, but the metadata says so.
+        file.set_len(MAX_FILE_BYTES + 1).expect("grow");
+        assert!(matches!(read_text(&path), Err(ReadError::TooLarge)));
+        file.set_len(MAX_FILE_BYTES).expect("shrink");
+        let text = read_text(&path).expect("at the limit");
+        assert_eq!(text.len() as u64, MAX_FILE_BYTES);
+    }
+
+    #[test]
+    fn the_read_itself_is_bounded() {
+        // A file that grew after its metadata was read (here: one that never ends).
+        let result = read_capped(io::repeat(b'a'), 10);
+        assert!(matches!(result, Err(ReadError::TooLarge)), "{result:?}");
+        let exact = read_capped(io::repeat(b'a').take(MAX_FILE_BYTES), 0).expect("at the limit");
+        assert_eq!(exact.len() as u64, MAX_FILE_BYTES);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_a_fifo_without_blocking_and_a_folder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fifo = dir.path().join("images.yaml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        // Without O_NONBLOCK, opening a FIFO nobody writes to would block this test forever.
+        let error = read_text(&fifo).expect_err("a FIFO");
+        assert_eq!(
+            error.message(),
+            "a FIFO (named pipe), not a regular file: refused, not read"
+        );
+        let error = read_text(dir.path()).expect_err("a folder");
+        assert!(
+            matches!(error, ReadError::NotRegular("a folder")),
+            "{error:?}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn does_not_follow_a_final_symbolic_link() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secret = dir.path().join("secret");
+        let mut file = File::create(&secret).expect("create");
+        file.write_all(b"password: hunter2\n").expect("write");
+        let link = dir.path().join("images.yaml");
+        std::os::unix::fs::symlink(&secret, &link).expect("symlink");
+        let error = read_text(&link).expect_err("a link");
+        assert!(matches!(error, ReadError::Io(_)), "{error:?}");
+        assert!(!error.message().contains("hunter2"));
+    }
+}
