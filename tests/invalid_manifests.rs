@@ -210,6 +210,18 @@ fn one_hundred_errors_over_three_files_are_all_reported_in_order() {
     }
 }
 
+/// A `registries:` file of a thin tree.
+const THIN_REGISTRIES: &str = "registries:\n- name: gcr.io/k8s-staging-x\n  src: true\n\
+                               - name: registry.k8s.io/x\n";
+
+/// An `images.yaml` with one valid image, named `name`.
+fn thin_images(name: &str) -> String {
+    format!(
+        "- name: {name}\n  dmap:\n    \"sha256:{}\": [\"v1\"]\n",
+        "ab".repeat(32)
+    )
+}
+
 /// Loads `paths` on another thread: a reader that blocks (on a FIFO, in a loop) fails the
 /// test after a minute instead of hanging it.
 fn load_within_a_minute(paths: Vec<PathBuf>) -> Result<promoter::manifest::Loaded, String> {
@@ -221,6 +233,88 @@ fn load_within_a_minute(paths: Vec<PathBuf>) -> Result<promoter::manifest::Loade
     receiver
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("loading finished within a minute (a FIFO or a loop must not block it)")
+}
+
+/// What a pull request could add to a thin tree to make the checker hang, or quote a file
+/// from outside the tree: a link to a credentials file, a FIFO, a loop, a link back up the
+/// tree, a file over the size cap. Each is refused, named, and never read; a link to a file
+/// inside the tree is followed.
+#[cfg(unix)]
+#[test]
+fn hostile_files_are_refused_without_being_read() {
+    use std::os::unix::fs::symlink;
+
+    const SECRET: &str = "SECRET-KEY-NEVER-SHOWN";
+    let outside = tempfile::TempDir::new().expect("a temporary folder");
+    let credentials = outside.path().join("credentials");
+    std::fs::write(&credentials, format!("aws_secret_access_key = {SECRET}\n"))
+        .expect("write the credentials");
+    let tree = tempfile::TempDir::new().expect("a temporary folder");
+    let root = tree.path();
+    let write = |relative: &str, content: &str| {
+        let path = root.join(relative);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write");
+    };
+    for project in ["a", "b", "c", "d", "e"] {
+        write(
+            &format!("manifests/{project}/promoter-manifest.yaml"),
+            THIN_REGISTRIES,
+        );
+    }
+    // a: images.yaml is a link to the credentials, outside the tree.
+    std::fs::create_dir_all(root.join("images/a")).expect("mkdir");
+    symlink(&credentials, root.join("images/a/images.yaml")).expect("link");
+    // b: images.yaml is a FIFO nobody writes to.
+    std::fs::create_dir_all(root.join("images/b")).expect("mkdir");
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(root.join("images/b/images.yaml"))
+        .status()
+        .expect("mkfifo runs");
+    assert!(fifo.success());
+    // c: images.yaml links to itself, and a folder link points back up the tree.
+    std::fs::create_dir_all(root.join("images/c")).expect("mkdir");
+    symlink("images.yaml", root.join("images/c/images.yaml")).expect("link");
+    symlink("..", root.join("images/c/up")).expect("link");
+    // d: images.yaml is one byte over the cap (sparse: nothing is written).
+    std::fs::create_dir_all(root.join("images/d")).expect("mkdir");
+    std::fs::File::create(root.join("images/d/images.yaml"))
+        .and_then(|f| f.set_len(promoter::manifest::MAX_FILE_BYTES + 1))
+        .expect("a large file");
+    // e: images.yaml links to a file inside the tree: followed.
+    write("shared/e-images.yaml", &thin_images("e"));
+    std::fs::create_dir_all(root.join("images/e")).expect("mkdir");
+    symlink(
+        "../../shared/e-images.yaml",
+        root.join("images/e/images.yaml"),
+    )
+    .expect("link");
+
+    let loaded = load_within_a_minute(vec![root.to_path_buf()]).expect("the tree loads");
+    let canonical = std::fs::canonicalize(root).expect("canonical root");
+    let rendered = render_diagnostics(&loaded.diagnostics, root)
+        .replace(&canonical.display().to_string(), "ROOT");
+    assert!(!rendered.contains(SECRET), "{rendered}");
+    assert_eq!(
+        rendered,
+        [
+            "images/a/images.yaml:1:1: a symbolic link to a path outside ROOT: refused, not read",
+            "images/b/images.yaml:1:1: a FIFO (named pipe), not a regular file: refused, not read",
+            "images/c/images.yaml:1:1: a symbolic link that loops (Too many levels of symbolic \
+             links (os error 40)): refused, not followed",
+            "images/c/up:1:1: a symbolic link to a folder: not followed (manifests are read from \
+             real folders; put the folder here instead of a link)",
+            "images/d/images.yaml:1:1: the file holds more than 4194304 bytes (4 MiB), more than \
+             any manifest: refused",
+        ]
+        .join("\n")
+    );
+    let e = loaded.manifests.iter().find(|m| m.project == "e");
+    assert_eq!(
+        e.map(|m| m.images.len()),
+        Some(1),
+        "the link inside the tree is followed"
+    );
 }
 
 /// A FIFO named `*.yaml`, in a folder or named directly, is refused without being opened

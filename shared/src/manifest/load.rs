@@ -1,12 +1,18 @@
 //! Finding and reading manifest files: plain files, folders of them, and thin-manifest trees.
+//!
+//! Files are found by [`walk`](super::walk) (which never leaves the tree the user named, and
+//! never enters a loop) and read by [`read`](super::read) (regular files of bounded size only);
+//! every file refused on the way is an error diagnostic naming it, never quoting it.
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::decode::{self, Decoded};
 use super::diagnostic::{self, Diagnostic, FileDiagnostics};
 use super::read::{self, kind};
+use super::walk::{Found, find_files, refuse_linked_folder};
 use super::yaml::{self, Pos};
 use super::{PromotionManifest, check};
 
@@ -58,36 +64,13 @@ pub enum LoadError {
 ///
 /// A path is a plain manifest file; a folder with a `manifests/` subfolder is a thin-manifest
 /// tree; any other folder is searched for plain manifests (`*.yaml`, `*.yml`). Problems inside
-/// files are returned as diagnostics; only paths that cannot be read at all are errors.
+/// files, and files refused (special files, links out of the folder, loops, files too large),
+/// are returned as diagnostics; only paths that cannot be read at all are errors.
 pub fn load(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
     let mut loaded = Loaded::default();
     let mut images_path_seen: Vec<(Arc<Path>, Pos)> = Vec::new();
     for path in paths {
-        let meta = std::fs::metadata(path).map_err(|source| LoadError::Unreadable {
-            path: path.clone(),
-            source,
-        })?;
-        if !meta.is_file() && !meta.is_dir() {
-            // A FIFO, socket or device: refused from its metadata, never opened.
-            let msg = format!(
-                "{}, not a regular file: refused, not read",
-                kind(&meta.file_type())
-            );
-            FileDiagnostics::new(Arc::from(path.as_path()), &mut loaded.diagnostics)
-                .error(Pos { line: 1, col: 1 }, msg);
-        } else if meta.is_file() {
-            load_plain(path, &mut loaded);
-        } else if path.join("manifests").is_dir() {
-            load_thin_tree(path, &mut loaded, &mut images_path_seen)?;
-        } else {
-            let files = find_files(path, &|p| has_extension(p, &["yaml", "yml"]))?;
-            if files.is_empty() {
-                return Err(LoadError::Empty { path: path.clone() });
-            }
-            for file in files {
-                load_plain(&file, &mut loaded);
-            }
-        }
+        load_path(path, &mut loaded, &mut images_path_seen)?;
     }
     warn_images_path_once(&mut images_path_seen, &mut loaded.diagnostics);
     check::overlapping_destinations(&loaded.manifests, &mut loaded.diagnostics);
@@ -97,32 +80,64 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
     Ok(loaded)
 }
 
+/// Loads one path given by the user. The path itself is followed if it is a link (the user
+/// named it); what is below it may not lead out of it.
+fn load_path(
+    path: &Path,
+    loaded: &mut Loaded,
+    images_path_seen: &mut Vec<(Arc<Path>, Pos)>,
+) -> Result<(), LoadError> {
+    let unreadable = |source| LoadError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    // `stat`, not `open`: looking at a FIFO does not wait for a writer.
+    let meta = fs::metadata(path).map_err(unreadable)?;
+    if !meta.is_file() && !meta.is_dir() {
+        let msg = format!(
+            "{}, not a regular file: refused, not read",
+            kind(&meta.file_type())
+        );
+        FileDiagnostics::new(Arc::from(path), &mut loaded.diagnostics)
+            .error(Pos { line: 1, col: 1 }, msg);
+        return Ok(());
+    }
+    let root = fs::canonicalize(path).map_err(unreadable)?;
+    if meta.is_file() {
+        let found = Found {
+            path: path.to_path_buf(),
+            real: Some(root),
+        };
+        load_plain(&found, loaded);
+        return Ok(());
+    }
+    let reported = loaded.diagnostics.len();
+    let is_thin =
+        fs::symlink_metadata(path.join("manifests")).is_ok_and(|m| m.is_dir() || m.is_symlink());
+    let found_any = if is_thin {
+        load_thin_tree(path, &root, loaded, images_path_seen)?
+    } else {
+        let yaml = |p: &Path| has_extension(p, &["yaml", "yml"]);
+        let files = find_files(path, &root, &yaml, &mut loaded.diagnostics)?;
+        let found_any = !files.is_empty();
+        for file in files {
+            load_plain(&file, loaded);
+        }
+        found_any
+    };
+    // A folder whose manifests were all refused says why, rather than "no manifests".
+    if !found_any && loaded.diagnostics.len() == reported {
+        return Err(LoadError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 fn has_extension(path: &Path, extensions: &[&str]) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| extensions.contains(&e))
-}
-
-/// Every file below `dir` (recursively) that `wanted` accepts, sorted.
-fn find_files(dir: &Path, wanted: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>, LoadError> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        let unreadable = |source| LoadError::Unreadable {
-            path: current.clone(),
-            source,
-        };
-        for entry in std::fs::read_dir(&current).map_err(unreadable)? {
-            let path = entry.map_err(unreadable)?.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if wanted(&path) {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
 }
 
 /// What reading one file gave.
@@ -135,14 +150,15 @@ enum Parsed {
     Failed,
 }
 
-/// Reads and parses one file; problems become diagnostics.
-fn parse_file(path: &Path, out: &mut Vec<Diagnostic>) -> (Arc<Path>, Parsed) {
-    let file: Arc<Path> = Arc::from(path);
+/// Reads and parses one file; problems become diagnostics (on the file's name in the tree).
+fn parse_file(found: &Found, out: &mut Vec<Diagnostic>) -> (Arc<Path>, Parsed) {
+    let file: Arc<Path> = Arc::from(found.path.as_path());
     let mut d = FileDiagnostics::new(Arc::clone(&file), out);
-    let text = match std::fs::canonicalize(path)
-        .map_err(read::ReadError::Io)
-        .and_then(|real| read::read_text(&real))
-    {
+    let Some(real) = &found.real else {
+        // Refused by the walk, and reported there.
+        return (file, Parsed::Failed);
+    };
+    let text = match read::read_text(real) {
         Ok(text) => text,
         Err(e) => {
             d.error(Pos { line: 1, col: 1 }, e.message());
@@ -166,8 +182,8 @@ fn parse_file(path: &Path, out: &mut Vec<Diagnostic>) -> (Arc<Path>, Parsed) {
     }
 }
 
-fn load_plain(path: &Path, loaded: &mut Loaded) {
-    let (file, root) = parse_file(path, &mut loaded.diagnostics);
+fn load_plain(found: &Found, loaded: &mut Loaded) {
+    let (file, root) = parse_file(found, &mut loaded.diagnostics);
     let mut d = FileDiagnostics::new(Arc::clone(&file), &mut loaded.diagnostics);
     let root = match root {
         Parsed::Tree(root) => root,
@@ -203,42 +219,44 @@ fn project_of(root: &Path, file: &Path) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
+/// Loads a thin-manifest tree; false when it holds no project at all.
 fn load_thin_tree(
     dir: &Path,
+    root: &Path,
     loaded: &mut Loaded,
     images_path_seen: &mut Vec<(Arc<Path>, Pos)>,
-) -> Result<(), LoadError> {
+) -> Result<bool, LoadError> {
     let manifests_dir = dir.join("manifests");
     let images_dir = dir.join("images");
+    let out = &mut loaded.diagnostics;
+    if refuse_linked_folder(&manifests_dir, out) | refuse_linked_folder(&images_dir, out) {
+        return Ok(true);
+    }
     let named = |name: &'static str| move |p: &Path| p.file_name().is_some_and(|f| f == name);
-    let mut projects: BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
-    for file in find_files(&manifests_dir, &named(THIN_MANIFEST_FILE))? {
-        if let Some(project) = project_of(&manifests_dir, &file) {
+    let mut projects: BTreeMap<String, (Option<Found>, Option<Found>)> = BTreeMap::new();
+    for file in find_files(&manifests_dir, root, &named(THIN_MANIFEST_FILE), out)? {
+        if let Some(project) = project_of(&manifests_dir, &file.path) {
             projects.entry(project).or_default().0 = Some(file);
         }
     }
     if images_dir.is_dir() {
-        for file in find_files(&images_dir, &named(THIN_IMAGES_FILE))? {
-            if let Some(project) = project_of(&images_dir, &file) {
+        for file in find_files(&images_dir, root, &named(THIN_IMAGES_FILE), out)? {
+            if let Some(project) = project_of(&images_dir, &file.path) {
                 projects.entry(project).or_default().1 = Some(file);
             }
         }
     }
-    if projects.is_empty() {
-        return Err(LoadError::Empty {
-            path: dir.to_path_buf(),
-        });
-    }
+    let found_any = !projects.is_empty();
     for (project, files) in projects {
         load_thin_project(dir, project, files, loaded, images_path_seen);
     }
-    Ok(())
+    Ok(found_any)
 }
 
 fn load_thin_project(
     dir: &Path,
     project: String,
-    files: (Option<PathBuf>, Option<PathBuf>),
+    files: (Option<Found>, Option<Found>),
     loaded: &mut Loaded,
     images_path_seen: &mut Vec<(Arc<Path>, Pos)>,
 ) {
@@ -279,7 +297,7 @@ fn load_thin_project(
                 "project `{project}` has no images file: expected {}",
                 expected.display()
             );
-            FileDiagnostics::new(Arc::from(manifest.as_path()), out).error(start, msg);
+            FileDiagnostics::new(Arc::from(manifest.path.as_path()), out).error(start, msg);
         }
         (None, Some(images)) => {
             let expected = dir
@@ -290,7 +308,7 @@ fn load_thin_project(
                 "project `{project}` has images but no promoter manifest: expected {}",
                 expected.display()
             );
-            FileDiagnostics::new(Arc::from(images.as_path()), out).error(start, msg);
+            FileDiagnostics::new(Arc::from(images.path.as_path()), out).error(start, msg);
         }
         (None, None) => {}
     }

@@ -11,6 +11,12 @@
 //! [`load`] reads every path it is given and returns the manifests together with *every* problem
 //! found, as [`Diagnostic`]s sorted by file and line; `check` adds the rules that span several
 //! manifests (two manifests sending different digests to one `repository:tag`).
+//!
+//! Manifests come from pull requests, so the readers expect hostile files: only regular files
+//! inside the tree named are read (no FIFO, device, loop or link out of the tree), each at most
+//! [`MAX_FILE_BYTES`], nested at most [`yaml::MAX_DEPTH`] levels, without YAML tags; repeated
+//! entries are found in time linear in their number; diagnostics quote at most a few hundred
+//! characters of any value.
 
 mod check;
 mod decode;
@@ -19,6 +25,7 @@ mod fields;
 mod load;
 mod read;
 mod seen;
+mod walk;
 pub mod yaml;
 
 use std::path::Path;
