@@ -100,6 +100,20 @@ pub enum SourceError {
         /// The limit, in bytes.
         limit: u64,
     },
+    /// More than [`super::MAX_HEADER_BYTES`] read between two entries of an archive (a
+    /// GNU long name or link, PAX records, or content of something that is not a file).
+    #[error(
+        "the archive of {origin} has more than {limit} bytes of headers (long names, PAX records) before one entry{}",
+        after_entry(after.as_deref())
+    )]
+    OversizedHeader {
+        /// What was fetched.
+        origin: String,
+        /// The last entry read before them, if any.
+        after: Option<String>,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// More entries or objects than [`super::MAX_FILES`].
     #[error("{origin} holds more than the {limit} entries allowed")]
     TooManyEntries {
@@ -163,6 +177,10 @@ fn at_entry(entry: Option<&str>) -> String {
     entry.map(|e| format!(" (at `{e}`)")).unwrap_or_default()
 }
 
+fn after_entry(entry: Option<&str>) -> String {
+    entry.map(|e| format!(" (after `{e}`)")).unwrap_or_default()
+}
+
 impl SourceError {
     /// True when trying again later may succeed: connection trouble, timeouts, 5xx, 429 and
     /// rate limits, a store's failed request, an object deleted mid-fetch. False for answers
@@ -185,6 +203,7 @@ impl SourceError {
             | SourceError::UnsafeEntry { .. }
             | SourceError::UnsafeKey { .. }
             | SourceError::TooLarge { .. }
+            | SourceError::OversizedHeader { .. }
             | SourceError::TooManyEntries { .. }
             | SourceError::Io { .. }
             | SourceError::NoObjects { .. }
