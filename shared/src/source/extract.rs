@@ -14,7 +14,10 @@
 //!   stream (headers and padding included) longer than twice [`MAX_BYTES`] is refused;
 //! - more than [`MAX_HEADER_BYTES`] read between two entries (GNU long names and links, PAX
 //!   records, skipped content of non-files) is refused: the `tar` crate buffers long names and
-//!   PAX records whole, so without this cap one header could claim the whole stream cap.
+//!   PAX records whole, so without this cap one header could claim the whole stream cap;
+//! - every gzip member is read, as `gzip -d` does (a tarball split over several members is
+//!   read whole, not cut after the first), and anything but zeros after the tar archive's end
+//!   (a second archive, garbage) is refused rather than silently ignored.
 
 use std::cell::Cell;
 use std::ffi::OsString;
@@ -23,7 +26,7 @@ use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use tar::EntryType;
 
 use super::{MAX_BYTES, MAX_FILES, MAX_HEADER_BYTES, SourceError};
@@ -75,7 +78,7 @@ pub(super) fn extract_tar_gz(
         exceeded: Cell::new(None),
     });
     let stream = Capped {
-        inner: GzDecoder::new(reader),
+        inner: MultiGzDecoder::new(reader),
         meter: Rc::clone(&meter),
     };
     let mut archive = tar::Archive::new(stream);
@@ -98,6 +101,8 @@ pub(super) fn extract_tar_gz(
         meter.header_left.set(None);
         extraction.entry(entry)?;
     }
+    meter.header_left.set(None);
+    extraction.only_zeros_after(archive.into_inner())?;
     Ok(extraction.written)
 }
 
@@ -192,6 +197,27 @@ impl Extraction<'_> {
         self.written.files += 1;
         self.written.bytes += copied;
         Ok(())
+    }
+
+    /// Reads what follows the tar archive's end: zeros (padding) are fine, anything else (a
+    /// second archive, a later gzip member with data, garbage) is refused.
+    fn only_zeros_after(&self, mut rest: impl Read) -> Result<(), SourceError> {
+        let mut buffer = [0u8; 64 * 1024];
+        loop {
+            let n = match rest.read(&mut buffer) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.read_error(e)),
+            };
+            if buffer[..n].iter().any(|&b| b != 0) {
+                let trailing = io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "data after the end of the tar archive (a second archive, or garbage)",
+                );
+                return Err(self.read_error(trailing));
+            }
+        }
     }
 
     /// The error for a failed read of the archive: a cap passed, or a broken archive.

@@ -307,3 +307,64 @@ fn long_names_and_pax_records_are_capped() {
         "{error}"
     );
 }
+
+#[test]
+fn every_gzip_member_is_read() {
+    let names = [
+        format!("{TOP}/"),
+        format!("{TOP}/manifests/a.yaml"),
+        format!("{TOP}/images/b/images.yaml"),
+    ];
+    let entries = [
+        dir(&names[0]),
+        file(&names[1], b"registries: []\n"),
+        file(&names[2], b"- name: b\n"),
+    ];
+    // `gzip a >x; gzip b >>x` of one tar cut in two: the second file is in the second member.
+    let tar = tar(&entries);
+    let (first, second) = tar.split_at(3 * 512);
+    let mut members = gzip(first);
+    members.extend(gzip(second));
+    let root = tempfile::tempdir().expect("temp dir");
+    let written = extract_tar_gz(&members[..], root.path(), "o/r@x", Limits::default())
+        .expect("both members");
+    assert_eq!(written.files, 2);
+    assert!(root.path().join("images/b/images.yaml").is_file());
+    // A last member of zeros (padding) is fine.
+    let mut padded = archive(&entries);
+    padded.extend(gzip(&[0u8; 10240]));
+    let root = tempfile::tempdir().expect("temp dir");
+    let written =
+        extract_tar_gz(&padded[..], root.path(), "o/r@x", Limits::default()).expect("padding");
+    assert_eq!(written.files, 2);
+}
+
+#[test]
+fn data_after_the_archive_is_refused() {
+    let (a, b) = (format!("{TOP}/a.yaml"), format!("{TOP}/b.yaml"));
+    let first = archive(&[file(&a, b"a: 1\n")]);
+    let second = archive(&[file(&b, b"b: 2\n")]);
+    let mut two_archives = first.clone();
+    two_archives.extend(&second);
+    let mut garbage = first;
+    garbage.extend(b"not gzip at all");
+    for (what, bytes) in [("a second archive", two_archives), ("garbage", garbage)] {
+        let root = tempfile::tempdir().expect("temp dir");
+        let result = extract_tar_gz(&bytes[..], root.path(), "o/r@x", Limits::default());
+        let error = result.expect_err(what);
+        assert!(
+            matches!(error, SourceError::Archive { .. }),
+            "{what}: {error:?}"
+        );
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let mut two = archive(&[file(&a, b"a: 1\n")]);
+    two.extend(&second);
+    let error = extract_tar_gz(&two[..], root.path(), "o/r@x", Limits::default())
+        .expect_err("two archives");
+    let text = crate::error_chain::error_chain(&error);
+    assert!(
+        text.contains("data after the end of the tar archive"),
+        "{text}"
+    );
+}
