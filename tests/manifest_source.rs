@@ -352,6 +352,37 @@ async fn github_archive_in_two_gzip_members_is_read_whole() {
     );
 }
 
+/// A hostile archive (a PAX header claiming a megabyte of path) is refused once 64 KiB of
+/// headers were read, and answered as the sender's fault: a 4xx, not a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_hostile_archive_is_the_senders_fault() {
+    let top = format!("o-r-{}", &SHA[..7]);
+    let path = format!("{top}/{}", "p".repeat(1 << 20));
+    // `LEN path=VALUE\n`, LEN counting the whole record, itself included.
+    let body = format!(" path={path}\n");
+    let mut len = body.len();
+    while format!("{len}{body}").len() != len {
+        len += 1;
+    }
+    let record = format!("{len}{body}");
+    let archive = github_archive(&[
+        ("PaxHeader/x", record.as_bytes()),
+        (&format!("{top}/x"), b"x"),
+    ]);
+    let github = fake_github(HashMap::from([("hostile", archive)]));
+
+    let error = fetch(&github, "hostile", "").await.expect_err("refused");
+    let text = describe(&error);
+    assert!(
+        matches!(error, SourceError::OversizedHeader { limit: 65536, .. }),
+        "{error:?}"
+    );
+    assert!(text.contains("o/hostile@") && text.len() < 400, "{text}");
+    assert!(error.is_client_error() && !error.is_retryable());
+    let status = promoter::steps::error::StepError::from(error).http_status();
+    assert!((400..500).contains(&status), "answered {status}");
+}
+
 /// A folder of objects: `file://` URLs, the same code path as any state store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_prefix_from_a_local_folder() {

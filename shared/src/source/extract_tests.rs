@@ -93,6 +93,9 @@ fn extract(
 
 fn refused(entries: &[Raw<'_>], entry: &str, reason: &str) {
     let (root, result) = extract(entries, Limits::default());
+    if let Err(error) = &result {
+        assert!(error.is_client_error(), "{error:?}");
+    }
     match result {
         Err(SourceError::UnsafeEntry {
             entry: e,
@@ -213,6 +216,7 @@ fn caps_size_and_entries() {
         "{error:?}"
     );
     assert!(!error.is_retryable());
+    assert!(error.is_client_error());
 }
 
 #[test]
@@ -244,7 +248,10 @@ fn pax_record(key: &str, value: &str) -> Vec<u8> {
 fn refusal(entries: &[Raw<'_>]) -> SourceError {
     let (_root, result) = extract(entries, Limits::default());
     let error = result.expect_err("refused");
-    assert!(!error.is_retryable(), "{error:?}");
+    assert!(
+        error.is_client_error() && !error.is_retryable(),
+        "{error:?}"
+    );
     error
 }
 
@@ -356,6 +363,7 @@ fn data_after_the_archive_is_refused() {
             matches!(error, SourceError::Archive { .. }),
             "{what}: {error:?}"
         );
+        assert!(error.is_client_error(), "{what}");
     }
     let root = tempfile::tempdir().expect("temp dir");
     let mut two = archive(&[file(&a, b"a: 1\n")]);

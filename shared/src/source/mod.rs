@@ -15,7 +15,8 @@
 //! entries and object keys that are absolute or hold `..` are refused, archive links are
 //! skipped with a debug log (a manifest repository has no use for them), and the size and number of files are capped ([`MAX_BYTES`],
 //! [`MAX_FILES`]) so that a hostile source cannot fill the disk, as are an archive's headers
-//! ([`MAX_HEADER_BYTES`]) so that it cannot fill memory.
+//! ([`MAX_HEADER_BYTES`]) so that it cannot fill memory. Errors caused by what was fetched (a
+//! hostile or broken archive) say so: [`SourceError::is_client_error`].
 
 mod error;
 mod extract;
