@@ -75,6 +75,18 @@ fn raw_entry(tar: &mut tar::Builder<Vec<u8>>, name: &str, kind: EntryType, data:
 /// A tarball as GitHub makes it: a global pax header with the commit, `o-r-SHA/`, the thin
 /// example tree, a README and a symbolic link; then `extra` entries as given.
 fn github_archive(extra: &[(&str, &[u8])]) -> Vec<u8> {
+    gzip(&github_tar(extra))
+}
+
+/// One gzip member of `data`.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(data).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+/// The tar of [`github_archive`], before compression.
+fn github_tar(extra: &[(&str, &[u8])]) -> Vec<u8> {
     let top = format!("o-r-{}", &SHA[..7]);
     let mut tar = tar::Builder::new(Vec::new());
     let comment = format!("52 comment={SHA}\n");
@@ -101,12 +113,14 @@ fn github_archive(extra: &[(&str, &[u8])]) -> Vec<u8> {
         );
     }
     for (name, content) in extra {
-        raw_entry(&mut tar, name, EntryType::Regular, content);
+        let kind = if name.starts_with("PaxHeader") {
+            EntryType::XHeader
+        } else {
+            EntryType::Regular
+        };
+        raw_entry(&mut tar, name, kind, content);
     }
-    let tar = tar.into_inner().expect("finish the tar");
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    gz.write_all(&tar).expect("gzip");
-    gz.finish().expect("gzip")
+    tar.into_inner().expect("finish the tar")
 }
 
 /// A fake GitHub API and codeload on `127.0.0.1`: `/repos/o/<name>/tarball/<sha>` answers
@@ -303,6 +317,70 @@ async fn github_archive_escaping_is_refused() {
     // The extraction folder is a child of the temporary folder: `..` from it lands there.
     let escaped = std::env::temp_dir().join(&name);
     assert!(!escaped.exists(), "{} was written", escaped.display());
+}
+
+/// An archive split over two gzip members (as `gzip a >x; gzip b >>x` makes) is read whole: an
+/// invalid project in the second member used to be cut off, and the rest validated as if it
+/// were all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_archive_in_two_gzip_members_is_read_whole() {
+    let top = format!("o-r-{}", &SHA[..7]);
+    let manifest = format!("{top}/manifests/late/promoter-manifest.yaml");
+    let images = format!("{top}/images/late/images.yaml");
+    let registries = std::fs::read(thin_example().join("manifests/hello/promoter-manifest.yaml"))
+        .expect("a thin manifest");
+    let extra: [(&str, &[u8]); 2] = [
+        (&manifest, &registries),
+        (&images, b"- name: Not-A-Valid-Name\n  dmap: {}\n"),
+    ];
+    let whole = github_tar(&extra);
+    // The tar without the extra entries, less its two end-of-archive blocks.
+    let split = github_tar(&[]).len() - 1024;
+    let mut members = gzip(&whole[..split]);
+    members.extend(gzip(&whole[split..]));
+    let github = fake_github(HashMap::from([("r", members)]));
+
+    let fetched = fetch(&github, "r", "").await.expect("fetched");
+    assert_eq!(fetched.files, 7, "the second member's two files too");
+    let loaded = promoter::manifest::load(&[fetched.root().to_path_buf()]).expect("load");
+    assert!(!loaded.is_valid());
+    let text: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|d| d.contains("images/late/images.yaml:1:9: invalid image name")),
+        "{text:?}"
+    );
+}
+
+/// A hostile archive (a PAX header claiming a megabyte of path) is refused once 64 KiB of
+/// headers were read, and answered as the sender's fault: a 4xx, not a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_hostile_archive_is_the_senders_fault() {
+    let top = format!("o-r-{}", &SHA[..7]);
+    let path = format!("{top}/{}", "p".repeat(1 << 20));
+    // `LEN path=VALUE\n`, LEN counting the whole record, itself included.
+    let body = format!(" path={path}\n");
+    let mut len = body.len();
+    while format!("{len}{body}").len() != len {
+        len += 1;
+    }
+    let record = format!("{len}{body}");
+    let archive = github_archive(&[
+        ("PaxHeader/x", record.as_bytes()),
+        (&format!("{top}/x"), b"x"),
+    ]);
+    let github = fake_github(HashMap::from([("hostile", archive)]));
+
+    let error = fetch(&github, "hostile", "").await.expect_err("refused");
+    let text = describe(&error);
+    assert!(
+        matches!(error, SourceError::OversizedHeader { limit: 65536, .. }),
+        "{error:?}"
+    );
+    assert!(text.contains("o/hostile@") && text.len() < 400, "{text}");
+    assert!(error.is_client_error() && !error.is_retryable());
+    let status = promoter::steps::error::StepError::from(error).http_status();
+    assert!((400..500).contains(&status), "answered {status}");
 }
 
 /// A folder of objects: `file://` URLs, the same code path as any state store.

@@ -16,8 +16,8 @@ use std::path::Path;
 /// The largest real manifest known (`registry.k8s.io`'s `k8s-staging-kubernetes/images.yaml`,
 /// every Kubernetes release since the registry began) is 0.95 MB; 4 MiB is over four times
 /// that. The cap bounds the memory one file takes while it is checked: about 150 MB for the
-/// worst 4 MiB measured (a million one-tag digests), well within the validate function's
-/// 512 MB.
+/// worst 4 MiB file measured (one digest with half a million tags), well within the validate
+/// function's 512 MB.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Why a file was not read.

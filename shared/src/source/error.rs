@@ -73,7 +73,10 @@ pub enum SourceError {
         source: std::io::Error,
     },
     /// An archive entry that would write outside the tree, or is not a file or folder.
-    #[error("the archive of {origin} holds entry `{entry}`, which is refused: {reason}")]
+    #[error(
+        "the archive of {origin} holds entry `{}`, which is refused: {reason}",
+        shown(entry)
+    )]
     UnsafeEntry {
         /// What was fetched.
         origin: String,
@@ -83,7 +86,10 @@ pub enum SourceError {
         reason: &'static str,
     },
     /// An object key that would write outside the tree.
-    #[error("{url} holds object `{key}`, which is refused: not a relative path without `..`")]
+    #[error(
+        "{url} holds object `{}`, which is refused: not a relative path without `..`",
+        shown(key)
+    )]
     UnsafeKey {
         /// The URL of the objects.
         url: String,
@@ -97,6 +103,20 @@ pub enum SourceError {
         origin: String,
         /// The entry or key that passed the limit, if known.
         entry: Option<String>,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// More than [`super::MAX_HEADER_BYTES`] read between two entries of an archive (a
+    /// GNU long name or link, PAX records, or content of something that is not a file).
+    #[error(
+        "the archive of {origin} has more than {limit} bytes of headers (long names, PAX records) before one entry{}",
+        after_entry(after.as_deref())
+    )]
+    OversizedHeader {
+        /// What was fetched.
+        origin: String,
+        /// The last entry read before them, if any.
+        after: Option<String>,
         /// The limit, in bytes.
         limit: u64,
     },
@@ -160,7 +180,26 @@ pub enum SourceError {
 }
 
 fn at_entry(entry: Option<&str>) -> String {
-    entry.map(|e| format!(" (at `{e}`)")).unwrap_or_default()
+    entry
+        .map(|e| format!(" (at `{}`)", shown(e)))
+        .unwrap_or_default()
+}
+
+fn after_entry(entry: Option<&str>) -> String {
+    entry
+        .map(|e| format!(" (after `{}`)", shown(e)))
+        .unwrap_or_default()
+}
+
+/// The most characters of an archive's entry name or object key an error shows.
+const MAX_NAME_CHARS: usize = 256;
+
+/// `name`, cut to [`MAX_NAME_CHARS`] with `…`: archive names can be 64 KiB long.
+fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(MAX_NAME_CHARS) {
+        Some((end, _)) => format!("{}…", &name[..end]).into(),
+        None => name.into(),
+    }
 }
 
 impl SourceError {
@@ -185,10 +224,42 @@ impl SourceError {
             | SourceError::UnsafeEntry { .. }
             | SourceError::UnsafeKey { .. }
             | SourceError::TooLarge { .. }
+            | SourceError::OversizedHeader { .. }
             | SourceError::TooManyEntries { .. }
             | SourceError::Io { .. }
             | SourceError::NoObjects { .. }
             | SourceError::MissingSubdir { .. }
+            | SourceError::Task { .. } => false,
+        }
+    }
+}
+
+impl SourceError {
+    /// True when the fault is in what was sent: the push's repository name or revision, or
+    /// what the repository (or prefix) holds: a broken or hostile archive, a refused entry or
+    /// key, a limit passed, no objects, no such subfolder. A webhook answers these with a 4xx
+    /// status (trying again cannot help, and the promoter is not at fault); every other
+    /// failure (transport, GitHub's answers, the local disk, configuration) is the
+    /// promoter's side.
+    pub fn is_client_error(&self) -> bool {
+        match self {
+            SourceError::InvalidRepository { .. }
+            | SourceError::InvalidRevision { .. }
+            | SourceError::Archive { .. }
+            | SourceError::UnsafeEntry { .. }
+            | SourceError::UnsafeKey { .. }
+            | SourceError::TooLarge { .. }
+            | SourceError::OversizedHeader { .. }
+            | SourceError::TooManyEntries { .. }
+            | SourceError::NoObjects { .. }
+            | SourceError::MissingSubdir { .. } => true,
+            SourceError::InvalidToken { .. }
+            | SourceError::InvalidSubdir { .. }
+            | SourceError::Transport { .. }
+            | SourceError::Status { .. }
+            | SourceError::Io { .. }
+            | SourceError::Store { .. }
+            | SourceError::Vanished { .. }
             | SourceError::Task { .. } => false,
         }
     }
@@ -225,10 +296,30 @@ mod tests {
             assert!(!status(code, false).is_retryable(), "{code}");
         }
         assert!(status(403, true).is_retryable());
+        for code in [404, 500] {
+            assert!(!status(code, false).is_client_error(), "{code}");
+        }
         assert_eq!(
             status(403, true).to_string(),
             "GitHub repository o/r: GET https://api.github.com/repos/o/r/tarball/abc answered \
              403 Forbidden (rate limited)"
         );
+    }
+
+    #[test]
+    fn long_entry_names_are_cut() {
+        let entry = format!("o-r-abc/{}", "a".repeat(60_000));
+        let error = SourceError::UnsafeEntry {
+            origin: "o/r@abc".to_owned(),
+            entry,
+            reason: "a `..` component",
+        };
+        let text = error.to_string();
+        assert!(text.len() < 400, "{} characters", text.len());
+        assert!(
+            text.contains("aaa…`") && text.ends_with("a `..` component"),
+            "{text}"
+        );
+        assert!(error.is_client_error());
     }
 }

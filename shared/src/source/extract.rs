@@ -11,7 +11,13 @@
 //! - devices, FIFOs, sparse files and other kinds are refused, naming the entry;
 //! - paths that are absolute or hold `..` are refused, naming the entry;
 //! - more than [`MAX_BYTES`] of file content, more than [`MAX_FILES`] entries, or a tar
-//!   stream (headers and padding included) longer than twice [`MAX_BYTES`] is refused.
+//!   stream (headers and padding included) longer than twice [`MAX_BYTES`] is refused;
+//! - more than [`MAX_HEADER_BYTES`] read between two entries (GNU long names and links, PAX
+//!   records, skipped content of non-files) is refused: the `tar` crate buffers long names and
+//!   PAX records whole, so without this cap one header could claim the whole stream cap;
+//! - every gzip member is read, as `gzip -d` does (a tarball split over several members is
+//!   read whole, not cut after the first), and anything but zeros after the tar archive's end
+//!   (a second archive, garbage) is refused rather than silently ignored.
 
 use std::cell::Cell;
 use std::ffi::OsString;
@@ -20,10 +26,10 @@ use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use tar::EntryType;
 
-use super::{MAX_BYTES, MAX_FILES, SourceError};
+use super::{MAX_BYTES, MAX_FILES, MAX_HEADER_BYTES, SourceError};
 
 /// What an extraction wrote.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -43,6 +49,8 @@ pub(super) struct Limits {
     pub entries: usize,
     /// Bytes of the decompressed tar stream.
     pub stream: u64,
+    /// Bytes read between two entries (headers, long names, PAX records).
+    pub header: u64,
 }
 
 impl Default for Limits {
@@ -51,6 +59,7 @@ impl Default for Limits {
             bytes: MAX_BYTES,
             entries: MAX_FILES,
             stream: 2 * MAX_BYTES,
+            header: MAX_HEADER_BYTES,
         }
     }
 }
@@ -63,40 +72,64 @@ pub(super) fn extract_tar_gz(
     origin: &str,
     limits: Limits,
 ) -> Result<Extracted, SourceError> {
-    let exceeded = Rc::new(Cell::new(false));
+    let meter = Rc::new(Meter {
+        stream_left: Cell::new(limits.stream),
+        header_left: Cell::new(None),
+        exceeded: Cell::new(None),
+    });
     let stream = Capped {
-        inner: GzDecoder::new(reader),
-        remaining: limits.stream,
-        exceeded: Rc::clone(&exceeded),
+        inner: MultiGzDecoder::new(reader),
+        meter: Rc::clone(&meter),
     };
     let mut archive = tar::Archive::new(stream);
-    let mut last: Option<String> = None;
-    let read_error = |last: &Option<String>, source: io::Error| {
-        if exceeded.get() {
-            SourceError::TooLarge {
-                origin: origin.to_owned(),
-                entry: last.clone(),
-                limit: limits.stream,
-            }
-        } else {
-            SourceError::Archive {
-                origin: origin.to_owned(),
-                entry: last.clone(),
-                source,
-            }
-        }
+    let mut extraction = Extraction {
+        dest,
+        origin,
+        limits,
+        meter: &meter,
+        last: None,
+        top: None,
+        count: 0,
+        written: Extracted::default(),
     };
-    let entries = archive.entries().map_err(|e| read_error(&last, e))?;
-    let mut top: Option<OsString> = None;
-    let mut count = 0usize;
-    let mut written = Extracted::default();
-    for entry in entries {
-        let mut entry = entry.map_err(|e| read_error(&last, e))?;
-        count += 1;
-        if count > limits.entries {
+    let mut entries = archive.entries().map_err(|e| extraction.read_error(e))?;
+    loop {
+        // What the `tar` crate reads to find the next entry is metadata, and capped as such.
+        meter.header_left.set(Some(limits.header));
+        let Some(entry) = entries.next() else { break };
+        let entry = entry.map_err(|e| extraction.read_error(e))?;
+        meter.header_left.set(None);
+        extraction.entry(entry)?;
+    }
+    meter.header_left.set(None);
+    extraction.only_zeros_after(archive.into_inner())?;
+    Ok(extraction.written)
+}
+
+/// The state of one extraction.
+struct Extraction<'a> {
+    dest: &'a Path,
+    origin: &'a str,
+    limits: Limits,
+    meter: &'a Meter,
+    /// The last entry read, for errors.
+    last: Option<String>,
+    /// The archive's single top-level folder, once seen.
+    top: Option<OsString>,
+    /// Entries seen.
+    count: usize,
+    written: Extracted,
+}
+
+impl Extraction<'_> {
+    /// Writes (or skips, or refuses) one entry.
+    fn entry(&mut self, mut entry: tar::Entry<'_, impl Read>) -> Result<(), SourceError> {
+        let origin = self.origin;
+        self.count += 1;
+        if self.count > self.limits.entries {
             return Err(SourceError::TooManyEntries {
                 origin: origin.to_owned(),
-                limit: limits.entries,
+                limit: self.limits.entries,
             });
         }
         let kind = entry.header().entry_type();
@@ -105,21 +138,21 @@ pub(super) fn extract_tar_gz(
             EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName
         ) {
             // Metadata (GitHub's global header carries the commit id): nothing to write.
-            continue;
+            return Ok(());
         }
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        last = Some(name.clone());
+        self.last = Some(name.clone());
         let refuse = |reason: &'static str| SourceError::UnsafeEntry {
             origin: origin.to_owned(),
             entry: name.clone(),
             reason,
         };
-        let path = entry.path().map_err(|e| read_error(&last, e))?;
-        let relative = below_top(&path, &mut top).map_err(refuse)?;
+        let path = entry.path().map_err(|e| self.read_error(e))?;
+        let relative = below_top(&path, &mut self.top).map_err(refuse)?;
         match kind {
             EntryType::Directory => {
                 if let Some(relative) = relative {
-                    let target = dest.join(relative);
+                    let target = self.dest.join(relative);
                     fs::create_dir_all(&target).map_err(io_error(&target))?;
                 }
             }
@@ -127,33 +160,88 @@ pub(super) fn extract_tar_gz(
                 let Some(relative) = relative else {
                     return Err(refuse("a file in place of the top-level folder"));
                 };
-                let size = entry.size();
-                if written.bytes.saturating_add(size) > limits.bytes {
-                    return Err(SourceError::TooLarge {
-                        origin: origin.to_owned(),
-                        entry: Some(name),
-                        limit: limits.bytes,
-                    });
-                }
-                let target = dest.join(relative);
-                if let Some(parent) = target.parent() {
-                    fs::create_dir_all(parent).map_err(io_error(parent))?;
-                }
-                let mut file = fs::File::create(&target).map_err(io_error(&target))?;
-                let copied = copy(&mut entry, &mut file).map_err(|failure| match failure {
-                    Failure::Read(e) => read_error(&last, e),
-                    Failure::Write(e) => io_error(&target)(e),
-                })?;
-                written.files += 1;
-                written.bytes += copied;
+                self.file(&mut entry, &relative, &name)?;
             }
             EntryType::Symlink | EntryType::Link => {
                 tracing::debug!(origin, entry = %name, "skipping a link in the archive");
             }
             _ => return Err(refuse("not a regular file or folder")),
         }
+        Ok(())
     }
-    Ok(written)
+
+    /// Writes a regular file's content to `relative` below the destination.
+    fn file(
+        &mut self,
+        entry: &mut tar::Entry<'_, impl Read>,
+        relative: &Path,
+        name: &str,
+    ) -> Result<(), SourceError> {
+        let size = entry.size();
+        if self.written.bytes.saturating_add(size) > self.limits.bytes {
+            return Err(SourceError::TooLarge {
+                origin: self.origin.to_owned(),
+                entry: Some(name.to_owned()),
+                limit: self.limits.bytes,
+            });
+        }
+        let target = self.dest.join(relative);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(io_error(parent))?;
+        }
+        let mut file = fs::File::create(&target).map_err(io_error(&target))?;
+        let copied = copy(entry, &mut file).map_err(|failure| match failure {
+            Failure::Read(e) => self.read_error(e),
+            Failure::Write(e) => io_error(&target)(e),
+        })?;
+        self.written.files += 1;
+        self.written.bytes += copied;
+        Ok(())
+    }
+
+    /// Reads what follows the tar archive's end: zeros (padding) are fine, anything else (a
+    /// second archive, a later gzip member with data, garbage) is refused.
+    fn only_zeros_after(&self, mut rest: impl Read) -> Result<(), SourceError> {
+        let mut buffer = [0u8; 64 * 1024];
+        loop {
+            let n = match rest.read(&mut buffer) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.read_error(e)),
+            };
+            if buffer[..n].iter().any(|&b| b != 0) {
+                let trailing = io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "data after the end of the tar archive (a second archive, or garbage)",
+                );
+                return Err(self.read_error(trailing));
+            }
+        }
+    }
+
+    /// The error for a failed read of the archive: a cap passed, or a broken archive.
+    fn read_error(&self, source: io::Error) -> SourceError {
+        let origin = self.origin.to_owned();
+        let entry = self.last.clone();
+        match self.meter.exceeded.get() {
+            Some(Cap::Stream) => SourceError::TooLarge {
+                origin,
+                entry,
+                limit: self.limits.stream,
+            },
+            Some(Cap::Header) => SourceError::OversizedHeader {
+                origin,
+                after: entry,
+                limit: self.limits.header,
+            },
+            None => SourceError::Archive {
+                origin,
+                entry,
+                source,
+            },
+        }
+    }
 }
 
 /// The path of an entry below the archive's single top folder (`None` for that folder itself),
@@ -214,23 +302,56 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SourceError + '_ {
     }
 }
 
-/// A reader that fails once more than `remaining` bytes were read, and says so in `exceeded`.
+/// Which cap a read passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cap {
+    /// The whole decompressed stream.
+    Stream,
+    /// What is read between two entries.
+    Header,
+}
+
+/// What the stream may still give, shared by the reader and the extraction.
+struct Meter {
+    /// Bytes of the stream still allowed.
+    stream_left: Cell<u64>,
+    /// Bytes still allowed before the next entry, while the `tar` crate looks for it (`None`
+    /// while an entry's own content is read).
+    header_left: Cell<Option<u64>>,
+    /// The cap passed, once one was.
+    exceeded: Cell<Option<Cap>>,
+}
+
+impl Meter {
+    /// Counts `n` bytes read against the caps; the cap passed, if any.
+    fn count(&self, n: u64) -> Option<Cap> {
+        let Some(stream_left) = self.stream_left.get().checked_sub(n) else {
+            return Some(Cap::Stream);
+        };
+        self.stream_left.set(stream_left);
+        if let Some(header_left) = self.header_left.get() {
+            let Some(left) = header_left.checked_sub(n) else {
+                return Some(Cap::Header);
+            };
+            self.header_left.set(Some(left));
+        }
+        None
+    }
+}
+
+/// A reader that fails once a cap of its [`Meter`] is passed, and records which.
 struct Capped<R> {
     inner: R,
-    remaining: u64,
-    exceeded: Rc<Cell<bool>>,
+    meter: Rc<Meter>,
 }
 
 impl<R: Read> Read for Capped<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        match self.remaining.checked_sub(n as u64) {
-            Some(rest) => {
-                self.remaining = rest;
-                Ok(n)
-            }
-            None => {
-                self.exceeded.set(true);
+        match self.meter.count(n as u64) {
+            None => Ok(n),
+            Some(cap) => {
+                self.meter.exceeded.set(Some(cap));
                 Err(io::Error::other("the archive is larger than allowed"))
             }
         }

@@ -14,7 +14,9 @@
 //! the caller asked for (`subdir`). Nothing fetched can leave that temporary folder: archive
 //! entries and object keys that are absolute or hold `..` are refused, archive links are
 //! skipped with a debug log (a manifest repository has no use for them), and the size and number of files are capped ([`MAX_BYTES`],
-//! [`MAX_FILES`]) so that a hostile source cannot fill the disk.
+//! [`MAX_FILES`]) so that a hostile source cannot fill the disk, as are an archive's headers
+//! ([`MAX_HEADER_BYTES`]) so that it cannot fill memory. Errors caused by what was fetched (a
+//! hostile or broken archive) say so: [`SourceError::is_client_error`].
 
 mod error;
 mod extract;
@@ -34,6 +36,13 @@ pub const MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The most archive entries (files, folders, skipped links) or objects one fetch may hold.
 pub const MAX_FILES: usize = 100_000;
+
+/// The most bytes of an archive read between two entries: their headers, a GNU long name or
+/// link, PAX records, and the unread content of the previous entry (a folder, a link).
+///
+/// A long path is a few hundred bytes and GitHub's PAX records are smaller; 64 KiB is far
+/// beyond any real path (Linux allows 4 KiB), and bounds what is buffered for one entry.
+pub const MAX_HEADER_BYTES: u64 = 64 * 1024;
 
 /// Manifests fetched into a temporary folder (deleted on drop).
 #[derive(Debug)]

@@ -139,12 +139,15 @@ impl StepError {
         }
     }
 
-    /// The HTTP status a Function URL answers with.
+    /// The HTTP status a Function URL answers with: 4xx when the request or what it points at
+    /// is at fault (a hostile or broken archive is the sender's fault: 422, as for invalid
+    /// manifests), 503 when trying again may help, 500 otherwise.
     pub fn http_status(&self) -> u16 {
         match self {
             StepError::Unauthorized(_) => 401,
             StepError::Malformed { .. } => 400,
             StepError::Config { .. } => 500,
+            StepError::Source(e) if e.is_client_error() => 422,
             _ if self.is_retryable() => 503,
             _ => 500,
         }
@@ -156,5 +159,25 @@ pub fn malformed(what: &'static str, reason: impl ToString) -> StepError {
     StepError::Malformed {
         what,
         reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_archive_is_answered_as_the_senders_fault() {
+        let hostile = StepError::from(SourceError::UnsafeEntry {
+            origin: "o/r@abc".to_owned(),
+            entry: "../x".to_owned(),
+            reason: "a `..` component",
+        });
+        assert_eq!(hostile.http_status(), 422);
+        let ours = StepError::from(SourceError::Io {
+            path: "/tmp/x".into(),
+            source: std::io::Error::other("disk full"),
+        });
+        assert_eq!(ours.http_status(), 500);
     }
 }
