@@ -4,8 +4,9 @@
 # byte a second) is reported. The registry is bench/hostile-registry.py on loopback; the
 # destination is a second one that answers 404 to everything (nothing promoted yet).
 #
-# The whole command's time includes the chain's redeliveries: a retryable failure is handled
-# up to 5 times (as the deployed SQS queues' maxReceiveCount), each after one retry budget.
+# A unit that timed out is handled once by the command's chain (other retryable failures up
+# to 5 times, as the deployed SQS queues' maxReceiveCount); before 2026-12-06 a hung registry
+# cost five retry budgets (453 s).
 #
 #   bash bench/hostile-registry.sh            # the defaults (60 s request deadline)
 #   TIMEOUT=10 bash bench/hostile-registry.sh # with --request-timeout 10

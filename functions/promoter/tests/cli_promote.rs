@@ -413,3 +413,37 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// A staging registry that accepts requests and never answers a GET: the unit fails after one
+/// retry budget and is not delivered again by the command's own chain (before, it was handled
+/// five times, as an SQS queue would: 453 s with the defaults, measured by
+/// bench/hostile-registry.sh). Requests are counted, not timed.
+#[test]
+fn a_registry_that_never_answers_is_reported_after_one_retry_budget() {
+    use promoter_tests::harness::fake_registry::{Fake, Reply};
+    use std::time::Duration;
+    let fake = Fake::start(|seen, _| {
+        if seen.method == "GET" {
+            Reply::status(200).delay(Duration::from_secs(3600))
+        } else {
+            Reply::status(404)
+        }
+    });
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let digest = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    let manifest = format!(
+        "registries:\n- name: {host}/staging\n  src: true\n- name: {host}/prod\nimages:\n- name: app\n  dmap:\n    \"{digest}\": [\"v1\"]\n",
+        host = fake.host()
+    );
+    std::fs::write(dir.path().join("m.yaml"), manifest).expect("write the manifest");
+    let output = promote(
+        dir.path(),
+        &["m.yaml", "--no-state", "--request-timeout", "1"],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAILED"), "{stdout}");
+    let gets = fake.seen().iter().filter(|s| s.method == "GET").count();
+    // One delivery: the client's tries within its budget (6 at most), not five deliveries' worth.
+    assert!((1..=6).contains(&gets), "{gets} GETs");
+}

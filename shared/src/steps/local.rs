@@ -116,6 +116,11 @@ pub async fn drain_with(
                 *count += 1;
                 let again = match &result {
                     Err(StepError::Held { .. }) => true,
+                    // A copy that timed out already spent a whole retry budget on a registry
+                    // that does not answer: unlike an SQS queue, whose redeliveries are spread
+                    // over its visibility timeout, redelivering here only makes the command wait
+                    // five budgets before saying so.
+                    Err(StepError::Copy { source, .. }) if !source.is_worth_retrying_now() => false,
                     Err(e) => e.is_retryable() && *count < MAX_RECEIVES,
                     Ok(_) => false,
                 };
