@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u8)] = &[
     // Names, the HTTP transport and small shared helpers: no other module.
     ("reference", 0),
     ("http", 0),
+    ("files", 0),
     ("error_chain", 0),
     // Reading manifests, speaking to registries, decoding inbound events, queues.
     ("manifest", 1),

@@ -9,6 +9,7 @@
 //!   and validated with `FILE:LINE:COL` diagnostics;
 //! - [`plan`]: the pure planner that turns manifests (and optionally the manifests before a
 //!   change) into promotion units, plus its text, JSON and Markdown renderings;
+//! - [`files`]: reading local files that must be regular and bounded (manifests, the state folder);
 //! - [`http`]: the one HTTP transport (timeouts, capped reads, no downgrade, one retry policy);
 //! - [`registry`]: the OCI distribution client (auth, retries, per-host limits);
 //! - [`copy`]: the transfer engine that copies planned units between registries;
@@ -25,6 +26,7 @@ pub mod audit;
 pub mod copy;
 pub mod error_chain;
 pub mod events;
+pub mod files;
 pub mod http;
 pub mod manifest;
 pub mod notify;

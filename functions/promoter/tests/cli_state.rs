@@ -783,21 +783,7 @@ fn two_workers_at_once(require_split: bool) {
 
 /// A clear state error: exit code 2, no panic, the message naming `what`, nothing on stdout.
 fn assert_state_error(finished: &Finished, what: &[&str]) {
-    finished.assert_exit(STATE_ERROR_EXIT);
-    assert!(
-        !finished.stderr.contains("panicked"),
-        "{}: no panic: {}",
-        finished.name,
-        finished.stderr
-    );
-    for text in what {
-        assert!(
-            finished.stderr.contains(text),
-            "{}: the error names `{text}`: {}",
-            finished.name,
-            finished.stderr
-        );
-    }
+    assert_reported_with_key(finished, what);
     assert!(
         finished.stdout.is_empty(),
         "{}: no summary: {}",

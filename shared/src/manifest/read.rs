@@ -1,15 +1,12 @@
 //! Reading one manifest file, refusing what is not one: anything but a regular file, and
-//! anything larger than [`MAX_FILE_BYTES`].
-//!
-//! The file is opened without blocking and without following a final symbolic link
-//! (`O_NONBLOCK | O_NOFOLLOW`), and the opened file itself is checked (`fstat`) before a byte is
-//! read: a FIFO swapped in after the folder walk looked at the path is refused, not waited on.
-//! The size is checked from the opened file's metadata, then enforced by the read itself, since
-//! a file can grow between the two.
+//! anything larger than [`MAX_FILE_BYTES`] ([`crate::files`] does the reading: a FIFO swapped in
+//! after the folder walk looked at the path is refused, not waited on).
 
-use std::fs::{File, FileType, OpenOptions};
-use std::io::{self, Read as _};
+use std::io;
 use std::path::Path;
+
+pub use crate::files::kind;
+use crate::files::{self, FileError};
 
 /// The most bytes one manifest file may hold.
 ///
@@ -49,90 +46,20 @@ impl ReadError {
     }
 }
 
-/// Reads `path` as UTF-8 text, if it is a regular file of at most [`MAX_FILE_BYTES`].
+/// Reads `path` as UTF-8 text, if it is a regular file of at most [`MAX_FILE_BYTES`]
+/// ([`crate::files::read_regular`]).
 pub fn read_text(path: &Path) -> Result<String, ReadError> {
-    let file = open(path).map_err(ReadError::Io)?;
-    let meta = file.metadata().map_err(ReadError::Io)?;
-    if !meta.is_file() {
-        return Err(ReadError::NotRegular(kind(&meta.file_type())));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(ReadError::TooLarge);
-    }
-    let bytes = read_capped(file, meta.len())?;
+    let bytes = files::read_regular(path, MAX_FILE_BYTES).map_err(|error| match error {
+        FileError::NotRegular(kind) => ReadError::NotRegular(kind),
+        FileError::TooLarge { .. } => ReadError::TooLarge,
+        FileError::Io(e) => ReadError::Io(e),
+    })?;
     String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8)
-}
-
-/// Reads `reader` to its end, failing once it gives more than [`MAX_FILE_BYTES`].
-///
-/// `expected` (the metadata's length) is only a hint for the buffer: the file may have grown,
-/// so the read goes one byte past the limit to see it.
-fn read_capped(reader: impl io::Read, expected: u64) -> Result<Vec<u8>, ReadError> {
-    let capacity = usize::try_from(expected.min(MAX_FILE_BYTES)).unwrap_or(0);
-    let mut bytes = Vec::with_capacity(capacity);
-    reader
-        .take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(ReadError::TooLarge);
-    }
-    Ok(bytes)
-}
-
-/// Opens for reading without blocking on a FIFO and without following a final symbolic link.
-#[cfg(unix)]
-fn open(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-}
-
-/// Opens for reading (the file type is still checked before reading).
-#[cfg(not(unix))]
-fn open(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).open(path)
-}
-
-/// What kind of thing a file type is, in words: "a folder", "a FIFO (named pipe)", ….
-pub fn kind(file_type: &FileType) -> &'static str {
-    if file_type.is_dir() {
-        return "a folder";
-    }
-    if file_type.is_symlink() {
-        return "a symbolic link";
-    }
-    if file_type.is_file() {
-        return "a regular file";
-    }
-    special_kind(file_type)
-}
-
-#[cfg(unix)]
-fn special_kind(file_type: &FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt as _;
-    if file_type.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else if file_type.is_block_device() {
-        "a block device"
-    } else if file_type.is_char_device() {
-        "a character device"
-    } else {
-        "a special file"
-    }
-}
-
-#[cfg(not(unix))]
-fn special_kind(_: &FileType) -> &'static str {
-    "a special file"
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
     use std::io::Write as _;
 
     use super::*;
@@ -156,15 +83,6 @@ mod tests {
         file.set_len(MAX_FILE_BYTES).expect("shrink");
         let text = read_text(&path).expect("at the limit");
         assert_eq!(text.len() as u64, MAX_FILE_BYTES);
-    }
-
-    #[test]
-    fn the_read_itself_is_bounded() {
-        // A file that grew after its metadata was read (here: one that never ends).
-        let result = read_capped(io::repeat(b'a'), 10);
-        assert!(matches!(result, Err(ReadError::TooLarge)), "{result:?}");
-        let exact = read_capped(io::repeat(b'a').take(MAX_FILE_BYTES), 0).expect("at the limit");
-        assert_eq!(exact.len() as u64, MAX_FILE_BYTES);
     }
 
     #[cfg(unix)]

@@ -8,38 +8,18 @@
 //! carry their own counters and timestamps.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 
 use super::{Object, StateError, Version};
+use crate::files::FileError;
 use crate::reference::Digest;
 
 /// The largest record read: far above any record the promoter writes (a Kubernetes-sized
 /// desired index is tens of MiB), and a bound when something else sits at a key.
 pub const MAX_RECORD_BYTES: u64 = 256 << 20;
-
-/// Opens `path` for reading if it is a regular file: not through a symlink (`O_NOFOLLOW`),
-/// never waiting on a FIFO (`O_NONBLOCK`), and checked to be a regular file once open.
-fn open_regular(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                std::io::Error::other("a symlink, not a record")
-            } else {
-                e
-            }
-        })?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok(file)
-}
 
 /// A state store in a local directory.
 pub struct FileStore {
@@ -101,20 +81,21 @@ impl FileStore {
     }
 
     fn read(path: &Path) -> Result<Option<Object>, StateError> {
-        let file = match open_regular(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error(path)(e)),
+        let bytes = match crate::files::read_regular(path, MAX_RECORD_BYTES) {
+            Ok(bytes) => bytes,
+            Err(FileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(FileError::Io(e)) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(io_error(path)(std::io::Error::other(
+                    "a symlink, not a record",
+                )));
+            }
+            Err(FileError::Io(e)) => return Err(io_error(path)(e)),
+            Err(refused) => {
+                return Err(io_error(path)(std::io::Error::other(format!(
+                    "{refused}: not a record the promoter wrote"
+                ))));
+            }
         };
-        let mut bytes = Vec::new();
-        file.take(MAX_RECORD_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_error(path))?;
-        if bytes.len() as u64 > MAX_RECORD_BYTES {
-            return Err(io_error(path)(std::io::Error::other(format!(
-                "larger than {MAX_RECORD_BYTES} bytes: not a record the promoter wrote"
-            ))));
-        }
         let version = Version(Digest::of(&bytes).to_string());
         Ok(Some(Object {
             bytes: Bytes::from(bytes),
