@@ -37,12 +37,12 @@ use promoter::registry::{Client, ClientConfig};
 use promoter::sign::keys::{SigningKey, VerifyingKey};
 use promoter::sign::{self, KeySource, Signer};
 use promoter::state::StateStore;
+use promoter::state::ledger::{RunLedger, notified_key};
 use promoter::state::records::RunStatus;
 use promoter::steps::Function;
 use promoter::steps::config::github_http_client;
 use promoter::steps::local::{Handled, drain};
-use promoter::steps::progress::{failed_units, final_units, notified_key};
-use promoter::steps::promote::{load_run, unit_records};
+use promoter::steps::promote::load_run;
 use promoter::steps::validate::{ManualRequest, ValidateOutcome, manual};
 use promoter::steps::{Deps, Queues, Settings};
 use promoter_tests::harness::child::ChildTest;
@@ -212,6 +212,7 @@ async fn scenario(s3_endpoint: &str) {
         ),
         settings: Settings::default(),
         http: github_http_client(&Default::default()).expect("an HTTP client"),
+        runs: Default::default(),
     };
     assert_eq!(deps.store.url(), STATE_URL);
     println!(
@@ -395,7 +396,10 @@ async fn scenario(s3_endpoint: &str) {
     planned_digests.sort();
     promoted_digests.sort();
     assert_eq!(planned_digests, promoted_digests);
-    let unit_states = unit_records(&deps.store, &run).await.expect("unit records");
+    let unit_states = RunLedger::new(&deps.store, &run)
+        .unit_records()
+        .await
+        .expect("unit records");
     assert_eq!(unit_states.len(), 4);
     for unit in &unit_states {
         assert_eq!(
@@ -405,14 +409,16 @@ async fn scenario(s3_endpoint: &str) {
         );
     }
     assert_eq!(
-        final_units(&deps.store, &run)
+        RunLedger::new(&deps.store, &run)
+            .final_units()
             .await
             .expect("final units")
             .len(),
         4
     );
     assert!(
-        failed_units(&deps.store, &run)
+        RunLedger::new(&deps.store, &run)
+            .failed_units()
             .await
             .expect("failed units")
             .is_empty()

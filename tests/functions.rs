@@ -35,9 +35,8 @@ use promoter::registry::auth::session::CredentialSources;
 use promoter::registry::{Client, ClientConfig};
 use promoter::sign::keys::{SigningKey, VerifyingKey};
 use promoter::state::StateStore;
-use promoter::state::records::{
-    DESIRED_CURRENT, DesiredIndex, LeaseRecord, desired_key, encode, lease_key, now,
-};
+use promoter::state::ledger::{DESIRED_CURRENT, desired_key, lease_key};
+use promoter::state::records::{DesiredIndex, LeaseRecord, encode, now};
 use promoter_tests::harness::image::{ManifestFormat, Pushed, push_single, sha256_digest};
 use promoter_tests::harness::lambda::{Answer, Emulator, built_binary};
 use promoter_tests::harness::moto::MotoServer;

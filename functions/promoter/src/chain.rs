@@ -11,7 +11,8 @@ use std::time::Duration;
 use promoter::copy::{Action, CopyError, UnitReport};
 use promoter::error_chain::error_chain;
 use promoter::plan::Plan;
-use promoter::state::records::{self, RunRecord, RunStatus, Trigger, TriggerKind, run_key};
+use promoter::state::ledger::RunLedger;
+use promoter::state::records::{RunStatus, Trigger, TriggerKind};
 use promoter::steps::copy::{CopyOutcome, Engines, UnitResult};
 use promoter::steps::dispatch::{Function, Output};
 use promoter::steps::local::{Handled, drain_with};
@@ -98,9 +99,8 @@ pub async fn run(deps: &Deps, drive: Drive<'_>) -> anyhow::Result<Chained> {
     let rows = rows(plan, drained.handled)?;
     // The batch (or the enqueue) that made the last unit final concluded the run; a run with
     // units given up on is still running, and its counts are brought up to date here.
-    let record = match records::read::<RunRecord>(&deps.store, &run_key(&run), "run record").await?
-    {
-        Some((record, _)) if record.status != RunStatus::Running => record,
+    let record = match RunLedger::new(&deps.store, &run).run_record().await? {
+        Some(record) if record.status != RunStatus::Running => record,
         _ => conclude(&deps.store, &run).await?,
     };
     Ok(Chained {

@@ -62,6 +62,16 @@ pub enum StateError {
         /// The parse error.
         reason: String,
     },
+    /// A conditional write lost to other writers every time it was tried.
+    #[error("state record `{key}` in {url} kept changing under {attempts} conditional writes")]
+    Contended {
+        /// The store URL.
+        url: String,
+        /// The object.
+        key: String,
+        /// Writes tried.
+        attempts: u32,
+    },
 }
 
 impl StateError {
@@ -70,7 +80,7 @@ impl StateError {
     /// bucket, refused credentials, a corrupt record, or a file that is not a record.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StateError::Remote { .. } => true,
+            StateError::Remote { .. } | StateError::Contended { .. } => true,
             StateError::Io { source, .. } => !matches!(
                 source.kind(),
                 std::io::ErrorKind::PermissionDenied

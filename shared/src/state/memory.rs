@@ -1,5 +1,9 @@
 //! An in-memory store with the same conditional semantics as the real ones, for unit tests of
 //! the logic built on state.
+//!
+//! Every operation first yields to the scheduler once, as a request to a real store would:
+//! tasks (and the ledger's property tests, which poll two workers by hand) interleave at each
+//! store operation, not only where the code under test happens to sleep.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -33,6 +37,7 @@ impl MemoryStore {
 
     /// See [`super::StateStore::get`].
     pub async fn get(&self, key: &str) -> Result<Option<Object>, StateError> {
+        tokio::task::yield_now().await;
         Ok(self.lock().get(key).map(|(bytes, v)| Object {
             bytes: bytes.clone(),
             version: Version(v.to_string()),
@@ -41,6 +46,7 @@ impl MemoryStore {
 
     /// See [`super::StateStore::create`].
     pub async fn create(&self, key: &str, bytes: Bytes) -> Result<Option<Version>, StateError> {
+        tokio::task::yield_now().await;
         let mut objects = self.lock();
         if objects.contains_key(key) {
             return Ok(None);
@@ -57,6 +63,7 @@ impl MemoryStore {
         bytes: Bytes,
         expected: &Version,
     ) -> Result<Option<Version>, StateError> {
+        tokio::task::yield_now().await;
         let mut objects = self.lock();
         match objects.get(key) {
             Some((_, current)) if current.to_string() == expected.0 => {
@@ -70,6 +77,7 @@ impl MemoryStore {
 
     /// See [`super::StateStore::list`].
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StateError> {
+        tokio::task::yield_now().await;
         Ok(self
             .lock()
             .range(prefix.to_owned()..)
@@ -80,6 +88,7 @@ impl MemoryStore {
 
     /// See [`super::StateStore::delete`].
     pub async fn delete(&self, key: &str) -> Result<(), StateError> {
+        tokio::task::yield_now().await;
         self.lock().remove(key);
         Ok(())
     }

@@ -12,7 +12,7 @@ pub mod claim;
 mod error;
 mod file;
 mod gcs;
-pub mod lease;
+pub mod ledger;
 mod memory;
 pub mod records;
 mod s3;

@@ -1,13 +1,6 @@
-//! The records kept in state, their keys, and reading and writing them as JSON.
-//!
-//! ```text
-//! runs/<run-id>/run.json               RunRecord: trigger, revision, timings, status, counts
-//! runs/<run-id>/plan.json              the planned units (what `runs retry` re-drives)
-//! runs/<run-id>/units/<unit-id>.json   UnitRecord: status, attempts, worker, timings, bytes, error
-//! leases/<unit-id>                     LeaseRecord: who copies that unit, until when
-//! desired/<revision>/index.json        DesiredIndex: what production should hold
-//! desired/current                      the revision of the latest desired index
-//! ```
+//! The records kept in state (plain facts, no engine reports), and reading and writing them
+//! as JSON. Their keys, and the writes that keep them consistent, are the
+//! [ledger](super::ledger)'s.
 //!
 //! Every record carries a `schema` field; a record that does not parse (truncated, foreign) is
 //! reported as [`StateError::Corrupt`] naming its key, never silently replaced.
@@ -19,34 +12,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{Object, StateError, StateStore, Version};
-
-/// `runs/<run-id>/run.json`.
-pub fn run_key(run: &str) -> String {
-    format!("runs/{run}/run.json")
-}
-
-/// `runs/<run-id>/plan.json`.
-pub fn plan_key(run: &str) -> String {
-    format!("runs/{run}/plan.json")
-}
-
-/// `runs/<run-id>/units/<unit-id>.json`.
-pub fn unit_key(run: &str, unit: &str) -> String {
-    format!("runs/{run}/units/{unit}.json")
-}
-
-/// `leases/<unit-id>`.
-pub fn lease_key(unit: &str) -> String {
-    format!("leases/{unit}")
-}
-
-/// `desired/<revision>/index.json`.
-pub fn desired_key(revision: &str) -> String {
-    format!("desired/{revision}/index.json")
-}
-
-/// `desired/current`.
-pub const DESIRED_CURRENT: &str = "desired/current";
 
 /// Where a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,47 +228,28 @@ pub async fn read<T: DeserializeOwned>(
     let Some(Object { bytes, version }) = store.get(key).await? else {
         return Ok(None);
     };
-    serde_json::from_slice(&bytes)
-        .map(|value| Some((value, version)))
-        .map_err(|e| StateError::Corrupt {
-            url: store.url(),
-            key: key.to_owned(),
-            expected,
-            reason: e.to_string(),
-        })
+    decode(store, key, expected, &bytes).map(|value| Some((value, version)))
+}
+
+/// Parses a record of kind `expected` read at `key`.
+pub fn decode<T: DeserializeOwned>(
+    store: &StateStore,
+    key: &str,
+    expected: &'static str,
+    bytes: &[u8],
+) -> Result<T, StateError> {
+    serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+        url: store.url(),
+        key: key.to_owned(),
+        expected,
+        reason: e.to_string(),
+    })
 }
 
 /// Serializes a record.
 pub fn encode<T: Serialize>(record: &T) -> Bytes {
     // Serializing these plain structs to a Vec cannot fail.
     Bytes::from(serde_json::to_vec_pretty(record).unwrap_or_default())
-}
-
-/// Marks unit `unit` of run `run` failed with `failure` (a conditional update, retried a few
-/// times against concurrent writers); nothing when the unit has no record yet.
-pub async fn mark_unit_failed(
-    store: &StateStore,
-    run: &str,
-    unit: &str,
-    failure: UnitFailure,
-) -> Result<(), StateError> {
-    let key = unit_key(run, unit);
-    for _ in 0..5 {
-        let Some((mut record, version)) = read::<UnitRecord>(store, &key, "unit record").await?
-        else {
-            return Ok(());
-        };
-        record.status = UnitStatus::Failed;
-        record.error = Some(failure.clone());
-        if store
-            .update(&key, encode(&record), &version)
-            .await?
-            .is_some()
-        {
-            return Ok(());
-        }
-    }
-    Ok(())
 }
 
 /// Unix seconds now.

@@ -16,7 +16,8 @@ use crate::audit::{AuditRecord, Verdict, event_id, judge_with_registry};
 use crate::events::{
     Action, RegistryEvent, from_distribution, from_ecr_eventbridge, from_gcr_pubsub,
 };
-use crate::state::records::{self, DESIRED_CURRENT, DesiredIndex, desired_key, encode, now};
+use crate::state::ledger::{DESIRED_CURRENT, desired_key};
+use crate::state::records::{self, DesiredIndex, encode, now};
 
 use super::deps::Deps;
 use super::error::{StepError, malformed};

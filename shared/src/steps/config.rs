@@ -245,6 +245,7 @@ impl Deps {
             notifier,
             settings: config.settings.clone(),
             http: github_http_client(&config.timeouts)?,
+            runs: Default::default(),
         })
     }
 

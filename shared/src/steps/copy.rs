@@ -7,8 +7,7 @@
 //! to the dead-letter queue). A permanent failure (tag move, missing source) is recorded in
 //! the unit's record and the unit marked final: the message is consumed, not retried forever.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -18,13 +17,14 @@ use crate::copy::{CopyOptions, Engine, UnitReport};
 use crate::error_chain::error_chain;
 use crate::plan::Unit;
 use crate::sign::Signer;
+use crate::state::ledger::{Final, RunLedger};
 use crate::state::records::Trigger;
-use crate::steps::promote::{RunOptions, UnitOutcome, UnitTurn, load_run, work_unit};
+use crate::steps::promote::{RunOptions, UnitOutcome, UnitTurn, work_unit};
 
 use super::deps::Deps;
 use super::error::StepError;
 use super::messages::{CopyMessage, SignMessage, encode};
-use super::progress::{Final, Finalized, mark_final};
+use super::progress::Finalized;
 
 /// How a unit ended up, for one worker: the one status the functions answer and the CLI
 /// prints, serialized once (`copied`, `present`, `done-earlier`, `done-by-other-worker`,
@@ -96,63 +96,13 @@ pub struct CopyOutcome {
     pub finalized: Option<Finalized>,
 }
 
-/// A run's trigger and plan, as recorded when it started (neither changes afterwards).
-struct RecordedRun {
-    trigger: Trigger,
-    units: HashMap<String, Unit>,
-    planned: usize,
-}
-
-/// Runs already read by this process, by state URL and run id: a warm Lambda container reads
-/// a run's plan once, not once per message (a plan of tens of thousands of units is
-/// megabytes). Bounded: the oldest entries are dropped past [`RUN_CACHE`].
-static RUNS: Mutex<Vec<(RunKey, Arc<RecordedRun>)>> = Mutex::new(Vec::new());
-
-/// A state URL and a run id.
-type RunKey = (String, String);
-
-/// Runs kept by [`RUNS`].
-const RUN_CACHE: usize = 8;
-
-async fn recorded_run(deps: &Deps, run: &str) -> Result<Arc<RecordedRun>, StepError> {
-    let key = (deps.store.url(), run.to_owned());
-    let cached = RUNS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, r)| Arc::clone(r));
-    if let Some(recorded) = cached {
-        return Ok(recorded);
-    }
-    let (record, units) = load_run(&deps.store, run)
-        .await?
-        .ok_or_else(|| StepError::Unknown {
-            run: run.to_owned(),
-            what: "the run".to_owned(),
-        })?;
-    let recorded = Arc::new(RecordedRun {
-        trigger: record.trigger,
-        planned: record.units,
-        units: units.into_iter().map(|u| (u.id.clone(), u)).collect(),
-    });
-    let mut runs = RUNS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if runs.len() >= RUN_CACHE {
-        runs.remove(0);
-    }
-    runs.push((key, Arc::clone(&recorded)));
-    Ok(recorded)
-}
-
 /// A run's trigger, its number of units, and the unit a message names.
 pub(super) async fn run_and_unit(
     deps: &Deps,
     run: &str,
     unit: &str,
 ) -> Result<(Trigger, usize, Unit), StepError> {
-    let recorded = recorded_run(deps, run).await?;
+    let recorded = deps.runs.get(&deps.store, run).await?;
     let found = recorded
         .units
         .get(unit)
@@ -234,7 +184,9 @@ async fn copy_recorded_unit(
                 });
             }
             Some(error) => {
-                let marked = mark_final(&deps.store, &message.run, &unit.id, Final::Failed).await?;
+                let marked = RunLedger::new(&deps.store, &message.run)
+                    .mark_final(&unit.id, Final::Failed)
+                    .await?;
                 tracing::warn!(error = %error_chain(&error), "unit failed for good");
                 return Ok(CopyOutcome {
                     run: message.run.clone(),
@@ -263,7 +215,9 @@ async fn copy_recorded_unit(
         deps.queues.sign.send(&encode(&sign)).await?;
         true
     } else {
-        marked = mark_final(&deps.store, &message.run, &unit.id, Final::Done).await?;
+        marked = RunLedger::new(&deps.store, &message.run)
+            .mark_final(&unit.id, Final::Done)
+            .await?;
         false
     };
     Ok(CopyOutcome {

@@ -90,6 +90,8 @@ pub struct Deps {
     pub settings: Settings,
     /// HTTP client for GitHub.
     pub http: reqwest::Client,
+    /// The runs this worker has read.
+    pub runs: super::run_cache::RunCache,
 }
 
 #[cfg(test)]
@@ -112,6 +114,7 @@ impl Deps {
             notifier: crate::notify::Notifier::new(Vec::new(), None),
             settings: Settings::default(),
             http: reqwest::Client::new(),
+            runs: Default::default(),
         }
     }
 }

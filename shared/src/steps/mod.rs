@@ -12,7 +12,8 @@
 //! - [`promote`]: a whole promotion run in one process, recorded in state so that a rerun
 //!   resumes it and concurrent workers share it;
 //! - [`config`]: every setting in one type, and the one builder of [`Deps`];
-//! - [`deps`], [`error`], [`http`], [`messages`], [`progress`]: what they share.
+//! - [`deps`], [`error`], [`http`], [`messages`], [`progress`], [`run_cache`]: what they
+//!   share.
 
 pub mod audit;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod messages;
 pub mod notify;
 pub mod progress;
 pub mod promote;
+pub mod run_cache;
 pub mod sign;
 pub mod validate;
 

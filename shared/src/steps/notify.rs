@@ -13,8 +13,8 @@ use crate::audit::AuditRecord;
 use crate::error_chain::error_chain;
 use crate::notify::{CommitState, CommitStatus, Delivery, Notice, NoticeKind};
 use crate::state::claim::{self, Claim};
-use crate::state::records::{self, RunRecord, RunStatus, UnitRecord, UnitStatus, run_key};
-use crate::steps::promote::unit_records;
+use crate::state::ledger::RunLedger;
+use crate::state::records::{self, RunRecord, RunStatus, UnitRecord, UnitStatus};
 
 use super::deps::Deps;
 use super::error::StepError;
@@ -94,13 +94,15 @@ pub async fn notify(message: &NotifyMessage, deps: &Deps) -> Result<NotifyOutcom
 
 async fn run_notice(deps: &Deps, run: &str) -> Result<Notice, StepError> {
     // The run record only: its plan (megabytes in a large run) is not needed here.
-    let (record, _) = records::read::<RunRecord>(&deps.store, &run_key(run), "run record")
+    let ledger = RunLedger::new(&deps.store, run);
+    let record = ledger
+        .run_record()
         .await?
         .ok_or_else(|| StepError::Unknown {
             run: run.to_owned(),
             what: "the run".to_owned(),
         })?;
-    let units = unit_records(&deps.store, run).await?;
+    let units = ledger.unit_records().await?;
     Ok(summarize(&record, &units))
 }
 

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::error_chain::error_chain;
-use crate::state::records::{self, UnitFailure, encode as encode_record, now};
+use crate::state::ledger::{Final, RunLedger};
+use crate::state::records::{UnitFailure, now};
 
 use crate::plan::Unit;
 use crate::sign::Signer;
@@ -19,7 +20,7 @@ use super::copy::{finalized, run_and_unit};
 use super::deps::Deps;
 use super::error::StepError;
 use super::messages::SignMessage;
-use super::progress::{Final, Finalized, mark_final};
+use super::progress::Finalized;
 
 /// `runs/<run>/signatures/<unit>.json`: how signing a unit went.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,11 +52,6 @@ pub struct SignOutcome {
     pub finalized: Option<Finalized>,
 }
 
-/// `runs/<run>/signatures/<unit>.json`.
-pub fn signature_key(run: &str, unit: &str) -> String {
-    format!("runs/{run}/signatures/{unit}.json")
-}
-
 /// Signs the unit `message` names with `signer` (the one of [`super::copy::Engines`]).
 pub async fn sign(
     message: &SignMessage,
@@ -81,6 +77,7 @@ async fn sign_recorded_unit(
     planned: usize,
     unit: Unit,
 ) -> Result<SignOutcome, StepError> {
+    let ledger = RunLedger::new(&deps.store, &message.run);
     let signed = signer.sign_unit(&deps.client, &unit).await;
     let mut record = SignatureRecord {
         schema: "promoter.signature/v1".to_owned(),
@@ -96,16 +93,11 @@ async fn sign_recorded_unit(
         Err(error) => {
             record.error = Some(error_chain(&error));
             tracing::warn!(error = %error_chain(&error), "signing failed for good");
-            records::mark_unit_failed(
-                &deps.store,
-                &message.run,
-                &unit.id,
-                UnitFailure {
-                    message: format!("signing: {}", error_chain(&error)),
-                    retryable: false,
-                },
-            )
-            .await?;
+            let failure = UnitFailure {
+                message: format!("signing: {}", error_chain(&error)),
+                retryable: false,
+            };
+            ledger.fail_unit(&unit.id, &failure).await?;
             Final::Failed
         }
         Ok(signed) => {
@@ -120,14 +112,8 @@ async fn sign_recorded_unit(
             Final::Done
         }
     };
-    let key = signature_key(&message.run, &unit.id);
-    let bytes = encode_record(&record);
-    if deps.store.create(&key, bytes.clone()).await?.is_none()
-        && let Some(current) = deps.store.get(&key).await?
-    {
-        deps.store.update(&key, bytes, &current.version).await?;
-    }
-    let marked = mark_final(&deps.store, &message.run, &unit.id, how).await?;
+    ledger.record_signature(&unit.id, &record).await?;
+    let marked = ledger.mark_final(&unit.id, how).await?;
     Ok(SignOutcome {
         record,
         finalized: finalized(marked, &message.run, planned),

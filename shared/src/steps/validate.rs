@@ -20,6 +20,7 @@ use crate::manifest;
 use crate::plan;
 use crate::source::{self, Fetched, GithubRepo};
 use crate::state::claim::{self, Claim};
+use crate::state::ledger::RunLedger;
 use crate::state::records::{self, Trigger, TriggerKind, UnitFailure};
 use crate::steps::promote::{record_run, run_id};
 
@@ -27,7 +28,7 @@ use super::deps::Deps;
 use super::error::{StepError, malformed};
 use super::http::{HttpRequest, HttpResponse};
 use super::messages::{CopyMessage, NotifyMessage, encode};
-use super::progress::{conclude_if_finished, failed_units, final_units, raise_finals, reopen};
+use super::progress::conclude_if_finished;
 
 /// An on-call request to promote manifests from object storage (or a local folder).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,15 +253,14 @@ pub async fn enqueue_plan(
 ) -> Result<ValidateOutcome, StepError> {
     let run = run_id(&trigger);
     record_run(&deps.store, plan, &trigger).await?;
+    let ledger = RunLedger::new(&deps.store, &run);
     // Units final by success are skipped; units final by failure are tried again.
-    let failed: std::collections::HashSet<String> =
-        failed_units(&deps.store, &run).await?.into_iter().collect();
-    for unit in &failed {
-        reopen(&deps.store, &run, unit).await?;
+    for unit in ledger.failed_units().await? {
+        ledger.reopen(&unit).await?;
     }
     let finished: std::collections::HashSet<String> =
-        final_units(&deps.store, &run).await?.into_iter().collect();
-    raise_finals(&deps.store, &run, finished.len()).await?;
+        ledger.final_units().await?.into_iter().collect();
+    ledger.raise_finals(finished.len()).await?;
     let mut enqueued = 0;
     for unit in plan.units.iter().filter(|u| !finished.contains(&u.id)) {
         let message = CopyMessage {
@@ -300,18 +300,13 @@ pub async fn redrive_unit(
     }
     let run = run_id(&trigger);
     record_run(&deps.store, plan, &trigger).await?;
-    if final_units(&deps.store, &run)
-        .await?
-        .iter()
-        .any(|u| u == unit)
-    {
-        reopen(&deps.store, &run, unit).await?;
-    }
+    let ledger = RunLedger::new(&deps.store, &run);
+    ledger.reopen(unit).await?;
     let failure = UnitFailure {
         message: "re-driven by on-call (runs retry --unit)".to_owned(),
         retryable: true,
     };
-    records::mark_unit_failed(&deps.store, &run, unit, failure).await?;
+    ledger.fail_unit(unit, &failure).await?;
     let message = CopyMessage {
         run: run.clone(),
         unit: unit.to_owned(),

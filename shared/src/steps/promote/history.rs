@@ -1,21 +1,9 @@
 //! Reading runs back (the `promoter runs` commands; re-driving them goes through the chain).
 
 use crate::plan::Unit;
-use crate::state::records::{self, RunRecord, UnitRecord, plan_key, run_key};
+use crate::state::ledger::RunLedger;
+use crate::state::records::{self, RunRecord, UnitRecord};
 use crate::state::{StateError, StateStore};
-
-use super::lifecycle::vanished;
-
-/// Every unit record of run `id`.
-pub async fn unit_records(store: &StateStore, id: &str) -> Result<Vec<UnitRecord>, StateError> {
-    let mut out = Vec::new();
-    for key in store.list(&format!("runs/{id}/units/")).await? {
-        if let Some((record, _)) = records::read::<UnitRecord>(store, &key, "unit record").await? {
-            out.push(record);
-        }
-    }
-    Ok(out)
-}
 
 /// Records read from state, and the keys that could not be read (with why), so that one bad
 /// record is reported without hiding the others.
@@ -65,7 +53,7 @@ pub async fn list_runs(store: &StateStore) -> Result<Listing<RunRecord>, StateEr
 }
 
 /// Every unit record of run `id` that can be read, and those that cannot (for `runs show`;
-/// the steps use [`unit_records`], which fails on a bad record).
+/// the steps use [`RunLedger::unit_records`], which fails on a bad record).
 pub async fn list_unit_records(
     store: &StateStore,
     id: &str,
@@ -82,14 +70,9 @@ pub async fn load_run(
     store: &StateStore,
     id: &str,
 ) -> Result<Option<(RunRecord, Vec<Unit>)>, StateError> {
-    let Some((record, _)) = records::read::<RunRecord>(store, &run_key(id), "run record").await?
-    else {
+    let ledger = RunLedger::new(store, id);
+    let Some(record) = ledger.run_record().await? else {
         return Ok(None);
     };
-    let key = plan_key(id);
-    let units = records::read::<Vec<Unit>>(store, &key, "plan")
-        .await?
-        .map(|(u, _)| u)
-        .ok_or_else(|| vanished(store, &key))?;
-    Ok(Some((record, units)))
+    Ok(Some((record, ledger.plan::<Vec<Unit>>().await?)))
 }

@@ -9,7 +9,7 @@
 //!
 //! - this module: run ids, recording a run, and one unit's turn under its lease
 //!   ([`work_unit`], what copy-digest does per message);
-//! - `lifecycle`: creating and finishing the run's records;
+//! - `lifecycle`: the facts a run starts with (its records are the ledger's);
 //! - `work`: one worker's passes over the units, under leases;
 //! - `history`: reading runs back (`promoter runs`).
 
@@ -17,7 +17,7 @@ mod history;
 mod lifecycle;
 mod work;
 
-pub use history::{Listing, list_runs, list_unit_records, load_run, unit_records};
+pub use history::{Listing, list_runs, list_unit_records, load_run};
 
 use std::time::Duration;
 
@@ -25,11 +25,12 @@ use sha2::{Digest as _, Sha256};
 
 use crate::copy::{Engine, UnitReport};
 use crate::plan::{Plan, Unit};
-use crate::state::lease::Worker;
+use crate::state::ledger::RunLedger;
+use crate::state::ledger::lease::Worker;
 use crate::state::records::{RunRecord, Trigger};
 use crate::state::{StateError, StateStore};
 
-use lifecycle::{finish, start};
+use lifecycle::start;
 use work::{Pass, Work};
 
 /// How a run proceeds.
@@ -107,15 +108,13 @@ pub async fn record_run(
     plan: &Plan,
     trigger: &Trigger,
 ) -> Result<RunRecord, StateError> {
-    start(store, &run_id(trigger), plan, trigger)
-        .await
-        .map(|(record, _)| record)
+    start(store, &run_id(trigger), plan, trigger).await
 }
 
 /// Counts run `id`'s unit records and records its status (complete, failed, or still
 /// running).
 pub async fn conclude(store: &StateStore, id: &str) -> Result<RunRecord, StateError> {
-    finish(store, id, &[]).await
+    RunLedger::new(store, id).conclude(&[]).await
 }
 
 /// One unit's turn, as a queue message gives it to a worker.

@@ -2,11 +2,11 @@
 
 use crate::copy::{Action, Engine, UnitReport};
 use crate::plan::Unit;
-use crate::state::lease::{self, Claim, Lease, Worker};
-use crate::state::records::{self, UnitFailure, UnitRecord, UnitStatus, encode, now, unit_key};
-use crate::state::{StateError, StateStore, Version};
+use crate::state::ledger::RunLedger;
+use crate::state::ledger::lease::{self, Claim, Lease, Worker};
+use crate::state::records::{UnitFailure, UnitRecord, UnitStatus, now};
+use crate::state::{StateError, StateStore};
 
-use super::lifecycle::vanished;
 use super::{RunOptions, UnitOutcome};
 use crate::error_chain::error_chain;
 
@@ -28,6 +28,10 @@ pub(super) struct Work<'a> {
 }
 
 impl Work<'_> {
+    fn ledger(&self) -> RunLedger<'_> {
+        RunLedger::new(self.store, self.run)
+    }
+
     /// One unit: done already, copied now, or (first pass) held by another worker.
     pub(super) async fn unit_pass(
         &self,
@@ -35,11 +39,9 @@ impl Work<'_> {
         held_by: Option<String>,
     ) -> Result<Pass, StateError> {
         let wait = held_by.is_some();
-        let key = unit_key(self.run, &unit.id);
         let mut waited_for = held_by;
         loop {
-            if let Some((record, _)) =
-                records::read::<UnitRecord>(self.store, &key, "unit record").await?
+            if let Some((record, _)) = self.ledger().unit_record(&unit.id).await?
                 && record.status == UnitStatus::Done
             {
                 return Ok(Pass::Finished(match waited_for {
@@ -58,8 +60,7 @@ impl Work<'_> {
             {
                 Claim::Acquired(lease) => {
                     // The holder may have finished between the read and the lease.
-                    let previous =
-                        records::read::<UnitRecord>(self.store, &key, "unit record").await?;
+                    let previous = self.ledger().unit_record(&unit.id).await?;
                     if let Some((record, _)) = &previous
                         && record.status == UnitStatus::Done
                     {
@@ -91,9 +92,8 @@ impl Work<'_> {
         &self,
         unit: &Unit,
         mut lease: Lease,
-        previous: Option<(UnitRecord, Version)>,
+        previous: Option<(UnitRecord, crate::state::Version)>,
     ) -> Result<UnitReport, StateError> {
-        let key = unit_key(self.run, &unit.id);
         let attempts = previous.as_ref().map_or(0, |(r, _)| r.attempts) + 1;
         let mut record = UnitRecord {
             schema: "promoter.unit/v1".to_owned(),
@@ -111,9 +111,7 @@ impl Work<'_> {
             bytes: 0,
             error: None,
         };
-        let version = self
-            .put_unit(&key, &record, previous.map(|(_, v)| v))
-            .await?;
+        self.ledger().write_unit(&record).await?;
         let report = {
             let copy = self.engine.copy_unit(unit);
             tokio::pin!(copy);
@@ -162,40 +160,8 @@ impl Work<'_> {
             message: error_chain(e),
             retryable: e.is_retryable(),
         });
-        self.put_unit(&key, &record, Some(version)).await?;
+        self.ledger().write_unit(&record).await?;
         lease.release(self.store).await?;
         Ok(report)
-    }
-
-    /// Writes a unit record: created, or replaced at `version`; a lost race re-reads and
-    /// overwrites, since only the lease holder writes unit records.
-    async fn put_unit(
-        &self,
-        key: &str,
-        record: &UnitRecord,
-        version: Option<Version>,
-    ) -> Result<Version, StateError> {
-        let bytes = encode(record);
-        let written = match &version {
-            None => self.store.create(key, bytes.clone()).await?,
-            Some(version) => self.store.update(key, bytes.clone(), version).await?,
-        };
-        if let Some(version) = written {
-            return Ok(version);
-        }
-        let current = self
-            .store
-            .get(key)
-            .await?
-            .ok_or_else(|| vanished(self.store, key))?;
-        self.store
-            .update(key, bytes, &current.version)
-            .await?
-            .ok_or_else(|| StateError::Remote {
-                url: self.store.url(),
-                operation: "PUT",
-                key: key.to_owned(),
-                reason: "the record keeps changing under its lease holder".to_owned(),
-            })
     }
 }

@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
-use super::records::{LeaseRecord, encode, lease_key, now, read};
-use super::{StateError, StateStore, Version};
+use super::cas::{self, Decision, Modified};
+use super::lease_key;
+use crate::state::records::{LeaseRecord, encode, now, read};
+use crate::state::{StateError, StateStore, Version};
 
 /// Who is working: `host:pid:start-time`, unique per process even across pid reuse.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,7 +81,8 @@ pub enum Claim {
     HeldBy(LeaseRecord),
 }
 
-/// Asks for the lease of `unit`, for `ttl`.
+/// Asks for the lease of `unit`, for `ttl`: created when free, taken over when its holder
+/// stopped renewing it (or died on this machine), else left to its holder.
 pub async fn acquire(
     store: &StateStore,
     unit: &str,
@@ -95,34 +98,27 @@ pub async fn acquire(
         owner: worker.id.clone(),
         expires_at: now() + ttl.as_secs(),
     };
-    for _ in 0..3 {
-        if let Some(version) = store.create(&key, encode(&record)).await? {
-            return Ok(Claim::Acquired(Lease {
-                unit: unit.to_owned(),
-                record,
-                version,
-            }));
-        }
-        let Some((held, version)) = read::<LeaseRecord>(store, &key, "lease").await? else {
-            continue; // released meanwhile: try to create it again
-        };
-        let expired = held.expires_at <= now() || Worker::is_dead(&held.owner);
-        if !expired {
-            return Ok(Claim::HeldBy(held));
-        }
-        if let Some(version) = store.update(&key, encode(&record), &version).await? {
-            tracing::info!(unit, previous = %held.owner, "took over an expired lease");
-            return Ok(Claim::Acquired(Lease {
-                unit: unit.to_owned(),
-                record,
-                version,
-            }));
-        }
-    }
-    match read::<LeaseRecord>(store, &key, "lease").await? {
-        Some((held, _)) => Ok(Claim::HeldBy(held)),
-        None => Box::pin(acquire(store, unit, run, worker, ttl)).await,
-    }
+    let asked = cas::modify(store, &key, "lease", |held: Option<LeaseRecord>| {
+        Ok(match held {
+            Some(held) if held.expires_at > now() && !Worker::is_dead(&held.owner) => {
+                Decision::Keep(held)
+            }
+            Some(held) => {
+                tracing::info!(unit, previous = %held.owner, "taking over an expired lease");
+                Decision::Write(record.clone())
+            }
+            None => Decision::Write(record.clone()),
+        })
+    })
+    .await?;
+    Ok(match asked {
+        Modified::Written(record, version) => Claim::Acquired(Lease {
+            unit: unit.to_owned(),
+            record,
+            version,
+        }),
+        Modified::Kept(held) => Claim::HeldBy(held),
+    })
 }
 
 impl Lease {
