@@ -198,7 +198,7 @@ async fn copy_recorded_unit(
                         error: Some(error),
                         ..report
                     }),
-                    finalized: finalized(marked, &message.run, planned),
+                    finalized: finalized(marked, &message.run, &unit.id, planned),
                 });
             }
             None => (UnitResult::of_report(&report), Some(report)),
@@ -228,17 +228,23 @@ async fn copy_recorded_unit(
         sign_enqueued,
         report,
         finalized: (!sign_enqueued)
-            .then(|| finalized(marked, &message.run, planned))
+            .then(|| finalized(marked, &message.run, &unit.id, planned))
             .flatten(),
     })
 }
 
-/// A unit this message brought to its end, for its batch's count (`marked`: this message
-/// marked it final).
-pub(super) fn finalized(marked: bool, run: &str, planned: usize) -> Option<Finalized> {
+/// A unit this message brought to its end, for its batch's count (`uncounted`: not counted
+/// yet, as [`crate::state::ledger::RunLedger::mark_final`] said).
+pub(super) fn finalized(
+    uncounted: bool,
+    run: &str,
+    unit: &str,
+    planned: usize,
+) -> Option<Finalized> {
     Some(Finalized {
         run: run.to_owned(),
+        unit: unit.to_owned(),
         planned,
-        fresh: marked,
+        uncounted,
     })
 }

@@ -31,6 +31,9 @@ pub mod run_cache;
 pub mod sign;
 pub mod validate;
 
+#[cfg(test)]
+mod ledger_properties;
+
 pub use config::Config;
 pub use deps::{Deps, Queues, Settings};
 pub use dispatch::Function;

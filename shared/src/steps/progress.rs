@@ -19,40 +19,42 @@ use super::messages::{NotifyMessage, encode};
 pub struct Finalized {
     /// The run.
     pub run: String,
+    /// The unit.
+    pub unit: String,
     /// The run's number of units.
     pub planned: usize,
-    /// This message marked it final; false for a redelivered message that found it marked
-    /// (its first delivery may have stopped before counting it, so the batch then counts the
-    /// markers instead).
-    pub fresh: bool,
+    /// Not counted yet (this message marked it final, or an earlier delivery did and died
+    /// before counting it); false for a redelivered message of a counted unit, whose first
+    /// delivery may have died before concluding the run, so the batch checks the markers.
+    pub uncounted: bool,
 }
 
 /// Adds the units a batch of messages made final to their runs' counters, and concludes each
-/// run whose count reaches its unit count. A run with a unit a redelivered message found final
-/// is checked by counting its markers (its first delivery may have died before counting).
+/// run whose count reaches its unit count, or which a redelivered message of a counted unit
+/// belongs to (checked by listing its markers).
 pub async fn count_batch<'a>(
     deps: &Deps,
     finalized: impl IntoIterator<Item = &'a Finalized>,
 ) -> Result<(), StepError> {
-    // run → (planned, fresh units, any redelivered)
-    let mut runs: std::collections::BTreeMap<&str, (usize, usize, bool)> =
+    // run → (planned, uncounted units, any counted one redelivered)
+    let mut runs: std::collections::BTreeMap<&str, (usize, Vec<&str>, bool)> =
         std::collections::BTreeMap::new();
     for unit in finalized {
         let entry = runs
             .entry(unit.run.as_str())
-            .or_insert((unit.planned, 0, false));
-        if unit.fresh {
-            entry.1 += 1;
+            .or_insert((unit.planned, Vec::new(), false));
+        if unit.uncounted {
+            entry.1.push(&unit.unit);
         } else {
             entry.2 = true;
         }
     }
-    for (run, (planned, added, redelivered)) in runs {
+    for (run, (planned, uncounted, redelivered)) in runs {
         let ledger = RunLedger::new(&deps.store, run);
-        let count = if added > 0 {
-            ledger.count_finals(added).await?
-        } else {
+        let count = if uncounted.is_empty() {
             0
+        } else {
+            ledger.count_finals(&uncounted).await?
         };
         if count >= planned || redelivered {
             conclude_if_finished(deps, run, planned).await?;
@@ -98,7 +100,6 @@ pub async fn conclude_if_finished(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::StateStore;
     use crate::state::ledger::Final;
     use bytes::Bytes;
 
@@ -135,11 +136,12 @@ mod tests {
         deps
     }
 
-    fn finalized(fresh: bool) -> Finalized {
+    fn finalized(unit: &str, uncounted: bool) -> Finalized {
         Finalized {
             run: "r".into(),
+            unit: unit.into(),
             planned: 2,
-            fresh,
+            uncounted,
         }
     }
 
@@ -156,14 +158,30 @@ mod tests {
                 Some(true)
             );
         }
-        // The redelivered messages find them marked: the batch counts the markers instead.
-        count_batch(&deps, [&finalized(false), &finalized(false)])
+        // The redelivered messages find them marked but not counted: they count them.
+        for unit in ["a", "b"] {
+            assert_eq!(
+                RunLedger::new(&deps.store, "r")
+                    .mark_final(unit, Final::Done)
+                    .await
+                    .ok(),
+                Some(true)
+            );
+        }
+        count_batch(&deps, [&finalized("a", true), &finalized("b", true)])
             .await
             .expect("counted");
         let notices = deps.queues.notify.receive(10).await.expect("receive");
         assert_eq!(notices.len(), 1, "the run's notice, once");
-        // Delivered yet again: concluded already, nothing more.
-        count_batch(&deps, [&finalized(false)])
+        // Delivered yet again: counted and concluded already, nothing more.
+        assert_eq!(
+            RunLedger::new(&deps.store, "r")
+                .mark_final("a", Final::Done)
+                .await
+                .ok(),
+            Some(false)
+        );
+        count_batch(&deps, [&finalized("a", false)])
             .await
             .expect("counted");
         assert!(
@@ -194,7 +212,7 @@ mod tests {
             .expect("b's record");
         let bytes = Bytes::from(serde_json::to_vec(&running).unwrap_or_default());
         deps.store.update(&key, bytes, &current.version).await.ok();
-        count_batch(&deps, [&finalized(true), &finalized(true)])
+        count_batch(&deps, [&finalized("a", true), &finalized("b", true)])
             .await
             .expect("counted");
         assert!(

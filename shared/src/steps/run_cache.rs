@@ -28,10 +28,13 @@ pub struct RecordedRun {
     pub planned: usize,
 }
 
+/// A state URL and a run id, and the run read there.
+type Entry = ((String, String), Arc<RecordedRun>);
+
 /// Runs already read, by state URL and run id (the last [`CAPACITY`]).
 #[derive(Debug, Default)]
 pub struct RunCache {
-    runs: Mutex<Vec<((String, String), Arc<RecordedRun>)>>,
+    runs: Mutex<Vec<Entry>>,
 }
 
 impl RunCache {
@@ -67,7 +70,7 @@ impl RunCache {
             .map(|(_, r)| Arc::clone(r))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<((String, String), Arc<RecordedRun>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
         self.runs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

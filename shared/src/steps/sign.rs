@@ -116,6 +116,6 @@ async fn sign_recorded_unit(
     let marked = ledger.mark_final(&unit.id, how).await?;
     Ok(SignOutcome {
         record,
-        finalized: finalized(marked, &message.run, planned),
+        finalized: finalized(marked, &message.run, &unit.id, planned),
     })
 }

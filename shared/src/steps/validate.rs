@@ -260,7 +260,6 @@ pub async fn enqueue_plan(
     }
     let finished: std::collections::HashSet<String> =
         ledger.final_units().await?.into_iter().collect();
-    ledger.raise_finals(finished.len()).await?;
     let mut enqueued = 0;
     for unit in plan.units.iter().filter(|u| !finished.contains(&u.id)) {
         let message = CopyMessage {

@@ -9,7 +9,8 @@
 //! runs/<run>/signatures/<unit>.json  how signing the unit went
 //! runs/<run>/final/<unit>            marker: nothing more will happen to the unit
 //! runs/<run>/failed/<unit>           marker: final by failure (a new enqueue retries it)
-//! runs/<run>/finals                  counter: final markers created (decimal)
+//! runs/<run>/counted/<unit>          marker: the unit was added to the counter
+//! runs/<run>/finals                  counter: final units counted (decimal)
 //! runs/<run>/notified                marker: the run's notification was enqueued
 //! leases/<unit>                      LeaseRecord: who copies that unit, until when
 //! desired/<revision>/index.json      DesiredIndex: what production should hold
@@ -22,16 +23,22 @@
 //! 1. A run is recorded plan first, run record last (each create-if-absent), so a run record
 //!    never exists without its plan.
 //! 2. A unit is copied under its lease ([`lease`]); only the holder writes its record.
-//! 3. When nothing more will happen to a unit, its final marker is created. The creator (only
-//!    one can win a create) adds one to the counter; the worker that brings the counter to the
-//!    run's unit count concludes the run. A redelivered message that finds its marker made
-//!    counts the markers instead (its first delivery may have died before counting).
+//! 3. When nothing more will happen to a unit, its final marker is created (create-if-absent).
+//!    Then, unless its `counted` marker exists, one is added to the counter and the `counted`
+//!    marker made: a delivery dying in between is redelivered and counts again, so the counter
+//!    may run ahead of the markers but never behind. Whoever brings the counter to the run's
+//!    unit count or past it, or is a redelivery of a counted unit (its first delivery may have
+//!    died before concluding), lists the final markers and concludes the run when they cover
+//!    it. (Raising the counter to a listing's count instead, as an earlier version did, can
+//!    lose an increment made between the listing and the write, and the run never concludes;
+//!    the ledger's property test found it.)
 //! 4. Concluding counts the unit records and writes the run's status, then the notification is
 //!    enqueued and only then the `notified` marker made: a worker dying in between leaves no
 //!    marker, so a redelivery enqueues again (the notify step sends each notice once per sink,
 //!    under its own claims), instead of a marker promising a notice that was never sent.
 //! 5. Reopening a unit final by failure (a rerun retries it) removes its markers, takes one
-//!    from the counter, and removes `notified`, so the run is concluded and notified again.
+//!    from the counter if it was counted, and removes `notified`, so the run is concluded and
+//!    notified again.
 //!
 //! Every read-modify-write goes through [`cas`]: bounded, jittered, an error when it runs out.
 
@@ -73,6 +80,11 @@ pub fn final_key(run: &str, unit: &str) -> String {
 /// `runs/<run>/failed/<unit>`.
 pub fn failed_key(run: &str, unit: &str) -> String {
     format!("runs/{run}/failed/{unit}")
+}
+
+/// `runs/<run>/counted/<unit>`.
+pub fn counted_key(run: &str, unit: &str) -> String {
+    format!("runs/{run}/counted/{unit}")
 }
 
 /// `runs/<run>/finals`.

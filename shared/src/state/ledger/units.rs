@@ -5,7 +5,10 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::cas::{self, Decision};
-use super::{RunLedger, failed_key, final_key, finals_key, notified_key, signature_key, unit_key};
+use super::{
+    RunLedger, counted_key, failed_key, final_key, finals_key, notified_key, signature_key,
+    unit_key,
+};
 use crate::state::records::{self, UnitFailure, UnitRecord, UnitStatus};
 use crate::state::{StateError, Version};
 
@@ -81,8 +84,9 @@ impl RunLedger<'_> {
             .map(drop)
     }
 
-    /// Marks `unit` final (idempotent); true when this call made the marker, which the caller
-    /// then counts with [`RunLedger::count_finals`].
+    /// Marks `unit` final (idempotent); true while the unit is not counted yet (this call
+    /// made the marker, or an earlier delivery made it and died before counting it): the
+    /// caller then counts it with [`RunLedger::count_finals`].
     pub async fn mark_final(&self, unit: &str, how: Final) -> Result<bool, StateError> {
         let text: &'static [u8] = match how {
             Final::Done => b"done",
@@ -93,38 +97,37 @@ impl RunLedger<'_> {
                 .create(&failed_key(self.run, unit), Bytes::from_static(b"failed"))
                 .await?;
         }
-        let created = self
-            .store
+        self.store
             .create(&final_key(self.run, unit), Bytes::from_static(text))
             .await?;
-        Ok(created.is_some())
+        Ok(self
+            .store
+            .get(&counted_key(self.run, unit))
+            .await?
+            .is_none())
     }
 
-    /// Adds `added` to the counter of final units; returns the new count.
-    pub async fn count_finals(&self, added: usize) -> Result<usize, StateError> {
+    /// Adds `units` (final, not counted yet) to the counter of final units, then records each
+    /// as counted; returns the new count.
+    ///
+    /// A worker dying between the two is redelivered, finds its unit uncounted and counts it
+    /// again: the counter may run ahead of the markers (harmless: a run is concluded only when
+    /// a listing of its markers covers it), never behind them.
+    pub async fn count_finals(&self, units: &[&str]) -> Result<usize, StateError> {
+        let added = units.len();
         let written = cas::modify(self.store, &finals_key(self.run), "count", |count| {
             Ok(Decision::<usize, ()>::Write(count.unwrap_or(0) + added))
         })
         .await?;
+        for unit in units {
+            self.store
+                .create(&counted_key(self.run, unit), Bytes::from_static(b"counted"))
+                .await?;
+        }
         Ok(match written {
             cas::Modified::Written(count, _) => count,
             cas::Modified::Kept(()) => added,
         })
-    }
-
-    /// Raises the counter of final units to `count` when it is below (a worker that died
-    /// between its marker and its count left it short); a recount calls this with the markers
-    /// it listed.
-    pub async fn raise_finals(&self, count: usize) -> Result<(), StateError> {
-        cas::modify(self.store, &finals_key(self.run), "count", |current| {
-            Ok(match current {
-                Some(now) if now >= count => Decision::Keep(()),
-                None if count == 0 => Decision::Keep(()),
-                _ => Decision::Write(count),
-            })
-        })
-        .await
-        .map(drop)
     }
 
     /// The units marked final.
@@ -141,10 +144,14 @@ impl RunLedger<'_> {
     /// Makes a unit final by failure pending again (it is about to be retried), and lets the
     /// run be concluded and notified again when it ends.
     pub async fn reopen(&self, unit: &str) -> Result<(), StateError> {
-        let was_final = self.store.get(&final_key(self.run, unit)).await?.is_some();
+        let counted = self
+            .store
+            .get(&counted_key(self.run, unit))
+            .await?
+            .is_some();
         self.store.delete(&final_key(self.run, unit)).await?;
         self.store.delete(&failed_key(self.run, unit)).await?;
-        if was_final {
+        if counted {
             cas::modify(
                 self.store,
                 &finals_key(self.run),
@@ -157,6 +164,7 @@ impl RunLedger<'_> {
                 },
             )
             .await?;
+            self.store.delete(&counted_key(self.run, unit)).await?;
         }
         self.store.delete(&notified_key(self.run)).await
     }
