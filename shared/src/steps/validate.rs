@@ -186,7 +186,25 @@ async fn promote_fetched(
     deps: &Deps,
 ) -> Result<ValidateOutcome, StepError> {
     let root = fetched.root().to_path_buf();
-    let loaded = manifest::load(std::slice::from_ref(&root))?;
+    let loaded = match manifest::load(std::slice::from_ref(&root)) {
+        Ok(loaded) => loaded,
+        // The revision holds no manifests where the promoter is told to look (a moved folder,
+        // a wrong `PROMOTER_MANIFEST_SUBDIR`): the repository's content is wrong, not the
+        // promoter, and retrying will not change it. Alerted like invalid manifests.
+        Err(error @ manifest::LoadError::Empty { .. }) => {
+            let diagnostics = vec![format!(
+                "{}: {}",
+                trigger.revision,
+                crate::error_chain::error_chain(&error).replace(&*root.to_string_lossy(), ".")
+            )];
+            alert_invalid(&trigger, &diagnostics, deps).await?;
+            return Ok(ValidateOutcome::Invalid {
+                revision: trigger.revision,
+                diagnostics,
+            });
+        }
+        Err(error) => return Err(error.into()),
+    };
     if !loaded.is_valid() {
         let diagnostics = relative_diagnostics(&loaded.diagnostics, &root);
         alert_invalid(&trigger, &diagnostics, deps).await?;
@@ -374,5 +392,29 @@ mod tests {
         );
         // No run was recorded for that revision.
         assert!(deps.store.list("runs/").await.expect("list").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_revision_without_manifests_is_alerted_not_answered_500() {
+        let deps = Deps::in_memory();
+        let dir = tempfile::tempdir().expect("a folder");
+        std::fs::write(dir.path().join("README.md"), "no manifests here").expect("write");
+        let request = ManualRequest {
+            revision: "feedbeef".to_owned(),
+            manifests: format!("file://{}", dir.path().display()),
+            repository: Some("o/manifests".to_owned()),
+        };
+        let outcome = manual(&request, &deps).await.expect("validated");
+        assert_eq!(outcome.http_status(), 422);
+        let ValidateOutcome::Invalid { diagnostics, .. } = outcome else {
+            panic!("an invalid revision: {outcome:?}");
+        };
+        assert_eq!(diagnostics.len(), 1);
+        assert!(diagnostics[0].contains("holds no manifests"), "{diagnostics:?}");
+        assert!(
+            !diagnostics[0].contains(&*dir.path().to_string_lossy()),
+            "the fetch folder is not shown: {diagnostics:?}"
+        );
+        assert_eq!(deps.queues.notify.receive(10).await.expect("receive").len(), 1);
     }
 }
