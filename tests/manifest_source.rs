@@ -125,12 +125,19 @@ fn github_tar(extra: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// A fake GitHub API and codeload on `127.0.0.1`: `/repos/o/<name>/tarball/<sha>` answers
 /// by `<name>` (`r`, `evil`: a redirect; `missing`: 404; `flaky`: 503; `limited`: a
-/// rate-limited 403), `/codeload/o/<name>/...` serves `archives[name]`.
+/// rate-limited 403; `hiccup`: 502 the first time, then a redirect), `/codeload/o/<name>/...`
+/// serves `archives[name]`.
 fn fake_github(archives: HashMap<&'static str, Vec<u8>>) -> Receiver {
+    let hiccups = std::sync::atomic::AtomicUsize::new(0);
     Receiver::start(move |_, request| {
         let path = request.path.split('?').next().unwrap_or_default();
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match parts[..] {
+            ["repos", "o", "hiccup", "tarball", _]
+                if hiccups.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 =>
+            {
+                Reply::new(502, "bad gateway")
+            }
             ["repos", "o", "missing", "tarball", _] => Reply::new(
                 404,
                 r#"{"message":"Not Found","documentation_url":"https://docs.github.com/rest"}"#,
@@ -228,6 +235,17 @@ async fn github_tarball_is_fetched_and_loads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_hiccup_is_retried() {
+    let github = fake_github(HashMap::from([("hiccup", github_archive(&[]))]));
+    let fetched = fetch(&github, "hiccup", "")
+        .await
+        .expect("fetched after a 502");
+    assert_thin_example(&fetched);
+    let paths: Vec<String> = github.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths.len(), 3, "502, redirect, download: {paths:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_subdirs() {
     let github = fake_github(HashMap::from([("r", github_archive(&[]))]));
     let fetched = fetch(&github, "r", "images/")
@@ -268,6 +286,16 @@ async fn github_error_statuses() {
     let text = describe(&error);
     assert!(error.is_retryable(), "{text}");
     assert!(text.contains("503") && text.contains("o/flaky"), "{text}");
+    let tries = github
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/repos/o/flaky/"))
+        .count();
+    assert_eq!(
+        tries,
+        promoter::source::GITHUB_RETRY.attempts as usize,
+        "a 503 is retried, within the policy"
+    );
 
     let error = fetch(&github, "limited", "")
         .await

@@ -15,6 +15,9 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER, USER_AGENT};
 use tokio::sync::mpsc;
 
+use crate::http::retry::{self, RetryPolicy};
+use std::time::Duration;
+
 use super::extract::{Limits, extract_tar_gz};
 use super::{Fetched, SourceError, finish, subdir_path, temp_dir};
 
@@ -26,6 +29,16 @@ const CHANNEL_CHUNKS: usize = 16;
 
 /// The most bytes of an error answer read for its message.
 const ERROR_BODY_BYTES: usize = 4096;
+
+/// Retries of the tarball request (429, 5xx, broken connections): a few, within 20 s, so that
+/// a GitHub hiccup does not fail the push while the function still has most of its time left
+/// to download and validate (and a GitHub that stays down is reported well before it ends).
+pub const GITHUB_RETRY: RetryPolicy = RetryPolicy {
+    attempts: 4,
+    base: Duration::from_millis(500),
+    max: Duration::from_secs(5),
+    budget: Duration::from_secs(20),
+};
 
 /// Where a GitHub repository is.
 #[derive(Clone, Copy)]
@@ -99,7 +112,9 @@ pub async fn github_tarball(
         request = request.header(AUTHORIZATION, value);
     }
     tracing::debug!(%url, authenticated = repo.token.is_some(), "downloading a tarball");
-    let mut response = request.send().await.map_err(transport)?;
+    let mut response = retry::send(&GITHUB_RETRY, request)
+        .await
+        .map_err(transport)?;
     let status = response.status();
     if !status.is_success() {
         let rate_limited = matches!(

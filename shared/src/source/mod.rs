@@ -28,7 +28,7 @@ use std::path::{Component, Path, PathBuf};
 use tempfile::TempDir;
 
 pub use error::SourceError;
-pub use github::{GithubRepo, github_tarball};
+pub use github::{GITHUB_RETRY, GithubRepo, github_tarball};
 pub use objects::object_prefix;
 
 /// The most bytes of file content one fetch may write.

@@ -410,11 +410,17 @@ mod tests {
             panic!("an invalid revision: {outcome:?}");
         };
         assert_eq!(diagnostics.len(), 1);
-        assert!(diagnostics[0].contains("holds no manifests"), "{diagnostics:?}");
+        assert!(
+            diagnostics[0].contains("holds no manifests"),
+            "{diagnostics:?}"
+        );
         assert!(
             !diagnostics[0].contains(&*dir.path().to_string_lossy()),
             "the fetch folder is not shown: {diagnostics:?}"
         );
-        assert_eq!(deps.queues.notify.receive(10).await.expect("receive").len(), 1);
+        assert_eq!(
+            deps.queues.notify.receive(10).await.expect("receive").len(),
+            1
+        );
     }
 }
