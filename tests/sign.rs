@@ -403,6 +403,33 @@ async fn kms_keys_sign_and_the_signature_verifies_independently() {
     let kms = KmsKey::with_config(&config, key_id);
     let public = kms.verifying_key().await.expect("the public key from KMS");
 
+    // A key KMS does not know is a permanent failure (retrying it only fills the dead-letter
+    // queue), named with its cause; a KMS that cannot be reached is worth retrying.
+    let missing = KmsKey::with_config(&config, "alias/no-such-key".to_owned());
+    let error = missing.sign(b"payload").await.expect_err("no such key");
+    let text = promoter::error_chain::error_chain(&error);
+    assert!(!error.is_retryable(), "{text}");
+    assert!(text.contains("NotFoundException"), "{text}");
+    let closed = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url("http://127.0.0.1:9")
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let unreachable = KmsKey::with_config(&closed, "alias/any".to_owned());
+    let error = unreachable
+        .sign(b"payload")
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        error.is_retryable(),
+        "{}",
+        promoter::error_chain::error_chain(&error)
+    );
+
     let staging = TestRegistry::start();
     let production = TestRegistry::start();
     let image = push_single(

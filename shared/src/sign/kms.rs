@@ -1,11 +1,23 @@
 //! Signing with an AWS KMS asymmetric key (`awskms:///KEY-ID-ALIAS-OR-ARN`, cosign's naming):
 //! KMS signs with ECDSA_SHA_256 over the raw payload; the private key never leaves KMS.
 
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
 
 use super::keys::VerifyingKey;
-use crate::error_chain::error_chain;
+
+/// Error codes of KMS worth another try: throttling and KMS's own trouble. Everything else
+/// (`AccessDeniedException`, `NotFoundException`, `DisabledException`, `KMSInvalidStateException`,
+/// `InvalidKeyUsageException`, …) will not change by retrying.
+const RETRYABLE_CODES: &[&str] = &[
+    "ThrottlingException",
+    "KMSInternalException",
+    "KeyUnavailableException",
+    "DependencyTimeoutException",
+    "InternalFailureException",
+    "ServiceUnavailableException",
+];
 
 /// A KMS key reference failed or KMS refused.
 #[derive(Debug, thiserror::Error)]
@@ -14,15 +26,63 @@ pub enum KmsError {
     #[error("`{0}` is not awskms://[ENDPOINT]/KEY-ID (e.g. awskms:///alias/promoter)")]
     BadReference(String),
     /// A KMS request failed.
-    #[error("AWS KMS {operation} on {key}: {reason}")]
+    #[error("AWS KMS {operation} on {key}")]
     Request {
         /// `Sign` or `GetPublicKey`.
         operation: &'static str,
         /// The key.
         key: String,
-        /// The service's answer (its error chain).
-        reason: String,
+        /// Whether trying again may help (throttling, KMS's own failures, the network).
+        retryable: bool,
+        /// The SDK's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// KMS answered without what was asked for.
+    #[error("AWS KMS {operation} on {key}: the answer has no {missing}")]
+    Incomplete {
+        /// `Sign` or `GetPublicKey`.
+        operation: &'static str,
+        /// The key.
+        key: String,
+        /// What was missing.
+        missing: &'static str,
+    },
+}
+
+impl KmsError {
+    /// True when the same request may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            KmsError::Request { retryable, .. } => *retryable,
+            KmsError::BadReference(_) | KmsError::Incomplete { .. } => false,
+        }
+    }
+
+    /// A failed request, judged once: transport failures and timeouts, and the
+    /// [`RETRYABLE_CODES`] of the service, are retryable.
+    fn request<E, R>(operation: &'static str, key: &str, error: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let retryable = match &error {
+            SdkError::ServiceError(service) => service
+                .err()
+                .code()
+                .is_some_and(|code| RETRYABLE_CODES.contains(&code)),
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => true,
+            _ => false,
+        };
+        KmsError::Request {
+            operation,
+            key: key.to_owned(),
+            retryable,
+            source: Box::new(error),
+        }
+    }
 }
 
 /// A signing key held by AWS KMS.
@@ -75,18 +135,14 @@ impl KmsKey {
             .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
             .send()
             .await
-            .map_err(|e| KmsError::Request {
-                operation: "Sign",
-                key: self.key_id.clone(),
-                reason: error_chain(&e),
-            })?;
+            .map_err(|e| KmsError::request("Sign", &self.key_id, e))?;
         answer
             .signature
             .map(Blob::into_inner)
-            .ok_or_else(|| KmsError::Request {
+            .ok_or_else(|| KmsError::Incomplete {
                 operation: "Sign",
                 key: self.key_id.clone(),
-                reason: "the answer has no signature".to_owned(),
+                missing: "signature",
             })
     }
 
@@ -98,18 +154,14 @@ impl KmsKey {
             .key_id(&self.key_id)
             .send()
             .await
-            .map_err(|e| KmsError::Request {
-                operation: "GetPublicKey",
-                key: self.key_id.clone(),
-                reason: error_chain(&e),
-            })?;
+            .map_err(|e| KmsError::request("GetPublicKey", &self.key_id, e))?;
         let der = answer
             .public_key
             .map(Blob::into_inner)
-            .ok_or_else(|| KmsError::Request {
+            .ok_or_else(|| KmsError::Incomplete {
                 operation: "GetPublicKey",
                 key: self.key_id.clone(),
-                reason: "the answer has no public key".to_owned(),
+                missing: "public key",
             })?;
         Ok(VerifyingKey::from_spki_der(der))
     }

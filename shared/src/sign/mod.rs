@@ -67,11 +67,10 @@ impl SignError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SignError::Registry(e) => e.is_retryable(),
-            SignError::Kms(kms::KmsError::Request { .. }) => true,
-            SignError::Kms(kms::KmsError::BadReference(_))
-            | SignError::Key(_)
-            | SignError::NotPromoted { .. }
-            | SignError::Malformed { .. } => false,
+            SignError::Kms(e) => e.is_retryable(),
+            SignError::Key(_) | SignError::NotPromoted { .. } | SignError::Malformed { .. } => {
+                false
+            }
         }
     }
 }
