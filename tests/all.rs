@@ -6,6 +6,7 @@ mod architecture;
 mod audit;
 mod chain;
 mod cloud_auth;
+mod conformance;
 mod functions;
 mod harness_selftest;
 mod hostile_registry;

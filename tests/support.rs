@@ -14,6 +14,13 @@ pub fn k8s_corpus() -> PathBuf {
     data_dir().join("corpus/k8s.io")
 }
 
+/// The 65 real projects of the registry.k8s.io manifest tree (thin layout), copied byte for byte
+/// from the reference corpus beside the project (`../shared/corpus/registry.k8s.io`; its README
+/// gives the counts the conformance test asserts).
+pub fn registry_k8s_io_corpus() -> PathBuf {
+    data_dir().join("corpus/registry.k8s.io")
+}
+
 /// Renders diagnostics one per line, with `root` stripped from file names.
 pub fn render_diagnostics(diagnostics: &[promoter::manifest::Diagnostic], root: &Path) -> String {
     let prefix = format!("{}/", root.display());

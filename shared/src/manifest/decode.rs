@@ -138,11 +138,7 @@ fn registries_field(fields: &Fields<'_>, d: &mut FileDiagnostics<'_>) -> Vec<Reg
             continue;
         };
         if let Some(first_line) = first_lines.repeat_of(&registry.name, registry.pos.line) {
-            let msg = format!(
-                "registry `{}` is listed twice (first at line {first_line})",
-                registry.name
-            );
-            d.error(registry.pos, msg);
+            repeated_registry(&registry, first_line, &registries, d);
             continue;
         }
         registries.push(registry);
@@ -152,6 +148,36 @@ fn registries_field(fields: &Fields<'_>, d: &mut FileDiagnostics<'_>) -> Vec<Reg
         check_one_source(&registries, at, d);
     }
     registries
+}
+
+/// A registry listed again: the same entry twice is one destination (a warning: the
+/// Kubernetes promoter accepts it and promotes once); listed with another `src` or
+/// `service-account` it is ambiguous (an error).
+fn repeated_registry(
+    registry: &Registry,
+    first_line: u32,
+    registries: &[Registry],
+    d: &mut FileDiagnostics<'_>,
+) {
+    let same = registries
+        .iter()
+        .find(|r| r.name == registry.name)
+        .is_some_and(|first| {
+            first.src == registry.src && first.service_account == registry.service_account
+        });
+    if same {
+        let msg = format!(
+            "registry `{}` is listed twice (first at line {first_line}): it is one destination",
+            registry.name
+        );
+        d.warning(registry.pos, msg);
+    } else {
+        let msg = format!(
+            "registry `{}` is listed twice (first at line {first_line}) with a different `src` or `service-account`: keep one entry",
+            registry.name
+        );
+        d.error(registry.pos, msg);
+    }
 }
 
 fn check_one_source(registries: &[Registry], at: Pos, d: &mut FileDiagnostics<'_>) {
@@ -238,22 +264,110 @@ fn images(node: &Node, expected: &str, d: &mut FileDiagnostics<'_>) -> Vec<Image
         return Vec::new();
     };
     let mut images: Vec<Image> = Vec::new();
-    let mut first_lines = FirstSeen::with_capacity(items.len());
+    // Name → index in `images` of its first listing, and the later listings of each.
+    let mut first: HashMap<ImageName, usize> = HashMap::with_capacity(items.len());
+    let mut again: Vec<(usize, Image)> = Vec::new();
     for item in items {
         let Some(image) = image(item, d) else {
             continue;
         };
-        if let Some(first_line) = first_lines.repeat_of(&image.name, image.pos.line) {
-            let msg = format!(
-                "image `{}` is listed twice (first at line {first_line})",
-                image.name
-            );
-            d.error(image.pos, msg);
-            continue;
+        match first.get(&image.name) {
+            Some(&index) => {
+                let msg = format!(
+                    "image `{}` is listed again (first at line {}): its digests are added to that entry, as the Kubernetes promoter does",
+                    image.name, images[index].pos.line
+                );
+                d.warning(image.pos, msg);
+                again.push((index, image));
+            }
+            None => {
+                first.insert(image.name.clone(), images.len());
+                images.push(image);
+            }
         }
-        images.push(image);
     }
+    merge_listings(&mut images, again, d);
     images
+}
+
+/// Adds the digests of later listings of an image to its first listing (in file order); a
+/// digest listed in several gets the union of its tags, and a tag given to two digests across
+/// listings is an error, as within one. Linear: two maps per merged image.
+fn merge_listings(images: &mut [Image], again: Vec<(usize, Image)>, d: &mut FileDiagnostics<'_>) {
+    let mut indexes: HashMap<usize, MergeIndex> = HashMap::new();
+    for (index, later) in again {
+        let target = &mut images[index];
+        let known = indexes
+            .entry(index)
+            .or_insert_with(|| MergeIndex::of(target));
+        for entry in later.digests {
+            for tag in entry.tags.iter() {
+                match known.tags.get(tag) {
+                    Some((owner, line)) if *owner != entry.digest => {
+                        let msg = format!(
+                            "tag `{tag}` of image `{}` is also given to {} at line {line}; a tag names one digest",
+                            target.name,
+                            owner.short()
+                        );
+                        d.error(entry.pos, msg);
+                    }
+                    Some(_) => {}
+                    None => {
+                        known
+                            .tags
+                            .insert(tag.clone(), (entry.digest.clone(), entry.pos.line));
+                    }
+                }
+            }
+            match known.digests.get(&entry.digest) {
+                Some(&i) => {
+                    let kept = &mut target.digests[i];
+                    let msg = format!(
+                        "digest {} of image `{}` is also listed at line {}: its tags are merged",
+                        entry.digest.short(),
+                        target.name,
+                        kept.pos.line
+                    );
+                    d.warning(entry.pos, msg);
+                    let mut tags: Vec<Tag> =
+                        kept.tags.iter().chain(entry.tags.iter()).cloned().collect();
+                    tags.sort();
+                    tags.dedup();
+                    kept.tags = tags.into();
+                }
+                None => {
+                    known
+                        .digests
+                        .insert(entry.digest.clone(), target.digests.len());
+                    target.digests.push(entry);
+                }
+            }
+        }
+    }
+}
+
+/// An image's digests (index in its entry) and tags (owner digest and line), for merging.
+struct MergeIndex {
+    digests: HashMap<Digest, usize>,
+    tags: HashMap<Tag, (Digest, u32)>,
+}
+
+impl MergeIndex {
+    fn of(image: &Image) -> Self {
+        let mut index = MergeIndex {
+            digests: HashMap::with_capacity(image.digests.len()),
+            tags: HashMap::new(),
+        };
+        for (i, entry) in image.digests.iter().enumerate() {
+            index.digests.insert(entry.digest.clone(), i);
+            for tag in entry.tags.iter() {
+                index
+                    .tags
+                    .insert(tag.clone(), (entry.digest.clone(), entry.pos.line));
+            }
+        }
+        index
+    }
 }
 
 fn image(node: &Node, d: &mut FileDiagnostics<'_>) -> Option<Image> {
@@ -284,6 +398,13 @@ fn image(node: &Node, d: &mut FileDiagnostics<'_>) -> Option<Image> {
         );
         return None;
     };
+    if dmap.value.is_null() || matches!(&dmap.value, Value::Map(m) if m.is_empty()) {
+        let msg = format!(
+            "image `{name}` has an empty `dmap`: list its digests (and their tags), or remove the image"
+        );
+        d.error(dmap.pos, msg);
+        return None;
+    }
     let digests = digest_map(dmap, &name, d);
     Some(Image {
         name,
