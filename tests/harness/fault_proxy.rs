@@ -82,6 +82,12 @@ pub struct Faults {
     pub stall: f64,
     /// The longest stall (keep it shorter than the client's request timeout).
     pub stall_for: Duration,
+    /// Whether requests of a blob upload session (`PATCH`/`PUT …/blobs/uploads/…`) may be cut
+    /// mid-answer too; when false they are forwarded instead.
+    pub cut_uploads: bool,
+    /// The first request with this method whose path contains this text is cut mid-answer,
+    /// whatever the probabilities say (then this is cleared).
+    pub cut_once: Option<(String, String)>,
 }
 
 impl Faults {
@@ -95,6 +101,8 @@ impl Faults {
             cut_mid_answer: 0.0,
             stall: 0.0,
             stall_for: Duration::ZERO,
+            cut_uploads: true,
+            cut_once: None,
         }
     }
 
@@ -109,6 +117,8 @@ impl Faults {
             cut_mid_answer: each,
             stall: each,
             stall_for: Duration::from_secs(2),
+            cut_uploads: true,
+            cut_once: None,
         }
     }
 }
@@ -409,8 +419,26 @@ fn read_body(
     Ok(body)
 }
 
-fn choose(shared: &Shared) -> Fault {
-    let faults = shared.faults.lock().expect("the faults").clone();
+/// The fault for a request `line` (`METHOD PATH HTTP/1.1`).
+fn choose(shared: &Shared, line: &str) -> Fault {
+    let mut parts = line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let faults = {
+        let mut faults = shared.faults.lock().expect("the faults");
+        if faults
+            .cut_once
+            .as_ref()
+            .is_some_and(|(m, p)| m == method && path.contains(p.as_str()))
+        {
+            faults.cut_once = None;
+            return Fault::CutMidAnswer;
+        }
+        faults.clone()
+    };
+    let upload = path.contains("/blobs/uploads/") && (method == "PUT" || method == "PATCH");
     let mut rng = shared.rng.lock().expect("the generator");
     let roll = rng.f64();
     let mut bound = 0.0;
@@ -422,6 +450,9 @@ fn choose(shared: &Shared) -> Fault {
     ] {
         bound += p;
         if roll < bound {
+            if fault == Fault::CutMidAnswer && upload && !faults.cut_uploads {
+                return Fault::None;
+            }
             return fault;
         }
     }
@@ -453,7 +484,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         let counters = &shared.counters;
         counters.requests.fetch_add(1, Ordering::SeqCst);
         let head_only = request.line.starts_with("HEAD ");
-        let fault = choose(shared);
+        let fault = choose(shared, &request.line);
         let answer = match fault {
             Fault::Throttle => {
                 counters.throttled.fetch_add(1, Ordering::SeqCst);
