@@ -28,10 +28,14 @@
 //!
 //! Settings (environment, read by the parent and the child alike):
 //! `PROMOTER_CHAOS_SEED` (default fixed; printed at start and in every assertion),
-//! `PROMOTER_CHAOS_ROUNDS` (busy rounds with chaos, default 16), `PROMOTER_CHAOS_IMAGES` (single
+//! `PROMOTER_CHAOS_ROUNDS` (busy rounds with chaos, default 12), `PROMOTER_CHAOS_IMAGES` (single
 //! images besides the index, default 4), `PROMOTER_CHAOS_FAULT_RATE` (each proxy fault kind's
-//! probability per request, default 0.02), `PROMOTER_CHAOS_DEADLINE` (seconds to converge,
-//! default 150). `docs/testing.md` gives a soak setting.
+//! probability per request, default 0.03), `PROMOTER_CHAOS_RETRIGGER` (the busy round before
+//! which validate-manifest runs once more, default 3; 0: never), `PROMOTER_CHAOS_DEADLINE`
+//! (seconds to converge, default 170), `PROMOTER_CHAOS_CUT_UPLOADS` (1: also cut blob upload
+//! requests after the registry took them, off by default because of a known bug, see
+//! [`known_bug_upload_cut_after_completion`]). The README's "The chaos test"
+//! (under Development) gives a soak setting.
 //!
 //! As in `chain.rs`, the scenario runs in a child process of this test binary, given
 //! `AWS_ENDPOINT_URL_S3` for the SeaweedFS the parent started.
@@ -103,6 +107,8 @@ struct Chaos {
     rounds: usize,
     images: usize,
     fault_rate: f64,
+    /// The busy round before which validate-manifest is invoked once more (0: never).
+    retrigger: usize,
     deadline: Duration,
     /// Whether blob upload requests may be cut after the registry took them. Off by default:
     /// KNOWN BUG (see [`known_bug_upload_cut_after_completion`]): the registry client retries
@@ -136,10 +142,11 @@ impl Chaos {
         };
         Chaos {
             seed,
-            rounds: var("PROMOTER_CHAOS_ROUNDS", 16),
+            rounds: var("PROMOTER_CHAOS_ROUNDS", 12),
             images: var("PROMOTER_CHAOS_IMAGES", 4usize).max(1),
-            fault_rate: var("PROMOTER_CHAOS_FAULT_RATE", 0.02),
-            deadline: Duration::from_secs(var("PROMOTER_CHAOS_DEADLINE", 150)),
+            fault_rate: var("PROMOTER_CHAOS_FAULT_RATE", 0.03),
+            retrigger: var("PROMOTER_CHAOS_RETRIGGER", 3),
+            deadline: Duration::from_secs(var("PROMOTER_CHAOS_DEADLINE", 170)),
             cut_uploads: var("PROMOTER_CHAOS_CUT_UPLOADS", 0u8) != 0,
         }
     }
@@ -150,11 +157,13 @@ impl std::fmt::Display for Chaos {
         write!(
             f,
             "PROMOTER_CHAOS_SEED={} PROMOTER_CHAOS_ROUNDS={} PROMOTER_CHAOS_IMAGES={} \
-             PROMOTER_CHAOS_FAULT_RATE={} PROMOTER_CHAOS_DEADLINE={} PROMOTER_CHAOS_CUT_UPLOADS={}",
+             PROMOTER_CHAOS_FAULT_RATE={} PROMOTER_CHAOS_RETRIGGER={} PROMOTER_CHAOS_DEADLINE={} \
+             PROMOTER_CHAOS_CUT_UPLOADS={}",
             self.seed,
             self.rounds,
             self.images,
             self.fault_rate,
+            self.retrigger,
             self.deadline.as_secs(),
             u8::from(self.cut_uploads)
         )
@@ -821,7 +830,7 @@ async fn drive(
         settled_checks = 0;
         driven.busy_rounds += 1;
         // The trigger once more, in the middle of the run.
-        if driven.busy_rounds == 3 {
+        if driven.busy_rounds == chaos.retrigger {
             let again = manual(request, deps).await;
             driven.validates += 1;
             println!(
@@ -940,10 +949,8 @@ async fn drive(
                     counted && !w.skip_ack
                 }
             };
-            if ack {
-                if let Err(error) = queue_of(deps, w.function).acknowledge(&w.message).await {
-                    println!("seed {seed}: acknowledge failed (the message comes back): {error}");
-                }
+            if ack && let Err(error) = queue_of(deps, w.function).acknowledge(&w.message).await {
+                println!("seed {seed}: acknowledge failed (the message comes back): {error}");
             }
         }
     }
