@@ -5,6 +5,7 @@
 mod architecture;
 mod audit;
 mod chain;
+mod chaos;
 mod cloud_auth;
 mod conformance;
 mod functions;

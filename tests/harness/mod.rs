@@ -4,7 +4,8 @@
 //! `skopeo` as an independent reader ([`skopeo`]). Also: a recording HTTP server for webhooks
 //! and fake APIs ([`receiver`]), a scriptable fake registry for failures and attacks
 //! ([`fake_registry`]), and a test re-run in a child process with its own environment
-//! ([`child`]).
+//! ([`child`]). A fault-injecting proxy in front of a real registry ([`fault_proxy`]) makes
+//! it answer 429s, 503s, cut connections and stalls on a seeded fraction of requests.
 //!
 //! Needs `docker-registry`, `skopeo` and `htpasswd` on the machine: `infra/local/test.sh`
 //! installs them (through `infra/local/stack.sh install`).
@@ -13,6 +14,7 @@
 
 pub mod child;
 pub mod fake_registry;
+pub mod fault_proxy;
 pub mod gcs;
 pub mod http;
 pub mod image;
