@@ -32,9 +32,9 @@
 //! images besides the index, default 4), `PROMOTER_CHAOS_FAULT_RATE` (each proxy fault kind's
 //! probability per request, default 0.03), `PROMOTER_CHAOS_RETRIGGER` (the busy round before
 //! which validate-manifest runs once more, default 3; 0: never), `PROMOTER_CHAOS_DEADLINE`
-//! (seconds to converge, default 170), `PROMOTER_CHAOS_CUT_UPLOADS` (1: also cut blob upload
-//! requests after the registry took them, off by default because of a known bug, see
-//! [`known_bug_upload_cut_after_completion`]). The README's "The chaos test"
+//! (seconds to converge, default 170), `PROMOTER_CHAOS_CUT_UPLOADS` (0 to spare blob upload
+//! requests from cuts after the registry took them; on by default since the bug they found is
+//! fixed, see [`upload_cut_after_completion_is_not_a_failure`]). The README's "The chaos test"
 //! (under Development) gives a soak setting.
 //!
 //! As in `chain.rs`, the scenario runs in a child process of this test binary, given
@@ -55,13 +55,13 @@ use promoter::registry::{Client, ClientConfig};
 use promoter::sign::keys::{SigningKey, VerifyingKey};
 use promoter::sign::{self, KeySource, Signer};
 use promoter::state::StateStore;
+use promoter::state::ledger::{RunLedger, notified_key};
 use promoter::state::records::{RunStatus, UnitStatus};
 use promoter::steps::config::github_http_client;
 use promoter::steps::copy::Engines;
 use promoter::steps::dispatch::{Function, Output, count_outputs, message as handle};
 use promoter::steps::error::StepError;
-use promoter::steps::progress::{final_units, notified_key};
-use promoter::steps::promote::{load_run, unit_records};
+use promoter::steps::promote::load_run;
 use promoter::steps::validate::{ManualRequest, ValidateOutcome, manual};
 use promoter::steps::{Deps, Queues, Settings};
 use promoter_tests::harness::child::ChildTest;
@@ -110,11 +110,8 @@ struct Chaos {
     /// The busy round before which validate-manifest is invoked once more (0: never).
     retrigger: usize,
     deadline: Duration,
-    /// Whether blob upload requests may be cut after the registry took them. Off by default:
-    /// KNOWN BUG (see [`known_bug_upload_cut_after_completion`]): the registry client retries
-    /// the upload's closing `PUT` on the spent session URL, gets `404 BLOB_UPLOAD_UNKNOWN`
-    /// and reports a permanent failure, so sign marks the unit failed for good although the
-    /// blob is there. `PROMOTER_CHAOS_CUT_UPLOADS=1` turns these cuts on.
+    /// Whether blob upload requests may be cut after the registry took them (on by default).
+    /// They found a bug, fixed since (see [`upload_cut_after_completion_is_not_a_failure`]).
     cut_uploads: bool,
 }
 
@@ -147,7 +144,7 @@ impl Chaos {
             fault_rate: var("PROMOTER_CHAOS_FAULT_RATE", 0.03),
             retrigger: var("PROMOTER_CHAOS_RETRIGGER", 3),
             deadline: Duration::from_secs(var("PROMOTER_CHAOS_DEADLINE", 170)),
-            cut_uploads: var("PROMOTER_CHAOS_CUT_UPLOADS", 0u8) != 0,
+            cut_uploads: var("PROMOTER_CHAOS_CUT_UPLOADS", 1u8) != 0,
         }
     }
 }
@@ -361,6 +358,7 @@ async fn scenario(chaos: Chaos, s3_endpoint: &str) {
             ..Settings::default()
         },
         http: github_http_client(&Default::default()).expect("an HTTP client"),
+        runs: Default::default(),
     });
     println!(
         "servers up and staging seeded in {:?}: {} units",
@@ -445,10 +443,8 @@ async fn scenario(chaos: Chaos, s3_endpoint: &str) {
         .map(|(r, _)| r);
     println!(
         "run {run} as recorded: {recorded:?}; final units {:?}; failed units {:?}; notices {:?}",
-        final_units(&deps.store, &run).await.ok(),
-        promoter::steps::progress::failed_units(&deps.store, &run)
-            .await
-            .ok(),
+        RunLedger::new(&deps.store, &run).final_units().await.ok(),
+        RunLedger::new(&deps.store, &run).failed_units().await.ok(),
         receiver
             .requests()
             .iter()
@@ -674,11 +670,16 @@ async fn scenario(chaos: Chaos, s3_endpoint: &str) {
         promoted.iter().map(|p| p.pushed.digest.clone()).collect();
     promoted_digests.sort();
     assert_eq!(planned_digests, promoted_digests, "seed {seed}");
-    for unit in unit_records(&deps.store, &run).await.expect("unit records") {
+    for unit in RunLedger::new(&deps.store, &run)
+        .unit_records()
+        .await
+        .expect("unit records")
+    {
         assert_eq!(unit.status, UnitStatus::Done, "seed {seed}: {unit:?}");
     }
     assert_eq!(
-        final_units(&deps.store, &run)
+        RunLedger::new(&deps.store, &run)
+            .final_units()
             .await
             .expect("final units")
             .len(),
@@ -1235,18 +1236,16 @@ fn fault_proxy_forwards_and_injects() {
     );
 }
 
-/// KNOWN BUG, reproduced alone: a blob upload whose closing `PUT` reached the registry, but
-/// whose answer was lost (the connection cut), is retried by the registry client on the same,
-/// now spent, session URL; the registry answers `404 BLOB_UPLOAD_UNKNOWN` and the client
-/// reports that as a permanent failure, although the blob is there. The sign step uploads its
-/// payload this way (`Client::upload_bytes`), so under such a cut it marks the unit failed for
-/// good (seen with `PROMOTER_CHAOS_SEED=844503992837 PROMOTER_CHAOS_CUT_UPLOADS=1`; adding
-/// `PROMOTER_CHAOS_RETRIGGER=0`, the run ends `failed` with 2 of 5 units failed and a failure
-/// notice, while without it the mid-run validate-manifest may reopen a failed unit and hide
-/// the failure). Ignored until the library is fixed; run it with `--ignored`.
+/// The bug the chaos test found, reproduced alone: a blob upload whose closing `PUT` reached
+/// the registry, but whose answer was lost (the connection cut), was retried by the registry
+/// client on the same, now spent, session URL; the registry answered `404 BLOB_UPLOAD_UNKNOWN`
+/// and the client reported a permanent failure, although the blob was there. The sign step
+/// uploads its payload this way (`Client::upload_bytes`), so under such a cut it marked the unit
+/// failed for good (seen with `PROMOTER_CHAOS_SEED=844503992837 PROMOTER_CHAOS_CUT_UPLOADS=1
+/// PROMOTER_CHAOS_RETRIGGER=0`: the run ended `failed`, 2 of 5 units failed, a failure notice
+/// sent). Failed before the fix; the client now checks for the blob on that 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "KNOWN BUG: an upload's closing PUT retried on a spent session URL fails for good"]
-async fn known_bug_upload_cut_after_completion() {
+async fn upload_cut_after_completion_is_not_a_failure() {
     let registry = TestRegistry::start();
     let proxy = FaultProxy::start(
         &registry.host(),

@@ -187,6 +187,13 @@ impl Client {
                     .body(bytes.clone())
             })
             .await?;
+        if response.status() == StatusCode::NOT_FOUND
+            && self.blob_exists(repository, digest).await?
+        {
+            // A retried PUT on a session the first PUT completed (its answer was lost): the
+            // registry forgot the session (404 BLOB_UPLOAD_UNKNOWN) but holds the blob.
+            return Ok(());
+        }
         if !response.status().is_success() {
             return Err(status_error(what(), response).await);
         }
