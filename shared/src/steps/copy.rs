@@ -206,8 +206,12 @@ async fn copy_recorded_unit(
         UnitOutcome::AlreadyDone => (UnitResult::DoneEarlier, None),
         UnitOutcome::DoneByOther(_) => (UnitResult::DoneByOtherWorker, None),
     };
+    let ledger = RunLedger::new(&deps.store, &message.run);
+    // A unit done earlier (a redelivered or duplicated message) whose signing is over too (its
+    // final marker exists) needs no second sign message: it is only counted, if it is not yet.
+    let signed_earlier = report.is_none() && ledger.is_final(&unit.id).await?;
     let mut marked = false;
-    let sign_enqueued = if deps.signer.is_some() {
+    let sign_enqueued = if deps.signer.is_some() && !signed_earlier {
         let sign = SignMessage {
             run: message.run.clone(),
             unit: unit.id.clone(),
@@ -215,9 +219,7 @@ async fn copy_recorded_unit(
         deps.queues.sign.send(&encode(&sign)).await?;
         true
     } else {
-        marked = RunLedger::new(&deps.store, &message.run)
-            .mark_final(&unit.id, Final::Done)
-            .await?;
+        marked = ledger.mark_final(&unit.id, Final::Done).await?;
         false
     };
     Ok(CopyOutcome {

@@ -107,6 +107,11 @@ impl RunLedger<'_> {
             .is_none())
     }
 
+    /// Whether `unit` is final (nothing more will happen to it until it is reopened).
+    pub async fn is_final(&self, unit: &str) -> Result<bool, StateError> {
+        Ok(self.store.get(&final_key(self.run, unit)).await?.is_some())
+    }
+
     /// Adds `units` (final, not counted yet) to the counter of final units, then records each
     /// as counted; returns the new count.
     ///
