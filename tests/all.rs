@@ -19,5 +19,6 @@ mod promote;
 mod queue;
 mod registry_client;
 mod sign;
+mod snapshot;
 mod state_backends;
 mod valid_manifests;

@@ -31,6 +31,8 @@ const LAYERS: &[(&str, u8)] = &[
     // folder (object-store prefixes through `state`'s stores).
     ("sign", 3),
     ("source", 3),
+    // What a registry holds under a prefix, as manifests (`promoter snapshot`).
+    ("snapshot", 3),
     // The transfer engine (verifies required staging signatures and merges cosign signature
     // images through `sign`'s format); judging pushes against the desired state.
     ("copy", 4),

@@ -15,6 +15,7 @@
 //! - [`copy`]: the transfer engine that copies planned units between registries;
 //! - [`events`]: decoders of the events that trigger the functions (webhooks, notifications);
 //! - [`sign`]: cosign-compatible signatures (keys, payloads, signature images);
+//! - [`snapshot`]: what a registry holds under a prefix, in the `images.yaml` format or CSV;
 //! - [`queue`]: the queues chaining the steps (SQS, in-process);
 //! - [`state`]: runs, units, leases and the desired state, in object storage;
 //! - [`source`]: fetching manifests (GitHub tarballs, object-store prefixes) to a local folder;
@@ -35,6 +36,7 @@ pub mod queue;
 pub mod reference;
 pub mod registry;
 pub mod sign;
+pub mod snapshot;
 pub mod source;
 pub mod state;
 pub mod steps;

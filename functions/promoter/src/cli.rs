@@ -90,6 +90,29 @@ pub enum Command {
         #[command(flatten)]
         registries: RegistryArgs,
     },
+    /// Print what a registry holds under a prefix: every repository, digest and tag, in the
+    /// images.yaml format (or CSV), for onboarding an existing registry into manifests and for
+    /// comparing production with them.
+    ///
+    /// Repositories come from Google's listings (GCR, Artifact Registry) or the registry's
+    /// catalog. Left out unless --all: index children without a tag of their own, and cosign's
+    /// signature tags (sha256-<hex>.sig and the like).
+    ///
+    /// Example: promoter snapshot 127.0.0.1:5002/us/hello > images.yaml
+    Snapshot {
+        /// HOST/PREFIX: the repositories at and below it.
+        #[arg(value_name = "REGISTRY/PREFIX")]
+        prefix: String,
+        /// How to print it.
+        #[arg(long, short, value_enum, default_value_t = SnapshotOutput::Yaml)]
+        output: SnapshotOutput,
+        /// Include untagged index children and signature tags.
+        #[arg(long)]
+        all: bool,
+        /// Registries.
+        #[command(flatten)]
+        registries: RegistryArgs,
+    },
     /// Inspect and re-drive recorded promotion runs (on-call).
     ///
     /// Example: promoter runs list --state s3://promoter-state/prod
@@ -363,6 +386,15 @@ pub enum PromoteOutput {
     Text,
     /// One JSON document (schema `promoter.promote/v1`) with every unit and action.
     Json,
+}
+
+/// Output formats of `promoter snapshot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SnapshotOutput {
+    /// The images.yaml format (a thin manifest's images file, or a plain manifest's `images`).
+    Yaml,
+    /// `image,digest,tag` rows.
+    Csv,
 }
 
 /// Output formats of `promoter plan`.

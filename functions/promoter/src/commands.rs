@@ -34,6 +34,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reference,
             registries,
         } => crate::signing::verify(&image, &key, reference.as_deref(), &registries),
+        Command::Snapshot {
+            prefix,
+            output,
+            all,
+            registries,
+        } => crate::snapshot::run(&prefix, output, all, &registries),
     }
 }
 

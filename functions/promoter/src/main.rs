@@ -13,6 +13,7 @@ mod promote;
 mod report;
 mod runs;
 mod signing;
+mod snapshot;
 mod terminal;
 
 use std::process::ExitCode;

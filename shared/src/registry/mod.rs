@@ -11,11 +11,13 @@ mod blobs;
 mod client;
 mod error;
 pub mod limits;
+mod listing;
 mod loopback;
 mod manifests;
 
 pub use blobs::{Download, UploadStart};
 pub use client::{Client, ClientConfig, RequestCounts};
 pub use error::RegistryError;
+pub use listing::{ListedManifest, RepositoryListing};
 pub use loopback::is_loopback;
 pub use manifests::{Manifest, ManifestHead, media_type};
