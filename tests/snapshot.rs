@@ -165,3 +165,73 @@ async fn snapshot_lists_a_real_registry_and_round_trips_through_a_promotion() {
         .expect("a snapshot of the mirror");
     assert_eq!(snapshot::images_yaml(&copied), yaml);
 }
+
+/// A registry answering `tags/list` as Google's do (GCR, Artifact Registry): `child` names the
+/// repositories below, `manifest` lists every digest with its tags and media type, untagged
+/// ones too. One request per repository, no catalog, no HEAD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_reads_googles_listing_extension() {
+    use promoter_tests::harness::fake_registry::{Fake, Reply};
+    let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    let (child, sig, loose) = (d('b'), d('c'), d('e'));
+    let page = |json: String| Reply::status(200).body(json.as_bytes());
+    let index_json = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{child}","size":1}}]}}"#
+    );
+    let index = image::sha256_digest(index_json.as_bytes());
+    let (index_for_fake, child_c, index_c, sig_c, loose_c) = (
+        index_json.clone(),
+        child.clone(),
+        index.clone(),
+        sig.clone(),
+        loose.clone(),
+    );
+    let fake = Fake::start(move |seen, _| {
+        let path = seen.url.split('?').next().unwrap_or_default();
+        match path {
+            "/v2/k8s-artifacts-prod/tags/list" => page(
+                r#"{"child":["images"],"manifest":{},"name":"k8s-artifacts-prod","tags":[]}"#
+                    .into(),
+            ),
+            "/v2/k8s-artifacts-prod/images/tags/list" => page(
+                r#"{"child":["pause"],"manifest":{},"name":"k8s-artifacts-prod/images","tags":[]}"#
+                    .into(),
+            ),
+            "/v2/k8s-artifacts-prod/images/pause/tags/list" => page(format!(
+                r#"{{"child":[],"manifest":{{
+                    "{index_c}":{{"mediaType":"application/vnd.oci.image.index.v1+json","tag":["3.10","latest"]}},
+                    "{child_c}":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","tag":[]}},
+                    "{sig_c}":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","tag":["{}.sig"]}},
+                    "{loose_c}":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","tag":[]}}
+                }},"name":"k8s-artifacts-prod/images/pause","tags":["3.10","latest"]}}"#,
+                index_c.replace(':', "-")
+            )),
+            p if p.starts_with("/v2/k8s-artifacts-prod/images/pause/manifests/") => {
+                Reply::status(200)
+                    .header("Content-Type", "application/vnd.oci.image.index.v1+json")
+                    .body(index_for_fake.as_bytes())
+            }
+            _ => Reply::status(404),
+        }
+    });
+    let prefix = promoter_tests::repository(&format!("{}/k8s-artifacts-prod", fake.host()));
+    let images = snapshot::snapshot(&client(), &prefix, Options::default())
+        .await
+        .expect("a snapshot");
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0].name, "images/pause");
+    assert_eq!(
+        tags(&images[0], &index),
+        Some(vec!["3.10".into(), "latest".into()])
+    );
+    assert_eq!(
+        tags(&images[0], &loose),
+        Some(vec![]),
+        "an untagged digest Google lists"
+    );
+    assert_eq!(tags(&images[0], &child), None, "an index child");
+    assert_eq!(tags(&images[0], &sig), None, "a signature image");
+    let seen = fake.seen();
+    assert!(seen.iter().all(|s| !s.url.contains("_catalog")), "{seen:?}");
+    assert!(seen.iter().all(|s| s.method != "HEAD"), "{seen:?}");
+}
