@@ -181,6 +181,10 @@ pub struct PromoteArgs {
     /// Copy without recording state: no resume after a crash, no run history.
     #[arg(long)]
     pub no_state: bool,
+    /// Plan and observe every unit, not only what the state's promoted ledger does not hold
+    /// yet (repairs what was changed in production behind the promoter's back).
+    #[arg(long)]
+    pub full: bool,
     /// Sign every promoted digest with this key, cosign's way (one signature per digest, pushed
     /// to every destination beside the signatures already there): a PKCS#8 P-256 PEM file (see
     /// `promoter keys generate`) or an AWS KMS key, awskms:///KEY-ID-ALIAS-OR-ARN.

@@ -66,7 +66,10 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<Config> {
             require_signature: args.require_signature.clone(),
         },
         queues: QueueUrls::default(),
-        settings: settings(&args.state)?,
+        settings: Settings {
+            full: args.full || settings_from_env()?.full,
+            ..settings(&args.state)?
+        },
         timeouts: timeouts(&args.registries),
     })
 }

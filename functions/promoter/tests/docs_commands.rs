@@ -592,8 +592,9 @@ fn changed_copy(dir: &Path, name: &str, edits: &[(&str, &str, &str)]) -> PathBuf
     copy
 }
 
-const DEBUG_V1: &str =
-    "    \"sha256:7ebf941186ca5a7b140e4b0e7e1e0aaf15af95c9c9a4b2c7f8a5080115441c07\": [\"v1\"]\n";
+/// The tools project's one image entry in the sample (removing it is a removal; removing only
+/// its digest would leave an empty `dmap`, which is invalid).
+const DEBUG_V1: &str = "- name: debug\n  dmap:\n    \"sha256:7ebf941186ca5a7b140e4b0e7e1e0aaf15af95c9c9a4b2c7f8a5080115441c07\": [\"v1\"]\n";
 
 #[test]
 fn presubmit_comments_the_plan_of_what_a_change_adds() {

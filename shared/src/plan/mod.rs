@@ -8,10 +8,12 @@
 //! (new digests, and new tags on digests already promoted), and lists what the change removes:
 //! the promoter never deletes from production, so removals are refused unless allowed.
 //!
-//! [`build`] computes a plan; [`render`] prints it as text, JSON or Markdown.
+//! [`build`] computes a plan; [`incremental`] keeps of it what is not promoted yet; [`render`]
+//! prints it as text, JSON or Markdown.
 
 mod build;
 mod desired;
+pub mod incremental;
 pub mod render;
 
 use std::path::Path;

@@ -215,6 +215,7 @@ pub fn settings_from_env() -> Result<Settings, StepError> {
         manifests_dir: var("PROMOTER_MANIFESTS_DIR").unwrap_or_default(),
         audit_token: var("PROMOTER_AUDIT_TOKEN"),
         lease_ttl,
+        full: var("PROMOTER_FULL_RUNS").is_some_and(|v| matches!(v.as_str(), "1" | "true")),
     })
 }
 

@@ -24,7 +24,7 @@ use crate::steps::promote::{RunOptions, UnitOutcome, UnitTurn, work_unit};
 use super::deps::Deps;
 use super::error::StepError;
 use super::messages::{CopyMessage, SignMessage, encode};
-use super::progress::Finalized;
+use super::progress::{Finalized, record_promoted};
 
 /// How a unit ended up, for one worker: the one status the functions answer and the CLI
 /// prints, serialized once (`copied`, `present`, `done-earlier`, `done-by-other-worker`,
@@ -220,6 +220,7 @@ async fn copy_recorded_unit(
         true
     } else {
         marked = ledger.mark_final(&unit.id, Final::Done).await?;
+        record_promoted(deps, &unit).await?;
         false
     };
     Ok(CopyOutcome {

@@ -56,6 +56,10 @@ pub struct Settings {
     pub audit_token: Option<String>,
     /// How long a unit's lease lasts without renewal (`PROMOTER_LEASE_SECONDS`, default 60).
     pub lease_ttl: Duration,
+    /// Plan every unit of the manifests, not only what the promoted ledger does not hold yet
+    /// (`PROMOTER_FULL_RUNS=true`; `promoter promote --full`): production is then observed
+    /// whole, which repairs what was changed there behind the promoter's back.
+    pub full: bool,
 }
 
 impl Default for Settings {
@@ -68,6 +72,7 @@ impl Default for Settings {
             manifests_dir: String::new(),
             audit_token: None,
             lease_ttl: Duration::from_secs(60),
+            full: false,
         }
     }
 }

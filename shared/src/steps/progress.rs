@@ -7,7 +7,9 @@
 //! redelivered message whose unit was already final, lists the markers and, when every unit is
 //! final, concludes the run and enqueues its notification unless it was enqueued already.
 
+use crate::plan::{Unit, incremental};
 use crate::state::ledger::RunLedger;
+use crate::state::ledger::promoted;
 use crate::state::records::{RunRecord, RunStatus};
 
 use super::deps::Deps;
@@ -27,6 +29,20 @@ pub struct Finalized {
     /// before counting it); false for a redelivered message of a counted unit, whose first
     /// delivery may have died before concluding the run, so the batch checks the markers.
     pub uncounted: bool,
+}
+
+/// Records in the promoted ledger that `unit` is in every one of its destinations with its
+/// tags (and signed, when signing is on): what a unit final by success leaves for later runs,
+/// which then leave it out.
+pub async fn record_promoted(deps: &Deps, unit: &Unit) -> Result<(), StepError> {
+    promoted::record_promoted(
+        &deps.store,
+        &unit.id,
+        &incremental::fingerprints(unit),
+        deps.signer.is_some(),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Adds the units a batch of messages made final to their runs' counters, and concludes each

@@ -20,7 +20,7 @@ use super::copy::{finalized, run_and_unit};
 use super::deps::Deps;
 use super::error::StepError;
 use super::messages::SignMessage;
-use super::progress::Finalized;
+use super::progress::{Finalized, record_promoted};
 
 /// `runs/<run>/signatures/<unit>.json`: how signing a unit went.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +114,9 @@ async fn sign_recorded_unit(
     };
     ledger.record_signature(&unit.id, &record).await?;
     let marked = ledger.mark_final(&unit.id, how).await?;
+    if how == Final::Done {
+        record_promoted(deps, &unit).await?;
+    }
     Ok(SignOutcome {
         record,
         finalized: finalized(marked, &message.run, &unit.id, planned),

@@ -21,6 +21,7 @@ use crate::plan;
 use crate::source::{self, Fetched, GithubRepo};
 use crate::state::claim::{self, Claim};
 use crate::state::ledger::RunLedger;
+use crate::state::ledger::promoted::load_promoted;
 use crate::state::records::{self, Trigger, TriggerKind, UnitFailure};
 use crate::steps::promote::{record_run, run_id};
 
@@ -262,16 +263,34 @@ async fn alert_invalid(
     Ok(())
 }
 
-/// Records the run for `plan` and enqueues each unit that is not final yet: the second half
-/// of validate-manifest, also what `promoter promote` runs before draining the queues.
+/// Records the run for `plan` and enqueues each of its units that is not final yet: the
+/// second half of validate-manifest, also what `promoter promote` runs before draining the
+/// queues.
+///
+/// A new run holds only what the promoted ledger does not (`desired − promoted`, see
+/// [`plan::incremental`]), unless the settings ask for full runs; the desired state recorded
+/// is the whole plan's. A run already recorded (the same revision delivered again) keeps its
+/// units.
 pub async fn enqueue_plan(
     plan: &plan::Plan,
     trigger: Trigger,
     deps: &Deps,
 ) -> Result<ValidateOutcome, StepError> {
     let run = run_id(&trigger);
-    record_run(&deps.store, plan, &trigger).await?;
     let ledger = RunLedger::new(&deps.store, &run);
+    let units: Vec<plan::Unit> = if ledger.run_record().await?.is_some() {
+        ledger.plan().await?
+    } else {
+        let units = units_to_run(plan, deps).await?;
+        record_run(&deps.store, &units, plan, &trigger).await?;
+        tracing::info!(
+            run,
+            planned = plan.units.len(),
+            promoted_earlier = plan.units.len() - units.len(),
+            "run recorded"
+        );
+        units
+    };
     // Units final by success are skipped; units final by failure are tried again.
     for unit in ledger.failed_units().await? {
         ledger.reopen(&unit).await?;
@@ -279,7 +298,7 @@ pub async fn enqueue_plan(
     let finished: std::collections::HashSet<String> =
         ledger.final_units().await?.into_iter().collect();
     let mut enqueued = 0;
-    for unit in plan.units.iter().filter(|u| !finished.contains(&u.id)) {
+    for unit in units.iter().filter(|u| !finished.contains(&u.id)) {
         let message = CopyMessage {
             run: run.clone(),
             unit: unit.id.clone(),
@@ -288,15 +307,34 @@ pub async fn enqueue_plan(
         enqueued += 1;
     }
     if enqueued == 0 {
-        conclude_if_finished(deps, &run, plan.units.len()).await?;
+        conclude_if_finished(deps, &run, units.len()).await?;
     }
-    tracing::info!(run, revision = %trigger.revision, units = plan.units.len(), enqueued, "run enqueued");
+    tracing::info!(run, revision = %trigger.revision, units = units.len(), enqueued, "run enqueued");
     Ok(ValidateOutcome::Accepted {
         run,
         revision: trigger.revision,
-        units: plan.units.len(),
+        units: units.len(),
         enqueued,
     })
+}
+
+/// The units of `plan` a new run copies: those the promoted ledger does not hold (with only
+/// their missing destinations), or all of them for a full run.
+async fn units_to_run(plan: &plan::Plan, deps: &Deps) -> Result<Vec<plan::Unit>, StepError> {
+    if deps.settings.full {
+        return Ok(plan.units.clone());
+    }
+    let promoted = load_promoted(&deps.store).await?;
+    Ok(plan::incremental::missing(
+        &plan.units,
+        deps.signer.is_some(),
+        |id| {
+            promoted.get(id).map(|p| plan::incremental::Promoted {
+                destinations: &p.destinations,
+                signed: p.signed,
+            })
+        },
+    ))
 }
 
 /// Re-drives one unit of a recorded run, even one that is done (an on-call repair: production
@@ -316,7 +354,7 @@ pub async fn redrive_unit(
         });
     }
     let run = run_id(&trigger);
-    record_run(&deps.store, plan, &trigger).await?;
+    record_run(&deps.store, &plan.units, plan, &trigger).await?;
     let ledger = RunLedger::new(&deps.store, &run);
     ledger.reopen(unit).await?;
     let failure = UnitFailure {

@@ -98,19 +98,26 @@ pub async fn acquire(
         owner: worker.id.clone(),
         expires_at: now() + ttl.as_secs(),
     };
+    let mut previous = None;
     let asked = cas::modify(store, &key, "lease", |held: Option<LeaseRecord>| {
         Ok(match held {
             Some(held) if held.expires_at > now() && !Worker::is_dead(&held.owner) => {
                 Decision::Keep(held)
             }
             Some(held) => {
-                tracing::info!(unit, previous = %held.owner, "taking over an expired lease");
+                previous = Some(held.owner);
                 Decision::Write(record.clone())
             }
-            None => Decision::Write(record.clone()),
+            None => {
+                previous = None;
+                Decision::Write(record.clone())
+            }
         })
     })
     .await?;
+    if let (Modified::Written(..), Some(previous)) = (&asked, &previous) {
+        tracing::info!(unit, %previous, "took over an expired lease");
+    }
     Ok(match asked {
         Modified::Written(record, version) => Claim::Acquired(Lease {
             unit: unit.to_owned(),

@@ -15,6 +15,7 @@
 //! leases/<unit>                      LeaseRecord: who copies that unit, until when
 //! desired/<revision>/index.json      DesiredIndex: what production should hold
 //! desired/current                    the revision of the latest desired index
+//! promoted/<shard>.json              what each unit was verified to hold ([`promoted`])
 //! ```
 //!
 //! The protocol, at least once and idempotent at every step (a message may be delivered
@@ -44,6 +45,7 @@
 
 pub mod cas;
 pub mod lease;
+pub mod promoted;
 mod run;
 mod units;
 

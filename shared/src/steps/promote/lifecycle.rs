@@ -2,33 +2,35 @@
 
 use std::collections::BTreeMap;
 
-use crate::plan::Plan;
+use crate::plan::{Plan, Unit};
 use crate::state::ledger::RunLedger;
 use crate::state::records::{Counts, DesiredIndex, RunRecord, RunStatus, Trigger, now};
 use crate::state::{StateError, StateStore};
 
-/// Records run `id` of `plan` unless it is recorded already; returns the run record.
+/// Records run `id` of `units` (and the desired state of the whole `desired` plan) unless it
+/// is recorded already; returns the run record.
 pub(super) async fn start(
     store: &StateStore,
     id: &str,
-    plan: &Plan,
+    units: &[Unit],
+    desired: &Plan,
     trigger: &Trigger,
 ) -> Result<RunRecord, StateError> {
     let fresh = RunRecord {
         schema: "promoter.run/v1".to_owned(),
         id: id.to_owned(),
         trigger: trigger.clone(),
-        units: plan.units.len(),
+        units: units.len(),
         started_at: now(),
         finished_at: None,
         status: RunStatus::Running,
         counts: Counts {
-            pending: plan.units.len(),
+            pending: units.len(),
             ..Counts::default()
         },
     };
     RunLedger::new(store, id)
-        .record(&fresh, &plan.units, &desired_index(&trigger.revision, plan))
+        .record(&fresh, &units, &desired_index(&trigger.revision, desired))
         .await
 }
 

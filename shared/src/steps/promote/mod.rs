@@ -100,15 +100,16 @@ pub fn plan_revision(plan: &Plan) -> String {
         .collect()
 }
 
-/// Records the run `trigger` starts for `plan` (run, plan and desired-state records), unless
-/// it is recorded already; returns its record. What validate-manifest does before enqueuing
-/// the units.
+/// Records the run `trigger` starts (its record, its `units`, and the desired state of the
+/// whole `desired` plan), unless it is recorded already; returns its record. What
+/// validate-manifest does before enqueuing the units.
 pub async fn record_run(
     store: &StateStore,
-    plan: &Plan,
+    units: &[Unit],
+    desired: &Plan,
     trigger: &Trigger,
 ) -> Result<RunRecord, StateError> {
-    start(store, &run_id(trigger), plan, trigger).await
+    start(store, &run_id(trigger), units, desired, trigger).await
 }
 
 /// Counts run `id`'s unit records and records its status (complete, failed, or still

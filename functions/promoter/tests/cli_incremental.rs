@@ -1,0 +1,198 @@
+//! Incremental runs (`desired − promoted`), as a user sees them with `promoter promote` and
+//! local state, against real registries (CNCF distribution): a manifest change costs what it
+//! changes. One digest added to a promoted set copies one unit, in a number of registry
+//! requests that does not grow with the set; a retag writes only tags; a new mirror gets every
+//! digest while the others are not read; a unit that failed (its source missing) is retried by
+//! the next change; `--full` observes everything again.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use promoter_tests::harness::image::{self, ManifestFormat, Seeder};
+use promoter_tests::harness::registry::TestRegistry;
+
+/// Images promoted before the one-digest change.
+const PROMOTED: usize = 12;
+
+fn promote(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .arg("promote")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run the promoter binary")
+}
+
+fn summary(output: &Output) -> serde_json::Value {
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    report["summary"].clone()
+}
+
+fn count(summary: &serde_json::Value, field: &str) -> u64 {
+    summary[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no `{field}` in {summary}"))
+}
+
+/// A manifest promoting `images` (name, digest, tags) from `staging` to `mirrors`.
+fn manifest(
+    staging: &TestRegistry,
+    mirrors: &[String],
+    images: &[(String, String, Vec<&str>)],
+) -> String {
+    let mut text = format!(
+        "registries:\n- name: {}/staging\n  src: true\n",
+        staging.host()
+    );
+    for mirror in mirrors {
+        text.push_str(&format!("- name: {mirror}\n"));
+    }
+    text.push_str("images:\n");
+    for (name, digest, tags) in images {
+        let tags: Vec<String> = tags.iter().map(|t| format!("\"{t}\"")).collect();
+        text.push_str(&format!(
+            "- name: {name}\n  dmap:\n    \"{digest}\": [{}]\n",
+            tags.join(", ")
+        ));
+    }
+    text
+}
+
+#[test]
+fn a_change_costs_what_it_changes() {
+    let staging = TestRegistry::start();
+    let production = TestRegistry::start();
+    let seeder = Seeder::new(&staging);
+    let mut images: Vec<(String, String, Vec<&str>)> = (0..PROMOTED)
+        .map(|i| {
+            let name = format!("img-{i}");
+            let image = image::single(ManifestFormat::Oci, &format!("incremental-{i}"));
+            seeder.push_image(&format!("staging/{name}"), &image, None);
+            (name, image.digest, vec!["v1"])
+        })
+        .collect();
+    let mut mirrors = vec![
+        format!("{}/us", production.host()),
+        format!("{}/eu", production.host()),
+    ];
+    let dir = tempfile::tempdir().expect("a folder");
+    let write = |images: &[(String, String, Vec<&str>)], mirrors: &[String]| {
+        std::fs::write(
+            dir.path().join("m.yaml"),
+            manifest(&staging, mirrors, images),
+        )
+        .expect("write the manifest");
+    };
+    write(&images, &mirrors);
+    let run = |args: &[&str]| {
+        let mut all = vec!["m.yaml", "--output", "json"];
+        all.extend_from_slice(args);
+        promote(dir.path(), &all)
+    };
+
+    let first = run(&[]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let first = summary(&first);
+    assert_eq!(count(&first, "copied"), PROMOTED as u64);
+
+    // One digest added, and one whose source is not in staging yet (it fails).
+    let added = image::single(ManifestFormat::Oci, "incremental-added");
+    seeder.push_image("staging/added", &added, None);
+    let late = image::single(ManifestFormat::Oci, "incremental-late");
+    images.push(("added".to_owned(), added.digest.clone(), vec!["v1"]));
+    images.push(("late".to_owned(), late.digest.clone(), vec!["v1"]));
+    write(&images, &mirrors);
+    let second = run(&[]);
+    assert_eq!(second.status.code(), Some(1), "the late unit fails");
+    let second = summary(&second);
+    assert_eq!(count(&second, "copied"), 1, "{second}");
+    assert_eq!(count(&second, "failed"), 1, "{second}");
+    assert_eq!(count(&second, "done_earlier"), PROMOTED as u64, "{second}");
+    let one_digest = count(&second, "requests");
+    // A unit to two mirrors and a failed one: about 30 requests whatever PROMOTED is; the
+    // whole set would be observed with two HEADs per edge and tag.
+    assert!(
+        one_digest <= 60,
+        "a one-digest change made {one_digest} registry requests: {second}"
+    );
+
+    // A retag, once the late image is in staging: the next change retries the failed unit.
+    seeder.push_image("staging/late", &late, None);
+    images[0].2.push("v1.0");
+    write(&images, &mirrors);
+    let third = run(&[]);
+    assert_eq!(
+        third.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    let third = summary(&third);
+    assert_eq!(
+        count(&third, "copied"),
+        2,
+        "the retag and the late unit: {third}"
+    );
+    assert_eq!(count(&third, "failed"), 0);
+    assert_eq!(
+        count(&third, "blobs_copied"),
+        late.blob_digests().len() as u64,
+        "the retag copies no blob: {third}"
+    );
+
+    // A new mirror: every digest goes there, the others are not read again.
+    mirrors.push(format!("{}/asia", production.host()));
+    write(&images, &mirrors);
+    let fourth = run(&[]);
+    assert_eq!(fourth.status.code(), Some(0));
+    let fourth = summary(&fourth);
+    let all = (PROMOTED + 2) as u64;
+    assert_eq!(count(&fourth, "copied"), all, "{fourth}");
+    assert_eq!(
+        count(&fourth, "manifests_written"),
+        all,
+        "one manifest per digest, in asia only: {fourth}"
+    );
+
+    // Nothing changed: nothing planned, no registry contacted.
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        format!(
+            "{}# a comment changes the revision, not the plan\n",
+            manifest(&staging, &mirrors, &images)
+        ),
+    )
+    .expect("write");
+    let idle = summary(&run(&[]));
+    assert_eq!(count(&idle, "requests"), 0, "{idle}");
+    assert_eq!(count(&idle, "done_earlier"), all);
+
+    // --full observes everything again: all present, requests growing with the set (the
+    // engine's reads per unit: staging's tag list, production's tags), where the incremental
+    // change above did not.
+    let full = run(&["--full", "--revision", "full-check"]);
+    assert_eq!(full.status.code(), Some(0));
+    let full = summary(&full);
+    assert_eq!(count(&full, "present"), all, "{full}");
+    let observed = count(&full, "requests");
+    assert!(
+        observed >= 2 * all,
+        "--full: {observed} requests for {all} units, one-digest change: {one_digest}"
+    );
+    println!(
+        "requests: first run {}, one-digest change {one_digest}, new mirror {}, --full {observed} ({PROMOTED} images)",
+        count(&first, "requests"),
+        count(&fourth, "requests"),
+    );
+}
