@@ -55,6 +55,7 @@ pub async fn promote(args: &PromoteArgs, plan: &Plan, deps: &Deps) -> anyhow::Re
         kind: TriggerKind::Cli,
         revision: args.revision.clone().unwrap_or_else(|| plan_revision(plan)),
         repository: None,
+        parent: None,
     };
     run(
         deps,

@@ -370,6 +370,7 @@ fn cli_run_id(revision: &str) -> String {
         kind: promoter::state::records::TriggerKind::Cli,
         revision: revision.to_owned(),
         repository: None,
+        parent: None,
     })
 }
 

@@ -53,6 +53,10 @@ pub struct Trigger {
     /// the run's commit status goes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
+    /// The revision this one follows, when known (a GitHub push's `before`): how the desired
+    /// state's revisions are ordered (see [`super::ledger::record_desired`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// What started a run. Serialized as its name (`cli`, `revision`), which is also part of the run

@@ -82,6 +82,7 @@ async fn recorded_run(deps: &Deps, units: usize) {
             kind: TriggerKind::Revision,
             revision: "rev".into(),
             repository: None,
+            parent: None,
         },
         units,
         started_at: 1,

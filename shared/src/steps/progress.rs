@@ -131,6 +131,7 @@ mod tests {
                 kind: TriggerKind::Revision,
                 revision: "rev".into(),
                 repository: None,
+                parent: None,
             },
             units: 2,
             started_at: 1,

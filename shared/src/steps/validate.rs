@@ -166,6 +166,7 @@ async fn promote_push(push: &PushEvent, deps: &Deps) -> Result<ValidateOutcome, 
         kind: TriggerKind::Revision,
         revision: push.after.clone(),
         repository: Some(push.repository.full_name.clone()),
+        parent: Some(push.before.clone()).filter(|b| !b.bytes().all(|c| c == b'0')),
     };
     promote_fetched(&fetched, trigger, deps).await
 }
@@ -177,6 +178,7 @@ pub async fn manual(request: &ManualRequest, deps: &Deps) -> Result<ValidateOutc
         kind: TriggerKind::Revision,
         revision: request.revision.clone(),
         repository: request.repository.clone(),
+        parent: None,
     };
     promote_fetched(&fetched, trigger, deps).await
 }
@@ -459,6 +461,52 @@ mod tests {
         assert_eq!(
             deps.queues.notify.receive(10).await.expect("receive").len(),
             1
+        );
+    }
+
+    #[tokio::test]
+    async fn an_older_revision_delivered_late_does_not_take_the_desired_state_back() {
+        let deps = Deps::in_memory();
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let revision = |rev: &str, tag: &str| {
+            let dir = tempfile::tempdir().expect("a folder");
+            let manifest = format!(
+                "registries:\n- name: 127.0.0.1:9/staging\n  src: true\n- name: 127.0.0.1:9/prod\nimages:\n- name: app\n  dmap:\n    \"{digest}\": [\"{tag}\"]\n"
+            );
+            std::fs::write(dir.path().join("m.yaml"), manifest).expect("write");
+            (
+                ManualRequest {
+                    revision: rev.to_owned(),
+                    manifests: format!("file://{}", dir.path().display()),
+                    repository: None,
+                },
+                dir,
+            )
+        };
+        let current = async || {
+            let object = deps
+                .store
+                .get(crate::state::ledger::DESIRED_CURRENT)
+                .await
+                .expect("read")
+                .expect("set");
+            String::from_utf8_lossy(&object.bytes).into_owned()
+        };
+        let (old, _a) = revision("1111111", "v1");
+        let (new, _b) = revision("2222222", "v2");
+        manual(&old, &deps).await.expect("validated");
+        manual(&new, &deps).await.expect("validated");
+        assert_eq!(current().await, "2222222");
+        // The older revision requested again (an on-call request, a redelivery).
+        let outcome = manual(&old, &deps).await.expect("validated");
+        assert!(
+            matches!(outcome, ValidateOutcome::Accepted { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            current().await,
+            "2222222",
+            "audit keeps judging against the newer one"
         );
     }
 }

@@ -106,6 +106,37 @@ fn unreachable_kept(store: &StateStore, key: &str) -> Result<Version, StateError
     })
 }
 
+/// Like [`modify`], over raw bytes, with a decision that may itself read the store (it is
+/// awaited on each attempt; it must not write). Returns what was kept, or `None` when written.
+pub async fn modify_bytes_with<K>(
+    store: &StateStore,
+    key: &str,
+    mut decide: impl AsyncFnMut(Option<&Bytes>) -> Result<Decision<Bytes, K>, StateError>,
+) -> Result<Option<K>, StateError> {
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(pause(attempt)).await;
+        }
+        let current = store.get(key).await?;
+        let bytes = match decide(current.as_ref().map(|o| &o.bytes)).await? {
+            Decision::Keep(kept) => return Ok(Some(kept)),
+            Decision::Write(bytes) => bytes,
+        };
+        let written = match &current {
+            None => store.create(key, bytes).await?,
+            Some(object) => store.update(key, bytes, &object.version).await?,
+        };
+        if written.is_some() {
+            return Ok(None);
+        }
+    }
+    Err(StateError::Contended {
+        url: store.url(),
+        key: key.to_owned(),
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
 /// The loop itself, over raw bytes: `decide` returns the bytes to write with the value to
 /// return, or what to return without writing.
 async fn modify_bytes<T, K>(

@@ -14,7 +14,9 @@
 //! runs/<run>/notified                marker: the run's notification was enqueued
 //! leases/<unit>                      LeaseRecord: who copies that unit, until when
 //! desired/<revision>/index.json      DesiredIndex: what production should hold
-//! desired/current                    the revision of the latest desired index
+//! desired/<revision>/order.json      RevisionOrder: its parent and sequence (forward only)
+//! desired/<revision>/followed-by     the revision recorded with this one as its parent
+//! desired/current                    the latest revision by that order (audit judges by it)
 //! promoted/<shard>.json              what each unit was verified to hold ([`promoted`])
 //! ```
 //!

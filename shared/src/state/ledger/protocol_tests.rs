@@ -14,6 +14,7 @@ fn run_record(units: usize) -> RunRecord {
             kind: TriggerKind::Revision,
             revision: "rev".into(),
             repository: None,
+            parent: None,
         },
         units,
         started_at: 1,
@@ -148,4 +149,65 @@ async fn concluding_counts_records_and_this_workers_units() {
     let (a, _) = ledger.unit_record("a").await.expect("read").expect("a");
     assert_eq!((a.status, a.error), (UnitStatus::Failed, Some(failure)));
     assert!(ledger.unit_record("zz").await.expect("read").is_none());
+}
+
+/// What `desired/current` names.
+async fn current(store: &StateStore) -> String {
+    let object = store
+        .get(DESIRED_CURRENT)
+        .await
+        .expect("read")
+        .expect("set");
+    String::from_utf8_lossy(&object.bytes).into_owned()
+}
+
+async fn desire(store: &StateStore, revision: &str, parent: Option<&str>) {
+    let index = crate::state::records::DesiredIndex {
+        revision: revision.into(),
+        ..Default::default()
+    };
+    record_desired(store, &index, parent)
+        .await
+        .expect("recorded");
+}
+
+#[tokio::test]
+async fn revisions_move_forward_only() {
+    let store = StateStore::from(MemoryStore::default());
+    desire(&store, "a", None).await;
+    desire(&store, "b", Some("a")).await;
+    desire(&store, "c", Some("b")).await;
+    assert_eq!(current(&store).await, "c");
+    // b delivered again, late: recorded already, c stays current.
+    desire(&store, "b", Some("a")).await;
+    assert_eq!(current(&store).await, "c");
+    // e follows x, which was never seen: e moves on by arrival; x, delivered late, is older
+    // than e (e names it as its parent) and does not take over.
+    desire(&store, "e", Some("x")).await;
+    assert_eq!(
+        current(&store).await,
+        "e",
+        "an unknown parent: arrival order"
+    );
+    desire(&store, "x", Some("c")).await;
+    assert_eq!(
+        current(&store).await,
+        "e",
+        "x came before e, which names it as parent"
+    );
+    // An on-call request for a recorded older revision does not go back either.
+    desire(&store, "a", None).await;
+    assert_eq!(current(&store).await, "e");
+    // A new revision after e moves on; every index is recorded.
+    desire(&store, "f", Some("e")).await;
+    assert_eq!(current(&store).await, "f");
+    for revision in ["a", "b", "c", "e", "x", "f"] {
+        assert!(
+            store
+                .get(&desired_key(revision))
+                .await
+                .expect("read")
+                .is_some()
+        );
+    }
 }

@@ -29,7 +29,7 @@ impl RunLedger<'_> {
         let key = run_key(self.run);
         if self.store.get(&key).await?.is_none() {
             self.store.create(&plan_key(self.run), encode(plan)).await?;
-            record_desired(self.store, desired).await?;
+            record_desired(self.store, desired, fresh.trigger.parent.as_deref()).await?;
             if self.store.create(&key, encode(fresh)).await?.is_some() {
                 tracing::info!(run = self.run, units = fresh.units, "run started");
             }
@@ -138,13 +138,131 @@ impl RunLedger<'_> {
     }
 }
 
-/// Records what production should hold after `index.revision`, and points `desired/current`
-/// at it.
-pub async fn record_desired(store: &StateStore, index: &DesiredIndex) -> Result<(), StateError> {
-    store
-        .create(&desired_key(&index.revision), encode(index))
-        .await?;
-    cas::overwrite_bytes(store, DESIRED_CURRENT, Bytes::from(index.revision.clone()))
-        .await
-        .map(drop)
+/// `desired/<revision>/order.json`: where a revision stands in the order of revisions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RevisionOrder {
+    /// `promoter.order/v1`.
+    pub schema: String,
+    /// The revision.
+    pub revision: String,
+    /// The revision it follows, when known (a push's `before`).
+    pub parent: Option<String>,
+    /// Its place: its parent's plus one, or, with no recorded parent, one past the revision
+    /// that was current when it arrived.
+    pub sequence: u64,
+}
+
+/// `desired/<revision>/order.json`.
+pub fn order_key(revision: &str) -> String {
+    format!("desired/{revision}/order.json")
+}
+
+/// `desired/<revision>/followed-by`: a revision recorded with this one as its parent.
+pub fn follower_key(revision: &str) -> String {
+    format!("desired/{revision}/followed-by")
+}
+
+/// Records what production should hold after `index.revision` (which follows `parent`, when
+/// known), and points `desired/current` at it unless a later revision is current already.
+///
+/// Revisions move forward only. Each revision gets a sequence once, when first recorded: one
+/// less than a recorded revision that names it as its parent (it arrived late), else its
+/// parent's plus one when the parent is recorded (GitHub's `before` → `after` chain), else one
+/// past the current revision's (arrival order, for an on-call request or a push whose parent
+/// the promoter never saw). A revision delivered again keeps its sequence, so a redelivered or
+/// delayed push of an older commit is recorded (and its run promotes what it adds) but does
+/// not take `desired/current`, which audit judges against, back to it.
+pub async fn record_desired(
+    store: &StateStore,
+    index: &DesiredIndex,
+    parent: Option<&str>,
+) -> Result<(), StateError> {
+    let revision = index.revision.as_str();
+    store.create(&desired_key(revision), encode(index)).await?;
+    let sequence = sequence_of(store, revision, parent).await?;
+    let kept = cas::modify_bytes_with(store, DESIRED_CURRENT, async |current| {
+        let Some(current) = current else {
+            return Ok(Decision::Write(Bytes::from(revision.to_owned())));
+        };
+        let current = String::from_utf8_lossy(current).trim().to_owned();
+        if current == revision {
+            return Ok(Decision::Keep(current));
+        }
+        let current_sequence = order(store, &current).await?.map_or(0, |o| o.sequence);
+        Ok(if sequence > current_sequence {
+            Decision::Write(Bytes::from(revision.to_owned()))
+        } else {
+            Decision::Keep(current)
+        })
+    })
+    .await?;
+    if let Some(current) = kept.filter(|c| c != revision) {
+        tracing::info!(revision, %current, "an older revision: desired/current stays at the newer one");
+    }
+    Ok(())
+}
+
+/// The recorded order of `revision`, if any.
+async fn order(store: &StateStore, revision: &str) -> Result<Option<RevisionOrder>, StateError> {
+    Ok(
+        records::read::<RevisionOrder>(store, &order_key(revision), "revision order")
+            .await?
+            .map(|(o, _)| o),
+    )
+}
+
+/// `revision`'s sequence: recorded, or given now (see [`record_desired`]).
+async fn sequence_of(
+    store: &StateStore,
+    revision: &str,
+    parent: Option<&str>,
+) -> Result<u64, StateError> {
+    if let Some(known) = order(store, revision).await? {
+        return Ok(known.sequence);
+    }
+    if let Some(parent) = parent {
+        store
+            .create(&follower_key(parent), Bytes::from(revision.to_owned()))
+            .await?;
+    }
+    let after = match parent {
+        Some(parent) => order(store, parent).await?,
+        None => None,
+    };
+    // A revision some recorded revision follows arrived late: it comes before that one.
+    let follower = match store.get(&follower_key(revision)).await? {
+        Some(object) => order(store, String::from_utf8_lossy(&object.bytes).trim()).await?,
+        None => None,
+    };
+    let sequence = match (follower, after) {
+        (Some(follower), _) => follower.sequence.saturating_sub(1),
+        (None, Some(parent)) => parent.sequence + 1,
+        (None, None) => {
+            let current = match store.get(DESIRED_CURRENT).await? {
+                Some(object) => {
+                    let current = String::from_utf8_lossy(&object.bytes).trim().to_owned();
+                    order(store, &current).await?.map_or(0, |o| o.sequence)
+                }
+                None => 0,
+            };
+            current + 1
+        }
+    };
+    let record = RevisionOrder {
+        schema: "promoter.order/v1".to_owned(),
+        revision: revision.to_owned(),
+        parent: parent.map(str::to_owned),
+        sequence,
+    };
+    if store
+        .create(&order_key(revision), encode(&record))
+        .await?
+        .is_some()
+    {
+        return Ok(sequence);
+    }
+    // Recorded meanwhile by another delivery of the same revision: its sequence stands.
+    Ok(order(store, revision)
+        .await?
+        .map_or(sequence, |o| o.sequence))
 }

@@ -161,11 +161,13 @@ mod tests {
             kind: TriggerKind::Cli,
             revision: "abc".to_owned(),
             repository: None,
+            parent: None,
         };
         let b = Trigger {
             kind: TriggerKind::Cli,
             revision: "abd".to_owned(),
             repository: None,
+            parent: None,
         };
         assert_eq!(run_id(&a), run_id(&a.clone()));
         assert_ne!(run_id(&a), run_id(&b));
