@@ -139,6 +139,41 @@ pub enum Command {
     /// Audit production: judge registry pushes against the desired state.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Edit manifests.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+}
+
+/// `promoter manifest …`.
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Add tags (and their digest) of an image to a project's images.yaml, or to a plain
+    /// manifest, in place: the tag joins its digest's entry, or a digest entry joins the image,
+    /// or the image is appended. Every other byte of the file is kept. Without --digest, each
+    /// TAG is resolved in the project's staging registry. Adding what is there changes
+    /// nothing; a tag that names another digest already is refused with its line.
+    ///
+    /// Example: promoter manifest add . --project hello --image hello --tag 1.1
+    Add {
+        /// A thin-manifest tree (with --project) or a plain manifest file.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// The project (its folder under manifests/ and images/) in a thin-manifest tree.
+        #[arg(long)]
+        project: Option<String>,
+        /// The image, as named in the manifest (below the registries).
+        #[arg(long)]
+        image: String,
+        /// A tag to add (repeat for several).
+        #[arg(long = "tag", required = true)]
+        tags: Vec<String>,
+        /// The digest the tags name; default: each tag as staging resolves it.
+        #[arg(long)]
+        digest: Option<String>,
+        /// Registries.
+        #[command(flatten)]
+        registries: RegistryArgs,
+    },
 }
 
 /// `promoter audit …`.

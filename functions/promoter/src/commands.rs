@@ -28,6 +28,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::functions::serve_audit(listen)
         }
         Command::Keys(command) => crate::signing::keys(command),
+        Command::Manifest(crate::cli::ManifestCommand::Add {
+            path,
+            project,
+            image,
+            tags,
+            digest,
+            registries,
+        }) => crate::manifest_add::run(&crate::manifest_add::Request {
+            path,
+            project,
+            image,
+            tags,
+            digest,
+            registries,
+        }),
         Command::Verify {
             image,
             key,

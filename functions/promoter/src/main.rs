@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod exit;
 mod functions;
+mod manifest_add;
 mod promote;
 mod report;
 mod runs;

@@ -6,6 +6,7 @@ mod cli;
 mod cli_audit;
 mod cli_incremental;
 mod cli_invoke;
+mod cli_manifest;
 mod cli_promote;
 mod cli_state;
 mod docs_commands;

@@ -21,6 +21,7 @@
 mod check;
 mod decode;
 mod diagnostic;
+pub mod edit;
 mod fields;
 mod load;
 mod read;

@@ -1,0 +1,185 @@
+//! `promoter manifest add`: adds tags of an image to a manifest file in place (the edit itself
+//! is the library's [`promoter::manifest::edit`]); resolves tags in staging when no digest is
+//! given; checks the whole manifest set again before keeping the change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use promoter::manifest::edit::{self, Addition, Edited};
+use promoter::manifest::{self, Loaded, PromotionManifest};
+use promoter::reference::{Digest, ImageName, Tag};
+
+use crate::cli::RegistryArgs;
+use crate::config::client;
+use crate::exit::{INVALID, print_diagnostics};
+
+/// What `promoter manifest add` was asked.
+pub struct Request {
+    /// The tree or file.
+    pub path: PathBuf,
+    /// The project, in a tree.
+    pub project: Option<String>,
+    /// The image.
+    pub image: String,
+    /// The tags.
+    pub tags: Vec<String>,
+    /// The digest, if given.
+    pub digest: Option<String>,
+    /// How to reach staging.
+    pub registries: RegistryArgs,
+}
+
+/// Runs `promoter manifest add`: exit 0 when added (or already there), 1 when refused (a tag
+/// naming another digest, a layout it does not edit, invalid manifests).
+pub fn run(request: &Request) -> anyhow::Result<ExitCode> {
+    let image: ImageName = request
+        .image
+        .parse()
+        .with_context(|| format!("--image `{}`", request.image))?;
+    let tags = request
+        .tags
+        .iter()
+        .map(|t| t.parse::<Tag>().with_context(|| format!("--tag `{t}`")))
+        .collect::<anyhow::Result<Vec<Tag>>>()?;
+    let loaded = load_valid(&request.path)?;
+    let Some(loaded) = loaded else {
+        return Ok(INVALID);
+    };
+    let target = target(&loaded, &request.path, request.project.as_deref())?;
+    let file = target.images_file.to_path_buf();
+    let by_digest = digests(request, target, &image, &tags)?;
+    let original =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let mut added = Vec::new();
+    for (digest, tags) in by_digest {
+        let text = std::fs::read_to_string(&file)?;
+        let images = images_of(&request.path, &file)?;
+        let addition = Addition {
+            image: image.clone(),
+            digest,
+            tags,
+        };
+        let edited = match edit::add(&text, &images, &addition) {
+            Ok(edited) => edited,
+            Err(refused) => {
+                eprintln!("{}:{}: {refused}", file.display(), refused.line());
+                return Ok(INVALID);
+            }
+        };
+        match edited {
+            Edited::Unchanged => {}
+            Edited::Changed { text, added: what } => {
+                write_atomically(&file, &text)?;
+                added.extend(what);
+            }
+        }
+    }
+    if added.is_empty() {
+        println!("Nothing to add: {} already lists it.", file.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let after = manifest::load(std::slice::from_ref(&request.path))?;
+    if !after.is_valid() {
+        write_atomically(&file, &original)?;
+        print_diagnostics(&after.diagnostics);
+        bail!(
+            "the edit made the manifests invalid; {} restored",
+            file.display()
+        );
+    }
+    for line in &added {
+        println!("Added to {}: {line}", file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The manifests at `path`, or `None` (diagnostics printed) when they are invalid already.
+fn load_valid(path: &Path) -> anyhow::Result<Option<Loaded>> {
+    let loaded = manifest::load(&[path.to_path_buf()])?;
+    if !loaded.is_valid() {
+        print_diagnostics(&loaded.diagnostics);
+        eprintln!("error: fix the manifests before adding to them");
+        return Ok(None);
+    }
+    Ok(Some(loaded))
+}
+
+/// The manifest to edit: the project's in a tree, the only one of a plain file.
+fn target<'a>(
+    loaded: &'a Loaded,
+    path: &Path,
+    project: Option<&str>,
+) -> anyhow::Result<&'a PromotionManifest> {
+    match project {
+        Some(project) => loaded
+            .manifests
+            .iter()
+            .find(|m| m.project == project)
+            .with_context(|| format!("no project `{project}` in {}", path.display())),
+        None => match loaded.manifests.as_slice() {
+            [only] => Ok(only),
+            _ => bail!(
+                "{} holds {} manifests: name one with --project",
+                path.display(),
+                loaded.manifests.len()
+            ),
+        },
+    }
+}
+
+/// The tags grouped by the digest each names: `--digest`, or staging's answer per tag.
+fn digests(
+    request: &Request,
+    target: &PromotionManifest,
+    image: &ImageName,
+    tags: &[Tag],
+) -> anyhow::Result<BTreeMap<Digest, Vec<Tag>>> {
+    if let Some(digest) = &request.digest {
+        let digest: Digest = digest
+            .parse()
+            .with_context(|| format!("--digest `{digest}`"))?;
+        return Ok(BTreeMap::from([(digest, tags.to_vec())]));
+    }
+    let source = target
+        .source()
+        .context("the manifest has no source registry")?
+        .name
+        .repository(image);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = client(&request.registries).await?;
+        let mut out: BTreeMap<Digest, Vec<Tag>> = BTreeMap::new();
+        for tag in tags {
+            let Some(digest) = client.resolve(&source, tag).await? else {
+                bail!("{source}:{tag} does not exist in staging");
+            };
+            out.entry(digest).or_default().push(tag.clone());
+        }
+        Ok(out)
+    })
+}
+
+/// The images the loader reads from `file` (part of the manifests at `path`).
+fn images_of(path: &Path, file: &Path) -> anyhow::Result<Vec<manifest::Image>> {
+    let loaded = manifest::load(&[path.to_path_buf()])?;
+    Ok(loaded
+        .manifests
+        .into_iter()
+        .find(|m| &*m.images_file == file)
+        .map(|m| m.images)
+        .unwrap_or_default())
+}
+
+/// Replaces `file` with `text` (a temporary file beside it, renamed over it).
+fn write_atomically(file: &Path, text: &str) -> anyhow::Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let temporary = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("a temporary file in {}", dir.display()))?;
+    std::fs::write(temporary.path(), text)?;
+    temporary
+        .persist(file)
+        .with_context(|| format!("replacing {}", file.display()))?;
+    Ok(())
+}
