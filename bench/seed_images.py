@@ -250,8 +250,8 @@ def main():
     check.add_argument("--registry", required=True, help="HOST:PORT (plain HTTP)")
     check.add_argument("--list", required=True)
     args = ap.parse_args()
-    if args.command in ("images",) and not 1 <= args.count <= 1000:
-        ap.error("--count must be within 1..1000")
+    if args.command in ("images",) and not 1 <= args.count <= 10000:
+        ap.error("--count must be within 1..10000")
     {"images": cmd_images, "big": cmd_big, "check": cmd_check}[args.command](args)
 
 

@@ -69,3 +69,48 @@ async fn sqs_delivers_at_least_once() {
         [unhandled.as_str()]
     );
 }
+
+/// Many messages go out in batches of ten (SendMessageBatch), all of them, each once: what
+/// validate-manifest does for a large run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_sends_many_in_batches() {
+    let moto = MotoServer::start();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto.endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await;
+    let url = aws_sdk_sqs::Client::new(&config)
+        .create_queue()
+        .queue_name("batches")
+        .send()
+        .await
+        .expect("create a queue in moto")
+        .queue_url()
+        .expect("a queue URL")
+        .to_owned();
+    let queue = Queue::Sqs(Box::new(SqsQueue::new(&config, url)));
+    let bodies: Vec<String> = (0..253).map(|i| format!(r#"{{"unit":"u{i}"}}"#)).collect();
+    let started = std::time::Instant::now();
+    queue.send_all(&bodies).await.expect("sent");
+    let sent_in = started.elapsed();
+    let mut received = Vec::new();
+    for _ in 0..60 {
+        let batch = queue.receive(10).await.expect("receive");
+        if batch.is_empty() && received.len() >= bodies.len() {
+            break;
+        }
+        for message in &batch {
+            queue.acknowledge(message).await.expect("acknowledge");
+        }
+        received.extend(batch.into_iter().map(|m| m.body));
+    }
+    received.sort();
+    let mut expected = bodies.clone();
+    expected.sort();
+    assert_eq!(received, expected, "every message once");
+    println!("253 messages sent in {sent_in:?} (26 SendMessageBatch calls)");
+}

@@ -55,6 +55,19 @@ impl Queue {
         }
     }
 
+    /// Sends every one of `bodies` (SQS: in batches of 10, several at a time).
+    pub async fn send_all(&self, bodies: &[String]) -> Result<(), QueueError> {
+        match self {
+            Queue::Memory(q) => {
+                for body in bodies {
+                    q.send(body);
+                }
+                Ok(())
+            }
+            Queue::Sqs(q) => q.send_all(bodies).await,
+        }
+    }
+
     /// Receives up to `max` messages (waiting briefly when there are none).
     pub async fn receive(&self, max: usize) -> Result<Vec<Received>, QueueError> {
         match self {

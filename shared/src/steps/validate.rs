@@ -299,15 +299,19 @@ pub async fn enqueue_plan(
     }
     let finished: std::collections::HashSet<String> =
         ledger.final_units().await?.into_iter().collect();
-    let mut enqueued = 0;
-    for unit in units.iter().filter(|u| !finished.contains(&u.id)) {
-        let message = CopyMessage {
-            run: run.clone(),
-            unit: unit.id.clone(),
-        };
-        deps.queues.copy.send(&encode(&message)).await?;
-        enqueued += 1;
-    }
+    let messages: Vec<String> = units
+        .iter()
+        .filter(|u| !finished.contains(&u.id))
+        .map(|unit| {
+            encode(&CopyMessage {
+                run: run.clone(),
+                unit: unit.id.clone(),
+            })
+        })
+        .collect();
+    // In batches: a 46,000-unit run is enqueued in seconds, within the webhook's time.
+    deps.queues.copy.send_all(&messages).await?;
+    let enqueued = messages.len();
     if enqueued == 0 {
         conclude_if_finished(deps, &run, units.len()).await?;
     }
