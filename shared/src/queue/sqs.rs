@@ -46,7 +46,7 @@ impl SqsQueue {
         Ok(())
     }
 
-    /// Sends `bodies` with SendMessageBatch: 10 per call (SQS's limit), [`BATCHES_IN_FLIGHT`]
+    /// Sends `bodies` with SendMessageBatch: 10 per call (SQS's limit), `BATCHES_IN_FLIGHT`
     /// calls at a time; entries a call reports failed are sent again (a few times) before the
     /// first failure is returned.
     pub async fn send_all(&self, bodies: &[String]) -> Result<(), QueueError> {

@@ -31,7 +31,7 @@ pub struct RecordedRun {
 /// A state URL and a run id, and the run read there.
 type Entry = ((String, String), Arc<RecordedRun>);
 
-/// Runs already read, by state URL and run id (the last [`CAPACITY`]).
+/// Runs already read, by state URL and run id (the last `CAPACITY`).
 #[derive(Debug, Default)]
 pub struct RunCache {
     runs: Mutex<Vec<Entry>>,
