@@ -154,6 +154,8 @@ pub enum ManifestCommand {
     /// nothing; a tag that names another digest already is refused with its line.
     ///
     /// Example: promoter manifest add . --project hello --image hello --tag 1.1
+    ///
+    /// Example: promoter manifest add . --project hello --image hello --all-new --tag-pattern 'v\d+\.\d+\.\d+'
     Add {
         /// A thin-manifest tree (with --project) or a plain manifest file.
         #[arg(value_name = "PATH")]
@@ -165,11 +167,19 @@ pub enum ManifestCommand {
         #[arg(long)]
         image: String,
         /// A tag to add (repeat for several).
-        #[arg(long = "tag", required = true)]
+        #[arg(long = "tag", required_unless_present = "all_new")]
         tags: Vec<String>,
         /// The digest the tags name; default: each tag as staging resolves it.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "all_new")]
         digest: Option<String>,
+        /// Add every tag of the image in staging that matches --tag-pattern and the manifest
+        /// does not list yet (what a release engineer does after a release build); cosign's
+        /// signature tags are never added.
+        #[arg(long, requires = "tag_pattern")]
+        all_new: bool,
+        /// A regular expression a tag must match whole with --all-new, e.g. 'v1\.2\.\d+'.
+        #[arg(long, value_name = "REGEX")]
+        tag_pattern: Option<String>,
         /// Registries.
         #[command(flatten)]
         registries: RegistryArgs,

@@ -34,6 +34,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             image,
             tags,
             digest,
+            all_new,
+            tag_pattern,
             registries,
         }) => crate::manifest_add::run(&crate::manifest_add::Request {
             path,
@@ -41,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             image,
             tags,
             digest,
+            new_tags: all_new.then_some(tag_pattern).flatten(),
             registries,
         }),
         Command::Verify {

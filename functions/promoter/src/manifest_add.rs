@@ -27,6 +27,8 @@ pub struct Request {
     pub tags: Vec<String>,
     /// The digest, if given.
     pub digest: Option<String>,
+    /// `--all-new`: the pattern staging's tags must match.
+    pub new_tags: Option<String>,
     /// How to reach staging.
     pub registries: RegistryArgs,
 }
@@ -38,7 +40,7 @@ pub fn run(request: &Request) -> anyhow::Result<ExitCode> {
         .image
         .parse()
         .with_context(|| format!("--image `{}`", request.image))?;
-    let tags = request
+    let mut tags = request
         .tags
         .iter()
         .map(|t| t.parse::<Tag>().with_context(|| format!("--tag `{t}`")))
@@ -49,6 +51,16 @@ pub fn run(request: &Request) -> anyhow::Result<ExitCode> {
     };
     let target = target(&loaded, &request.path, request.project.as_deref())?;
     let file = target.images_file.to_path_buf();
+    if let Some(pattern) = &request.new_tags {
+        tags.extend(new_tags(request, target, &image, pattern)?);
+        if tags.is_empty() {
+            println!(
+                "Nothing to add: no tag of {image} in staging matches `{pattern}` that {} does not list.",
+                file.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let by_digest = digests(request, target, &image, &tags)?;
     let original =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -142,11 +154,7 @@ fn digests(
             .with_context(|| format!("--digest `{digest}`"))?;
         return Ok(BTreeMap::from([(digest, tags.to_vec())]));
     }
-    let source = target
-        .source()
-        .context("the manifest has no source registry")?
-        .name
-        .repository(image);
+    let source = source(target, image)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let client = client(&request.registries).await?;
@@ -159,6 +167,49 @@ fn digests(
         }
         Ok(out)
     })
+}
+
+/// Staging's tags of `image` matching `pattern` (whole) that the manifest does not list for it,
+/// cosign's signature tags left out.
+fn new_tags(
+    request: &Request,
+    target: &PromotionManifest,
+    image: &ImageName,
+    pattern: &str,
+) -> anyhow::Result<Vec<Tag>> {
+    let pattern = regex::Regex::new(&format!("^(?:{pattern})$"))
+        .with_context(|| format!("--tag-pattern `{pattern}`"))?;
+    let listed: std::collections::HashSet<&Tag> = target
+        .images
+        .iter()
+        .filter(|i| &i.name == image)
+        .flat_map(|i| &i.digests)
+        .flat_map(|d| d.tags.iter())
+        .collect();
+    let source = source(target, image)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let staged = runtime.block_on(async {
+        let client = client(&request.registries).await?;
+        anyhow::Ok(client.tags(&source).await?)
+    })?;
+    Ok(staged
+        .into_iter()
+        .filter(|t| pattern.is_match(t.as_str()))
+        .filter(|t| !promoter::snapshot::is_signature_tag(t))
+        .filter(|t| !listed.contains(t))
+        .collect())
+}
+
+/// The staging repository of `image`.
+fn source(
+    target: &PromotionManifest,
+    image: &ImageName,
+) -> anyhow::Result<promoter::reference::Repository> {
+    Ok(target
+        .source()
+        .context("the manifest has no source registry")?
+        .name
+        .repository(image))
 }
 
 /// The images the loader reads from `file` (part of the manifests at `path`).

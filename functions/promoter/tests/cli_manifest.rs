@@ -217,3 +217,73 @@ fn resolves_the_tag_in_staging() {
         String::from_utf8_lossy(&missing.stderr).contains("app:nope does not exist in staging")
     );
 }
+
+#[test]
+fn all_new_adds_every_matching_staging_tag_not_listed_yet() {
+    let staging = TestRegistry::start();
+    let seeder = Seeder::new(&staging);
+    let listed = seeder.push_image(
+        "staging/app",
+        &image::single(ManifestFormat::Oci, "all-new-1"),
+        Some("v1.0.0"),
+    );
+    let release = seeder.push_image(
+        "staging/app",
+        &image::single(ManifestFormat::Oci, "all-new-2"),
+        Some("v1.1.0"),
+    );
+    // The same build under a second matching tag, a tag the pattern leaves out, and a cosign
+    // signature tag.
+    seeder.push_manifest("staging/app", "v1.1.1", &release.media_type, &release.bytes);
+    seeder.push_manifest(
+        "staging/app",
+        "nightly",
+        &release.media_type,
+        &release.bytes,
+    );
+    seeder.push_manifest(
+        "staging/app",
+        &format!("{}.sig", listed.digest.replace(':', "-")),
+        &release.media_type,
+        &release.bytes,
+    );
+    let dir = tempfile::tempdir().expect("a folder");
+    let manifest = format!(
+        "registries:\n- name: {}/staging\n  src: true\n- name: {}/prod\nimages:\n- name: app\n  dmap:\n    \"{}\": [\"v1.0.0\"]\n",
+        staging.host(),
+        staging.host(),
+        listed.digest
+    );
+    std::fs::write(dir.path().join("m.yaml"), &manifest).expect("write");
+    let args = [
+        "manifest",
+        "add",
+        "m.yaml",
+        "--image",
+        "app",
+        "--all-new",
+        "--tag-pattern",
+        r"v\d+\.\d+\.\d+",
+    ];
+    let out = promoter(dir.path(), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("m.yaml")).expect("read"),
+        format!(
+            "{manifest}    \"{}\": [\"v1.1.0\", \"v1.1.1\"]\n",
+            release.digest
+        )
+    );
+    // Run again: nothing new.
+    let again = promoter(dir.path(), &args);
+    assert!(again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("Nothing to add"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+}
