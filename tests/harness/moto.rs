@@ -46,8 +46,10 @@ impl MotoServer {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", binary.display()));
             let mut process = Process::new("moto_server", child, log_path);
+            // 200 from moto's own API, not merely an answer: another test's server that took
+            // the port before moto bound it answers too (a registry says 404).
             match process.wait_until(Duration::from_secs(60), || {
-                http_status(port, "/moto-api/").is_some()
+                http_status(port, "/moto-api/") == Some(200)
             }) {
                 Ok(()) => {
                     return MotoServer {
