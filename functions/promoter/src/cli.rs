@@ -180,6 +180,10 @@ pub enum ManifestCommand {
         /// A regular expression a tag must match whole with --all-new, e.g. 'v1\.2\.\d+'.
         #[arg(long, value_name = "REGEX")]
         tag_pattern: Option<String>,
+        /// Commit the change with git (in the file's repository), with a message listing what
+        /// was added.
+        #[arg(long)]
+        commit: bool,
         /// Registries.
         #[command(flatten)]
         registries: RegistryArgs,

@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             digest,
             all_new,
             tag_pattern,
+            commit,
             registries,
         }) => crate::manifest_add::run(&crate::manifest_add::Request {
             path,
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tags,
             digest,
             new_tags: all_new.then_some(tag_pattern).flatten(),
+            commit,
             registries,
         }),
         Command::Verify {

@@ -29,6 +29,8 @@ pub struct Request {
     pub digest: Option<String>,
     /// `--all-new`: the pattern staging's tags must match.
     pub new_tags: Option<String>,
+    /// `--commit`: commit the change with git.
+    pub commit: bool,
     /// How to reach staging.
     pub registries: RegistryArgs,
 }
@@ -104,7 +106,49 @@ pub fn run(request: &Request) -> anyhow::Result<ExitCode> {
     for line in &added {
         println!("Added to {}: {line}", file.display());
     }
+    if request.commit {
+        commit(&file, &image, &added)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Commits `file` alone with git, the message listing `added`.
+fn commit(file: &Path, image: &ImageName, added: &[String]) -> anyhow::Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let name = file.file_name().context("the edited file has a name")?;
+    let mut message = format!("Promote {image}\n\nAdded by `promoter manifest add`:\n\n");
+    for line in added {
+        message.push_str(&format!("- {line}\n"));
+    }
+    let git = |args: &[&std::ffi::OsStr]| -> anyhow::Result<()> {
+        let out = std::process::Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .context("running git")?;
+        if !out.status.success() {
+            bail!(
+                "git {}: {}",
+                args.iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    };
+    git(&["add".as_ref(), "--".as_ref(), name])?;
+    git(&[
+        "commit".as_ref(),
+        "--quiet".as_ref(),
+        "-m".as_ref(),
+        message.as_ref(),
+        "--".as_ref(),
+        name,
+    ])?;
+    println!("Committed {}.", file.display());
+    Ok(())
 }
 
 /// The manifests at `path`, or `None` (diagnostics printed) when they are invalid already.

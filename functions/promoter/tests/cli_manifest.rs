@@ -287,3 +287,72 @@ fn all_new_adds_every_matching_staging_tag_not_listed_yet() {
         String::from_utf8_lossy(&again.stdout)
     );
 }
+
+#[test]
+fn commit_records_the_addition_with_git() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let original = corpus_project(dir.path(), PROJECT);
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=Release Engineer",
+                "-c",
+                "user.email=re@example.org",
+            ])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "the corpus project"]);
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let out = Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .args([
+            "manifest",
+            "add",
+            ".",
+            "--project",
+            PROJECT,
+            "--image",
+            "etcd-dump",
+            "--tag",
+            "v3.2.0",
+            "--digest",
+            &digest,
+            "--commit",
+        ])
+        .env("GIT_AUTHOR_NAME", "Release Engineer")
+        .env("GIT_AUTHOR_EMAIL", "re@example.org")
+        .env("GIT_COMMITTER_NAME", "Release Engineer")
+        .env("GIT_COMMITTER_EMAIL", "re@example.org")
+        .current_dir(dir.path())
+        .output()
+        .expect("run the promoter");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let message = git(&["log", "-1", "--format=%B"]);
+    assert!(message.starts_with("Promote etcd-dump\n"), "{message}");
+    assert!(
+        message.contains("- etcd-dump: v3.2.0 → sha256:dddddddddddd (a new digest)"),
+        "{message}"
+    );
+    assert_eq!(git(&["status", "--porcelain"]), "", "everything committed");
+    let changed = git(&["diff", "--numstat", "HEAD~1"]);
+    assert_eq!(
+        changed.trim(),
+        format!("1\t0\timages/{PROJECT}/images.yaml")
+    );
+    assert_ne!(images_yaml(dir.path(), PROJECT), original);
+}
