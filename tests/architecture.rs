@@ -33,6 +33,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("source", 3),
     // What a registry holds under a prefix, as manifests (`promoter snapshot`).
     ("snapshot", 3),
+    // How production differs from the manifests (`promoter reconcile`; signature tags as
+    // `snapshot` recognises them).
+    ("drift", 4),
     // The transfer engine (verifies required staging signatures and merges cosign signature
     // images through `sign`'s format); judging pushes against the desired state.
     ("copy", 4),

@@ -20,11 +20,13 @@
 //! - [`state`]: runs, units, leases and the desired state, in object storage;
 //! - [`source`]: fetching manifests (GitHub tarballs, object-store prefixes) to a local folder;
 //! - [`audit`]: judging production pushes against the desired state;
+//! - [`drift`]: how production differs from the manifests, read per repository (reconcile);
 //! - [`notify`]: notification sinks (Slack, signed webhooks, GitHub commit status, SNS);
 //! - [`steps`]: the step handlers the CLI and the functions run.
 
 pub mod audit;
 pub mod copy;
+pub mod drift;
 pub mod error_chain;
 pub mod events;
 pub mod files;

@@ -113,6 +113,24 @@ pub enum Command {
         #[command(flatten)]
         registries: RegistryArgs,
     },
+    /// Report how production differs from the manifests, read per repository (one tag
+    /// listing each, plus a HEAD per tag where the registry lists no digests): digests missing,
+    /// tags missing, tags pointing at another digest, tags nobody asked for. Exit 0 without
+    /// drift, 1 with. Changes nothing: `promoter promote PATH --full` copies what is missing;
+    /// moved and unknown tags are for people to judge (the promoter never moves or deletes).
+    ///
+    /// Example: promoter reconcile examples/thin --output json
+    Reconcile {
+        /// The manifests: a file, a thin-manifest tree, or a folder of manifest files.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// How to print the report.
+        #[arg(long, short, value_enum, default_value_t = PromoteOutput::Text)]
+        output: PromoteOutput,
+        /// Registries.
+        #[command(flatten)]
+        registries: RegistryArgs,
+    },
     /// Inspect and re-drive recorded promotion runs (on-call).
     ///
     /// Example: promoter runs list --state s3://promoter-state/prod

@@ -28,6 +28,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::functions::serve_audit(listen)
         }
         Command::Keys(command) => crate::signing::keys(command),
+        Command::Reconcile {
+            path,
+            output,
+            registries,
+        } => crate::reconcile::run(&path, output, &registries),
         Command::Manifest(crate::cli::ManifestCommand::Add {
             path,
             project,

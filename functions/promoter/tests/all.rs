@@ -8,5 +8,6 @@ mod cli_incremental;
 mod cli_invoke;
 mod cli_manifest;
 mod cli_promote;
+mod cli_reconcile;
 mod cli_state;
 mod docs_commands;

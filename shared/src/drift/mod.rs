@@ -1,0 +1,197 @@
+//! Drift: what production holds that differs from what the manifests ask, read per repository
+//! (its tag listing, not one request per edge), for `promoter reconcile`.
+//!
+//! Per destination repository: a digest asked for and absent (**missing**), a tag asked for and
+//! absent (**missing tag**), a tag asked for pointing at another digest (**moved tag**), a tag
+//! nobody asked for (**unknown tag**). cosign's signature tags are not judged. Reading a
+//! repository costs one `tags/list` (Google's answer lists every digest, untagged ones too) and,
+//! elsewhere, one HEAD per tag plus one per desired digest that carries no tag.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures_util::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::plan::Unit;
+use crate::reference::{Digest, Repository, Tag};
+use crate::registry::{Client, RegistryError};
+use crate::snapshot::is_signature_tag;
+
+/// Repositories read at once.
+const PARALLEL: usize = 8;
+
+/// What one repository holds: digest → its tags (untagged digests with none).
+pub type Held = BTreeMap<Digest, BTreeSet<Tag>>;
+
+/// How one repository differs from what is asked of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RepositoryDrift {
+    /// The repository.
+    pub repository: String,
+    /// Digests asked for and absent.
+    pub missing: Vec<Digest>,
+    /// `(tag, digest asked)`: tags asked for and absent.
+    pub missing_tags: Vec<(Tag, Digest)>,
+    /// `(tag, digest asked, digest there)`: tags pointing elsewhere.
+    pub moved_tags: Vec<(Tag, Digest, Digest)>,
+    /// `(tag, digest there)`: tags nobody asked for.
+    pub unknown_tags: Vec<(Tag, Digest)>,
+}
+
+impl RepositoryDrift {
+    /// True when the repository is as asked.
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty()
+            && self.missing_tags.is_empty()
+            && self.moved_tags.is_empty()
+            && self.unknown_tags.is_empty()
+    }
+}
+
+/// What every destination repository of `units` should hold: repository → digest → tags.
+pub fn desired(units: &[Unit]) -> BTreeMap<Repository, Held> {
+    let mut out: BTreeMap<Repository, Held> = BTreeMap::new();
+    for unit in units {
+        for destination in &unit.destinations {
+            out.entry(destination.repository.clone())
+                .or_default()
+                .entry(unit.digest.clone())
+                .or_default()
+                .extend(destination.tags.iter().cloned());
+        }
+    }
+    out
+}
+
+/// How `held` differs from `wanted` (pure).
+pub fn compare(repository: &Repository, wanted: &Held, held: &Held) -> RepositoryDrift {
+    let mut drift = RepositoryDrift {
+        repository: repository.to_string(),
+        ..RepositoryDrift::default()
+    };
+    let tag_there: BTreeMap<&Tag, &Digest> = held
+        .iter()
+        .flat_map(|(digest, tags)| tags.iter().map(move |t| (t, digest)))
+        .collect();
+    let mut asked_tags: BTreeSet<&Tag> = BTreeSet::new();
+    for (digest, tags) in wanted {
+        if !held.contains_key(digest) {
+            drift.missing.push(digest.clone());
+        }
+        for tag in tags {
+            asked_tags.insert(tag);
+            match tag_there.get(tag) {
+                None => drift.missing_tags.push((tag.clone(), digest.clone())),
+                Some(&there) if there != digest => {
+                    drift
+                        .moved_tags
+                        .push((tag.clone(), digest.clone(), there.clone()));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    for (tag, digest) in tag_there {
+        if !asked_tags.contains(tag) && !is_signature_tag(tag) {
+            drift.unknown_tags.push((tag.clone(), digest.clone()));
+        }
+    }
+    drift
+}
+
+/// What `repository` holds, for the digests in `wanted` (untagged desired digests are looked
+/// up one by one where the listing cannot show them).
+pub async fn observe(
+    client: &Client,
+    repository: &Repository,
+    wanted: &Held,
+) -> Result<Held, RegistryError> {
+    let listing = client.list_repository(repository).await?;
+    let mut held: Held = BTreeMap::new();
+    if listing.manifests.is_empty() {
+        let tags: Vec<Tag> = listing
+            .tags
+            .into_iter()
+            .filter(|t| !is_signature_tag(t))
+            .collect();
+        let resolved: Vec<(Tag, Option<Digest>)> = futures_util::stream::iter(tags)
+            .map(|tag| async {
+                let digest = client.resolve(repository, &tag).await?;
+                Ok::<_, RegistryError>((tag, digest))
+            })
+            .buffered(PARALLEL)
+            .try_collect()
+            .await?;
+        for (tag, digest) in resolved {
+            if let Some(digest) = digest {
+                held.entry(digest).or_default().insert(tag);
+            }
+        }
+        let unseen: Vec<&Digest> = wanted.keys().filter(|d| !held.contains_key(*d)).collect();
+        for digest in unseen {
+            if client.manifest_head(repository, digest).await?.is_some() {
+                held.entry(digest.clone()).or_default();
+            }
+        }
+    } else {
+        for (digest, listed) in listing.manifests {
+            held.insert(digest, listed.tags.into_iter().collect());
+        }
+    }
+    Ok(held)
+}
+
+/// The drift of every destination repository of `units`, in repository order.
+pub async fn reconcile(
+    client: &Client,
+    units: &[Unit],
+) -> Result<Vec<RepositoryDrift>, RegistryError> {
+    let wanted = desired(units);
+    futures_util::stream::iter(wanted.iter())
+        .map(|(repository, wanted)| async move {
+            let held = observe(client, repository, wanted).await?;
+            Ok::<_, RegistryError>(compare(repository, wanted, &held))
+        })
+        .buffered(PARALLEL)
+        .try_collect()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> Digest {
+        format!("sha256:{}", c.to_string().repeat(64))
+            .parse()
+            .expect("digest")
+    }
+
+    fn t(s: &str) -> Tag {
+        s.parse().expect("tag")
+    }
+
+    #[test]
+    fn every_kind_of_drift_is_named() {
+        let repository: Repository = "prod.example/app".parse().expect("repository");
+        let wanted: Held = BTreeMap::from([
+            (d('a'), BTreeSet::from([t("v1"), t("latest")])),
+            (d('b'), BTreeSet::from([t("v2")])),
+            (d('c'), BTreeSet::new()),
+        ]);
+        let sig = format!("sha256-{}.sig", "a".repeat(64));
+        let held: Held = BTreeMap::from([
+            (d('a'), BTreeSet::from([t("v1"), t("v2"), t(&sig)])),
+            (d('e'), BTreeSet::from([t("latest"), t("debug")])),
+        ]);
+        let drift = compare(&repository, &wanted, &held);
+        assert_eq!(drift.missing, [d('b'), d('c')]);
+        assert_eq!(drift.missing_tags, []);
+        assert_eq!(
+            drift.moved_tags,
+            [(t("latest"), d('a'), d('e')), (t("v2"), d('b'), d('a'))]
+        );
+        assert_eq!(drift.unknown_tags, [(t("debug"), d('e'))]);
+        assert!(compare(&repository, &wanted, &wanted).missing.is_empty());
+    }
+}
