@@ -20,5 +20,6 @@ mod queue;
 mod registry_client;
 mod sign;
 mod snapshot;
+mod sqs_support;
 mod state_backends;
 mod valid_manifests;

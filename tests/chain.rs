@@ -26,8 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_sqs::config::Credentials;
+use crate::sqs_support::{approximate_counts, assert_queues_empty, sqs_config};
 use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
 use promoter::notify::{Notifier, Sink, signature_header};
@@ -452,7 +451,7 @@ async fn scenario(s3_endpoint: &str) {
     assert_eq!(body["details"]["failures"], serde_json::json!([]), "{body}");
 
     // Every queue is empty.
-    assert_queues_empty(&sqs, &urls).await;
+    assert_queues_empty(&sqs, &urls, "").await;
     let registries = [&staging, &prods[0], &prods[1]];
     let before: Vec<Snapshot> = registries
         .iter()
@@ -509,7 +508,7 @@ async fn scenario(s3_endpoint: &str) {
         "a no-op tag PUT changes the storage snapshot"
     );
     assert_eq!(receiver.requests().len(), 1, "no second notice");
-    assert_queues_empty(&sqs, &urls).await;
+    assert_queues_empty(&sqs, &urls, "").await;
     let (record_again, _) = load_run(&deps.store, &run)
         .await
         .expect("read the run")
@@ -556,55 +555,6 @@ fn manifest_yaml(
         }
     }
     yaml
-}
-
-/// An SDK configuration for moto.
-async fn sqs_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "chain-test"))
-        .load()
-        .await
-}
-
-/// `(ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible)` of a queue.
-async fn approximate_counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
-    let answer = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .expect("GetQueueAttributes");
-    let attributes = answer.attributes().expect("attributes");
-    let count = |name: &QueueAttributeName| -> u64 {
-        attributes
-            .get(name)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name:?} of {url}: {attributes:?}"))
-    };
-    (
-        count(&QueueAttributeName::ApproximateNumberOfMessages),
-        count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-    )
-}
-
-/// Every queue holds nothing, visible or in flight, and a receive gets nothing.
-async fn assert_queues_empty(sqs: &aws_sdk_sqs::Client, urls: &[String]) {
-    for url in urls {
-        assert_eq!(approximate_counts(sqs, url).await, (0, 0), "{url}");
-        let received = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("ReceiveMessage");
-        assert!(received.messages().is_empty(), "{url}: {received:?}");
-    }
 }
 
 /// A handled message's output as the JSON a Lambda function returns (it succeeded).

@@ -44,8 +44,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_sqs::config::Credentials;
+use crate::sqs_support::{approximate_counts, assert_queues_empty, sqs_config};
 use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
 use promoter::notify::{Notifier, Sink};
@@ -723,7 +722,7 @@ async fn scenario(chaos: Chaos, s3_endpoint: &str) {
     );
 
     // Every queue is empty.
-    assert_queues_empty(&sqs, &urls, seed).await;
+    assert_queues_empty(&sqs, &urls, &format!("seed {seed}: ")).await;
     println!("{report}");
     println!("chaos: passed in {:?} with {chaos}", started.elapsed());
 }
@@ -983,62 +982,6 @@ fn manifest_yaml(staging: &str, prods: &[String; 2], promoted: &[Promoted]) -> S
         }
     }
     yaml
-}
-
-/// An SDK configuration for moto.
-async fn sqs_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "chaos-test"))
-        .load()
-        .await
-}
-
-/// `(ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible)` of a queue.
-async fn approximate_counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
-    let answer = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .expect("GetQueueAttributes");
-    let attributes = answer.attributes().expect("attributes");
-    let count = |name: &QueueAttributeName| -> u64 {
-        attributes
-            .get(name)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name:?} of {url}: {attributes:?}"))
-    };
-    (
-        count(&QueueAttributeName::ApproximateNumberOfMessages),
-        count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-    )
-}
-
-/// Every queue holds nothing, visible or in flight, and a receive gets nothing.
-async fn assert_queues_empty(sqs: &aws_sdk_sqs::Client, urls: &[String], seed: u64) {
-    for url in urls {
-        assert_eq!(
-            approximate_counts(sqs, url).await,
-            (0, 0),
-            "seed {seed}: {url}"
-        );
-        let received = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("ReceiveMessage");
-        assert!(
-            received.messages().is_empty(),
-            "seed {seed}: {url}: {received:?}"
-        );
-    }
 }
 
 /// The last `lines` lines of `text`.

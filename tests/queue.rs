@@ -6,29 +6,27 @@ use std::time::Duration;
 use promoter::queue::{Queue, SqsQueue};
 use promoter_tests::harness::moto::MotoServer;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqs_delivers_at_least_once() {
-    let moto = MotoServer::start();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(moto.endpoint())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await;
+/// A queue `name` in `moto` with a visibility timeout of `visibility` seconds.
+async fn sqs_queue(moto: &MotoServer, name: &str, visibility: u32) -> Queue {
+    let config = crate::sqs_support::sqs_config(&moto.endpoint()).await;
     let created = aws_sdk_sqs::Client::new(&config)
         .create_queue()
-        .queue_name("copy-digest")
+        .queue_name(name)
         .attributes(
             aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
-            "1",
+            visibility.to_string(),
         )
         .send()
         .await
         .expect("create a queue in moto");
     let url = created.queue_url().expect("a queue URL").to_owned();
-    let queue = Queue::Sqs(Box::new(SqsQueue::new(&config, url)));
+    Queue::Sqs(Box::new(SqsQueue::new(&config, url)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_delivers_at_least_once() {
+    let moto = MotoServer::start();
+    let queue = sqs_queue(&moto, "copy-digest", 1).await;
 
     for body in [r#"{"unit":"a"}"#, r#"{"unit":"b"}"#, r#"{"unit":"c"}"#] {
         queue.send(body).await.expect("send");
@@ -75,24 +73,7 @@ async fn sqs_delivers_at_least_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_sends_many_in_batches() {
     let moto = MotoServer::start();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(moto.endpoint())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await;
-    let url = aws_sdk_sqs::Client::new(&config)
-        .create_queue()
-        .queue_name("batches")
-        .send()
-        .await
-        .expect("create a queue in moto")
-        .queue_url()
-        .expect("a queue URL")
-        .to_owned();
-    let queue = Queue::Sqs(Box::new(SqsQueue::new(&config, url)));
+    let queue = sqs_queue(&moto, "batches", 30).await;
     let bodies: Vec<String> = (0..253).map(|i| format!(r#"{{"unit":"u{i}"}}"#)).collect();
     let started = std::time::Instant::now();
     queue.send_all(&bodies).await.expect("sent");

@@ -234,4 +234,6 @@ async fn snapshot_reads_googles_listing_extension() {
     let seen = fake.seen();
     assert!(seen.iter().all(|s| !s.url.contains("_catalog")), "{seen:?}");
     assert!(seen.iter().all(|s| s.method != "HEAD"), "{seen:?}");
+    let listings = seen.iter().filter(|s| s.url.contains("/tags/list")).count();
+    assert_eq!(listings, 3, "each repository listed once: {seen:?}");
 }

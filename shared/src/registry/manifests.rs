@@ -34,6 +34,27 @@ pub struct Manifest {
     pub digest: Digest,
 }
 
+/// The children an index lists; anything else in the manifest is ignored.
+#[derive(serde::Deserialize)]
+struct IndexLinks {
+    #[serde(default)]
+    manifests: Vec<Link>,
+}
+
+#[derive(serde::Deserialize)]
+struct Link {
+    digest: Digest,
+}
+
+impl Manifest {
+    /// The digests an index lists (none for an image manifest, or bytes that do not parse).
+    pub fn index_children(&self) -> Vec<Digest> {
+        serde_json::from_slice::<IndexLinks>(&self.bytes)
+            .map(|links| links.manifests.into_iter().map(|l| l.digest).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// What a manifest HEAD tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestHead {

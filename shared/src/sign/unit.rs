@@ -10,7 +10,6 @@
 use std::fmt;
 
 use futures_util::future::try_join_all;
-use serde::Deserialize;
 
 use super::{Pushed, SignError, Signer, push};
 use crate::http::retry::retry_unit;
@@ -37,18 +36,6 @@ impl fmt::Display for SignedAt {
             Some(child) => write!(f, "{}@{child}", self.repository),
         }
     }
-}
-
-/// The children an index lists; anything else in the manifest is ignored.
-#[derive(Deserialize)]
-struct IndexLinks {
-    #[serde(default)]
-    manifests: Vec<Link>,
-}
-
-#[derive(Deserialize)]
-struct Link {
-    digest: Digest,
 }
 
 impl Signer {
@@ -123,8 +110,5 @@ async fn index_children(
     let Some(manifest) = client.manifest_get(repository, digest).await? else {
         return Ok(Vec::new());
     };
-    let links: IndexLinks = serde_json::from_slice(&manifest.bytes).unwrap_or(IndexLinks {
-        manifests: Vec::new(),
-    });
-    Ok(links.manifests.into_iter().map(|l| l.digest).collect())
+    Ok(manifest.index_children())
 }

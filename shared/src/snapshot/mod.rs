@@ -18,7 +18,6 @@ pub use render::{csv, images_yaml};
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::{StreamExt, TryStreamExt};
-use serde::Deserialize;
 
 use crate::reference::{Digest, Repository, Tag};
 use crate::registry::{Client, RegistryError, RepositoryListing, media_type};
@@ -68,7 +67,7 @@ pub async fn snapshot(
 ) -> Result<Vec<SnapshotImage>, SnapshotError> {
     let repositories = repositories(client, prefix).await?;
     let mut images: Vec<SnapshotImage> = futures_util::stream::iter(repositories)
-        .map(|repository| image(client, prefix, repository, options))
+        .map(|(repository, listing)| image(client, prefix, repository, listing, options))
         .buffered(PARALLEL)
         .try_collect()
         .await?;
@@ -77,39 +76,44 @@ pub async fn snapshot(
     Ok(images)
 }
 
-/// The repositories at and below `prefix`: Google's `child` lists, else the catalog.
+/// The repositories at and below `prefix`, with their listings when reading them already gave
+/// them: Google's `child` lists (each repository listed once), else the catalog (listed later).
 async fn repositories(
     client: &Client,
     prefix: &Repository,
-) -> Result<Vec<Repository>, SnapshotError> {
+) -> Result<Vec<(Repository, Option<RepositoryListing>)>, SnapshotError> {
+    let too_many = || SnapshotError::TooMany {
+        prefix: prefix.to_string(),
+    };
     let top = client.list_repository(prefix).await?;
     if top.children.is_empty() {
         let found = client.catalog(prefix, prefix.path()).await?;
         if found.len() > MAX_REPOSITORIES {
-            return Err(SnapshotError::TooMany {
-                prefix: prefix.to_string(),
-            });
+            return Err(too_many());
         }
-        return Ok(found);
+        return Ok(found
+            .into_iter()
+            .map(|r| {
+                let listing = (&r == prefix).then(|| top.clone());
+                (r, listing)
+            })
+            .collect());
     }
-    let mut found = vec![prefix.clone()];
+    let mut found: Vec<(Repository, Option<RepositoryListing>)> = Vec::new();
     let mut next: Vec<(Repository, RepositoryListing)> = vec![(prefix.clone(), top)];
     while let Some((repository, listing)) = next.pop() {
         for child in &listing.children {
             let Ok(below) = format!("{repository}/{child}").parse::<Repository>() else {
                 continue;
             };
-            if found.len() >= MAX_REPOSITORIES {
-                return Err(SnapshotError::TooMany {
-                    prefix: prefix.to_string(),
-                });
+            if found.len() + next.len() >= MAX_REPOSITORIES {
+                return Err(too_many());
             }
-            found.push(below.clone());
-            let listing = client.list_repository(&below).await?;
-            next.push((below, listing));
+            next.push((below.clone(), client.list_repository(&below).await?));
         }
+        found.push((repository, Some(listing)));
     }
-    found.sort();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(found)
 }
 
@@ -118,9 +122,13 @@ async fn image(
     client: &Client,
     prefix: &Repository,
     repository: Repository,
+    listing: Option<RepositoryListing>,
     options: Options,
 ) -> Result<SnapshotImage, SnapshotError> {
-    let listing = client.list_repository(&repository).await?;
+    let listing = match listing {
+        Some(listing) => listing,
+        None => client.list_repository(&repository).await?,
+    };
     let mut digests: BTreeMap<Digest, BTreeSet<Tag>> = BTreeMap::new();
     let mut indexes: Vec<Digest> = Vec::new();
     if listing.manifests.is_empty() {
@@ -191,17 +199,6 @@ async fn image(
     Ok(SnapshotImage { name, digests })
 }
 
-#[derive(Deserialize)]
-struct IndexLinks {
-    #[serde(default)]
-    manifests: Vec<Link>,
-}
-
-#[derive(Deserialize)]
-struct Link {
-    digest: Digest,
-}
-
 /// The children of each index in `indexes`.
 async fn index_children(
     client: &Client,
@@ -216,8 +213,7 @@ async fn index_children(
     Ok(manifests
         .into_iter()
         .flatten()
-        .filter_map(|m| serde_json::from_slice::<IndexLinks>(&m.bytes).ok())
-        .flat_map(|links| links.manifests.into_iter().map(|l| l.digest))
+        .flat_map(|m| m.index_children())
         .collect())
 }
 
