@@ -72,7 +72,9 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Check that an image has a valid cosign signature by a key; exit 0 only if it does.
+    /// Check that an image has a valid cosign signature by a key, a sigstore bundle (cosign 3)
+    /// or a legacy `.sig` signature; exit 0 only if it does. With --attestations, check its
+    /// promotion record and SLSA verification summary instead.
     ///
     /// Example: promoter verify 127.0.0.1:5002/us/hello/hello:1.0 --key cosign.pub
     Verify {
@@ -83,9 +85,14 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         key: PathBuf,
         /// Count only signatures made for this name (their docker-reference), e.g. the
-        /// canonical name the promoter signed under. Default: any name.
+        /// canonical name the promoter signed under. Default: any name. Applies to legacy
+        /// signatures and attestations; cosign 3's signature statement names no image.
         #[arg(long, value_name = "NAME")]
         reference: Option<String>,
+        /// List and check the image's attestations by the key (every bundle referrer); exit 0
+        /// only when a promotion record and a verification summary verify.
+        #[arg(long)]
+        attestations: bool,
         /// Registries.
         #[command(flatten)]
         registries: RegistryArgs,
@@ -272,6 +279,20 @@ pub struct PromoteArgs {
     /// --recursive` does.
     #[arg(long, env = "PROMOTER_SIGN_INDEX_CHILDREN", requires = "key")]
     pub sign_index_children: bool,
+    /// With --key, the signature formats written: `bundle` (cosign 3: a sigstore bundle
+    /// attached as an OCI referrer), `legacy` (the `sha256-<hex>.sig` image older cosign
+    /// reads) or `both`.
+    #[arg(
+        long,
+        env = "PROMOTER_SIGNATURE_FORMAT",
+        default_value = "both",
+        value_name = "bundle|legacy|both"
+    )]
+    pub signature_format: promoter::sign::SignatureFormat,
+    /// With --key, attach no promotion record and no SLSA verification summary (attached by
+    /// default beside each bundle signature).
+    #[arg(long, env = "PROMOTER_NO_ATTESTATIONS")]
+    pub no_attestations: bool,
     /// Promotion policy: refuse any staging digest without a valid signature by this public key
     /// (a maintainer's); such a unit fails and nothing of it is written.
     #[arg(long, env = "PROMOTER_REQUIRE_SIGNATURE", value_name = "PUB")]

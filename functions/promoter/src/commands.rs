@@ -57,8 +57,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             image,
             key,
             reference,
+            attestations,
             registries,
-        } => crate::signing::verify(&image, &key, reference.as_deref(), &registries),
+        } => crate::signing::verify(
+            &image,
+            &key,
+            reference.as_deref(),
+            attestations,
+            &registries,
+        ),
         Command::Snapshot {
             prefix,
             output,

@@ -64,6 +64,8 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<Config> {
             identities: args.sign_identities.clone(),
             index_children: args.sign_index_children,
             require_signature: args.require_signature.clone(),
+            format: args.signature_format,
+            no_attestations: args.no_attestations,
         },
         queues: QueueUrls::default(),
         settings: Settings {

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use promoter::reference::{ImageReference, Reference};
-use promoter::sign::{self, keys::SigningKey, keys::VerifyingKey};
+use promoter::sign::verify::FoundBundle;
+use promoter::sign::{self, Found, attest, keys::SigningKey, keys::VerifyingKey};
 
 use crate::cli::{KeysCommand, RegistryArgs};
 use crate::config::client;
@@ -26,11 +27,13 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs `promoter verify`: exit 0 when a valid signature by `key` exists for the image.
+/// Runs `promoter verify`: exit 0 when a valid signature by `key` exists for the image (or,
+/// with `attestations`, a valid promotion record and verification summary).
 pub fn verify(
     image: &str,
     key: &Path,
     signed_as: Option<&str>,
+    attestations: bool,
     registries: &RegistryArgs,
 ) -> anyhow::Result<ExitCode> {
     let public = VerifyingKey::from_pem_file(key)?;
@@ -51,23 +54,113 @@ pub fn verify(
                 }
             },
         };
-        let mut payloads = sign::verify(&client, &repository, &digest, &public).await?;
-        if let Some(wanted) = signed_as {
-            payloads.retain(|p| p.critical.identity.docker_reference == wanted);
+        let image = format!("{repository}@{digest}");
+        if attestations {
+            let found = sign::verify::bundles(&client, &repository, &digest, &public).await?;
+            return Ok(report_attestations(&image, &found, signed_as, key));
         }
-        if payloads.is_empty() {
-            eprintln!(
-                "error: no valid signature by {} for {repository}@{digest}",
-                key.display()
-            );
+        let found = sign::verify_any(&client, &repository, &digest, &public).await?;
+        let found: Vec<&Found> = found
+            .iter()
+            .filter(|f| match (f, signed_as) {
+                (Found::Legacy { payload, .. }, Some(wanted)) => {
+                    payload.critical.identity.docker_reference == wanted
+                }
+                _ => true,
+            })
+            .collect();
+        if found.is_empty() {
+            eprintln!("error: no valid signature by {} for {image}", key.display());
             return Ok(INVALID);
         }
-        for payload in &payloads {
-            println!(
-                "Verified: {repository}@{digest} signed as {} ({})",
-                payload.critical.identity.docker_reference, payload.critical.kind
-            );
+        for found in found {
+            match found {
+                Found::Legacy { payload, .. } => println!(
+                    "Verified: {image} signed as {} (legacy signature, {})",
+                    payload.critical.identity.docker_reference, payload.critical.kind
+                ),
+                Found::Bundle { referrer } => {
+                    println!("Verified: {image} (sigstore bundle, referrer {referrer})")
+                }
+            }
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Prints each bundle of `image` and whether it verifies; success when a promotion record and
+/// a verification summary (for the name `signed_as`, when given) verify.
+fn report_attestations(
+    image: &str,
+    found: &[FoundBundle],
+    signed_as: Option<&str>,
+    key: &Path,
+) -> ExitCode {
+    let mut promotion = false;
+    let mut summary = false;
+    for bundle in found {
+        let statement = match &bundle.statement {
+            Ok(statement) => statement,
+            Err(error) => {
+                println!("Rejected: {} ({error})", bundle.referrer);
+                continue;
+            }
+        };
+        // The name a statement is about, `NAME@DIGEST`, without its digest.
+        let names_wanted = signed_as.is_none_or(|wanted| {
+            statement
+                .subject
+                .iter()
+                .any(|s| s.name.split_once('@').map_or(s.name.as_str(), |(n, _)| n) == wanted)
+        });
+        let p = &statement.predicate;
+        match statement.predicate_type.as_str() {
+            attest::PROMOTION_PREDICATE if names_wanted => {
+                promotion = true;
+                println!(
+                    "Verified: promotion record {}: {} -> {} at {} (revision {}, run {})",
+                    bundle.referrer,
+                    text(&p["srcRef"]),
+                    text(&p["dstRef"]),
+                    text(&p["timestamp"]),
+                    text(&p["manifestRevision"]),
+                    text(&p["runId"]),
+                );
+            }
+            attest::VSA_PREDICATE if names_wanted => {
+                summary = true;
+                println!(
+                    "Verified: verification summary {}: {} for {} under {} ({} input attestations, levels {})",
+                    bundle.referrer,
+                    text(&p["verificationResult"]),
+                    text(&p["resourceUri"]),
+                    text(&p["policy"]["uri"]),
+                    p["inputAttestations"].as_array().map_or(0, Vec::len),
+                    p["verifiedLevels"],
+                );
+            }
+            other => println!("Verified: {} ({other})", bundle.referrer),
+        }
+    }
+    if promotion && summary {
+        return ExitCode::SUCCESS;
+    }
+    let missing: Vec<&str> = [(promotion, "promotion record"), (summary, "verification summary")]
+        .iter()
+        .filter(|(ok, _)| !ok)
+        .map(|(_, what)| *what)
+        .collect();
+    eprintln!(
+        "error: no valid {} by {} for {image}",
+        missing.join(" and no "),
+        key.display()
+    );
+    INVALID
+}
+
+/// A JSON string's text, or the JSON itself.
+fn text(value: &serde_json::Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_owned)
 }

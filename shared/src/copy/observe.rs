@@ -30,7 +30,7 @@ impl Engine {
     pub(super) async fn observe(&self, unit: &Unit) -> Result<Observed, CopyError> {
         let staging_signed = match &self.required_signer {
             Some(key) => Some(
-                !Box::pin(crate::sign::verify(
+                !Box::pin(crate::sign::verify_any(
                     &self.client,
                     &unit.source,
                     &unit.digest,

@@ -218,6 +218,11 @@ impl VerifyingKey {
         VerifyingKey { spki_der: der }
     }
 
+    /// The SubjectPublicKeyInfo DER.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+
     /// The key as PEM.
     pub fn to_pem(&self) -> String {
         pem(PUBLIC_LABEL, &self.spki_der)

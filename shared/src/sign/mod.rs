@@ -5,12 +5,18 @@
 //! signatures survive; signing again with the same key is a no-op. See [`cosign`] for the
 //! format and [`keys`] for key files.
 
+pub mod attest;
+pub mod bundle;
 pub mod cosign;
+pub mod intoto;
 pub mod keys;
 pub mod kms;
+pub mod referrer;
 mod unit;
+pub mod verify;
 
-pub use unit::SignedAt;
+pub use unit::{Artifact, Provenance, SignedAt};
+pub use verify::{Found, FoundBundle, verify_any};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -48,6 +54,14 @@ pub enum SignError {
         /// The digest.
         digest: Digest,
     },
+    /// The referrers fallback tag kept changing under concurrent writers.
+    #[error("{repository}:{tag}: the referrers index kept changing under other writers")]
+    Contended {
+        /// The repository.
+        repository: String,
+        /// The fallback tag.
+        tag: String,
+    },
     /// The signature image in the registry is not one cosign would write.
     #[error("signature image {repository}:{tag} is malformed: {reason}")]
     Malformed {
@@ -68,6 +82,7 @@ impl SignError {
         match self {
             SignError::Registry(e) => e.is_retryable(),
             SignError::Kms(e) => e.is_retryable(),
+            SignError::Contended { .. } => true,
             SignError::Key(_) | SignError::NotPromoted { .. } | SignError::Malformed { .. } => {
                 false
             }
@@ -115,9 +130,21 @@ async fn stored(
     repository: &Repository,
     digest: &Digest,
 ) -> Result<Vec<(Layer, Bytes)>, SignError> {
+    Ok(stored_image(client, repository, digest)
+        .await?
+        .map(|(_, layers)| layers)
+        .unwrap_or_default())
+}
+
+/// The signature image of `digest` in `repository` (its digest), with each layer's payload.
+async fn stored_image(
+    client: &Client,
+    repository: &Repository,
+    digest: &Digest,
+) -> Result<Option<(Digest, Vec<(Layer, Bytes)>)>, SignError> {
     let tag = signature_tag(digest);
     let Some(manifest) = client.manifest_get(repository, &tag).await? else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let parsed: SignatureManifest =
         serde_json::from_slice(&manifest.bytes).map_err(|e| SignError::Malformed {
@@ -135,7 +162,7 @@ async fn stored(
         let payload = blob_bytes(client, repository, &layer_digest).await?;
         out.push((layer, payload));
     }
-    Ok(out)
+    Ok(Some((manifest.digest, out)))
 }
 
 /// A small blob, whole, verified against its digest.
@@ -257,9 +284,49 @@ pub async fn verify(
         .collect())
 }
 
+/// Which signature formats are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SignatureFormat {
+    /// cosign's legacy `sha256-<hex>.sig` signature image only.
+    Legacy,
+    /// A sigstore bundle referrer only (cosign 3).
+    Bundle,
+    /// Both: cosign 3 reads the bundle, older clients the `.sig`.
+    #[default]
+    Both,
+}
+
+impl SignatureFormat {
+    /// True when the legacy signature is written.
+    pub fn legacy(self) -> bool {
+        matches!(self, SignatureFormat::Legacy | SignatureFormat::Both)
+    }
+
+    /// True when bundles are written.
+    pub fn bundle(self) -> bool {
+        matches!(self, SignatureFormat::Bundle | SignatureFormat::Both)
+    }
+}
+
+impl std::str::FromStr for SignatureFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "legacy" => Ok(SignatureFormat::Legacy),
+            "bundle" => Ok(SignatureFormat::Bundle),
+            "both" => Ok(SignatureFormat::Both),
+            other => Err(format!("`{other}` is not bundle, legacy or both")),
+        }
+    }
+}
+
 /// Signs promoted units: one signature per digest, pushed to every destination.
 pub struct Signer {
     key: KeySource,
+    format: SignatureFormat,
+    attest: bool,
+    no_referrers_api: std::sync::Mutex<std::collections::HashSet<String>>,
     children: bool,
     public: VerifyingKey,
     identities: Vec<(String, String)>,
@@ -336,8 +403,55 @@ impl Signer {
             public,
             identities,
             optional,
+            format: SignatureFormat::default(),
+            attest: true,
+            no_referrers_api: std::sync::Mutex::default(),
             children: false,
         })
+    }
+
+    /// Writes signatures in `format` (default: both).
+    #[must_use]
+    pub fn with_format(mut self, format: SignatureFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Attaches (default) or not the promotion record and verification summary, when bundles
+    /// are written.
+    #[must_use]
+    pub fn with_attestations(mut self, attest: bool) -> Self {
+        self.attest = attest;
+        self
+    }
+
+    /// The signature formats written.
+    pub fn format(&self) -> SignatureFormat {
+        self.format
+    }
+
+    /// True when promotion records and verification summaries are attached.
+    pub fn attests(&self) -> bool {
+        self.attest
+    }
+
+    /// True when `host` said it has no referrers API.
+    fn lacks_referrers_api(&self, host: &str) -> bool {
+        self.no_referrers_api
+            .lock()
+            .is_ok_and(|hosts| hosts.contains(host))
+    }
+
+    /// Notes that `host` has no referrers API (asked once per signer).
+    fn note_no_referrers_api(&self, host: &str) {
+        if let Ok(mut hosts) = self.no_referrers_api.lock() {
+            hosts.insert(host.to_owned());
+        }
+    }
+
+    /// The key's ASN.1 DER signature of `message`.
+    async fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.key.sign(message).await
     }
 
     /// Also signs every child manifest of an index (each platform's image), not only the index.

@@ -21,7 +21,7 @@ use crate::registry::auth::session::CredentialSources;
 use crate::registry::limits::LimitConfig;
 use crate::registry::{Client, ClientConfig};
 use crate::sign::keys::VerifyingKey;
-use crate::sign::{KeySource, Signer};
+use crate::sign::{KeySource, SignatureFormat, Signer};
 use crate::state::StateStore;
 
 use super::deps::{Deps, Queues, Settings};
@@ -84,6 +84,10 @@ pub struct SigningConfig {
     pub identities: Vec<(String, String)>,
     /// Sign each child of an index too (`PROMOTER_SIGN_INDEX_CHILDREN`).
     pub index_children: bool,
+    /// The signature formats written (`PROMOTER_SIGNATURE_FORMAT`: bundle, legacy, both).
+    pub format: SignatureFormat,
+    /// Leave out the promotion record and verification summary (`PROMOTER_NO_ATTESTATIONS`).
+    pub no_attestations: bool,
     /// A maintainer's public key every staging digest must be signed with
     /// (`PROMOTER_REQUIRE_SIGNATURE`).
     pub require_signature: Option<PathBuf>,
@@ -179,6 +183,13 @@ impl Config {
             index_children: var("PROMOTER_SIGN_INDEX_CHILDREN")
                 .is_some_and(|v| v == "true" || v == "1"),
             require_signature: var("PROMOTER_REQUIRE_SIGNATURE").map(PathBuf::from),
+            format: var("PROMOTER_SIGNATURE_FORMAT")
+                .map(|v| v.parse())
+                .transpose()
+                .map_err(|e: String| config_error("PROMOTER_SIGNATURE_FORMAT", e))?
+                .unwrap_or_default(),
+            no_attestations: var("PROMOTER_NO_ATTESTATIONS")
+                .is_some_and(|v| v == "true" || v == "1"),
         };
         let queues = QueueUrls {
             copy: var("PROMOTER_COPY_QUEUE_URL"),
@@ -317,6 +328,8 @@ pub async fn signer(config: &SigningConfig) -> Result<Option<Arc<Signer>>, StepE
     Ok(Some(Arc::new(
         Signer::new(key, config.identities.clone())
             .await?
-            .with_children(config.index_children),
+            .with_children(config.index_children)
+            .with_format(config.format)
+            .with_attestations(!config.no_attestations),
     )))
 }

@@ -14,7 +14,9 @@ use crate::state::ledger::{Final, RunLedger};
 use crate::state::records::{UnitFailure, now};
 
 use crate::plan::Unit;
-use crate::sign::Signer;
+use crate::reference::Digest;
+use crate::sign::{Provenance, Signer, verify_any};
+use crate::state::records::Trigger;
 
 use super::copy::{finalized, run_and_unit};
 use super::deps::Deps;
@@ -62,11 +64,51 @@ pub async fn sign(
         variable: "PROMOTER_SIGN_KEY",
         reason: "not set, but a sign message arrived".into(),
     })?;
-    let (_, planned, unit) = run_and_unit(deps, &message.run, &message.unit).await?;
+    let (trigger, planned, unit) = run_and_unit(deps, &message.run, &message.unit).await?;
     let span = tracing::info_span!("sign", run = %message.run, unit = %unit.id, image = %unit.source, digest = %unit.digest);
-    sign_recorded_unit(message, deps, signer, planned, unit)
-        .instrument(span)
-        .await
+    async {
+        let provenance = provenance(deps, &message.run, &trigger, &unit).await?;
+        sign_recorded_unit(message, deps, signer, planned, unit, &provenance).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// Where `unit`'s promotion came from, for its promotion record and verification summary:
+/// the run, the revision, and (when a staging signature is required) the staging signatures
+/// that verify now.
+async fn provenance(
+    deps: &Deps,
+    run: &str,
+    trigger: &Trigger,
+    unit: &Unit,
+) -> Result<Provenance, StepError> {
+    let checked = match &deps.required_signature {
+        None => None,
+        Some(key) => {
+            let found = match verify_any(&deps.client, &unit.source, &unit.digest, key).await {
+                Ok(found) => found,
+                Err(error) if error.is_retryable() => return Err(StepError::Sign(error)),
+                Err(error) => {
+                    // Copy-digest checked staging already; the summary then names no input.
+                    tracing::warn!(error = %error_chain(&error), "staging signatures unreadable now");
+                    Vec::new()
+                }
+            };
+            let mut holders: Vec<(String, Digest)> = found
+                .iter()
+                .map(|f| (format!("{}@{}", unit.source, f.holder()), f.holder().clone()))
+                .collect();
+            holders.dedup();
+            Some(holders).filter(|h| !h.is_empty())
+        }
+    };
+    Ok(Provenance {
+        run: run.to_owned(),
+        revision: trigger.revision.clone(),
+        manifest_repository: trigger.repository.clone(),
+        checked,
+    })
 }
 
 /// Signs `unit` of a recorded run (with `planned` units) and records how it went.
@@ -76,9 +118,10 @@ async fn sign_recorded_unit(
     signer: &Signer,
     planned: usize,
     unit: Unit,
+    provenance: &Provenance,
 ) -> Result<SignOutcome, StepError> {
     let ledger = RunLedger::new(&deps.store, &message.run);
-    let signed = signer.sign_unit(&deps.client, &unit).await;
+    let signed = signer.sign_unit(&deps.client, &unit, provenance).await;
     let mut record = SignatureRecord {
         schema: "promoter.signature/v1".to_owned(),
         unit: unit.id.clone(),
