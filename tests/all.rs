@@ -4,6 +4,7 @@
 
 mod architecture;
 mod audit;
+mod bundles;
 mod chain;
 mod chaos;
 mod cloud_auth;

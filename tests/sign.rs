@@ -8,7 +8,7 @@ use std::sync::Arc;
 use promoter::registry::auth::session::CredentialSources;
 use promoter::registry::{Client, ClientConfig};
 use promoter::sign::keys::{SigningKey, VerifyingKey};
-use promoter::sign::{self, Pushed, cosign};
+use promoter::sign::{self, Artifact, Provenance, Pushed, cosign};
 use promoter_tests::harness::image::{ManifestFormat, push_single};
 use promoter_tests::harness::registry::TestRegistry;
 use promoter_tests::harness::skopeo;
@@ -320,7 +320,7 @@ async fn staging_signatures_and_attestations_reach_every_mirror() {
     Signer::new(KeySource::File(release), Vec::new())
         .await
         .expect("signer")
-        .sign_unit(&client, &unit)
+        .sign_unit(&client, &unit, &Provenance::default())
         .await
         .expect("signed");
     let carried = report
@@ -457,7 +457,7 @@ async fn kms_keys_sign_and_the_signature_verifies_independently() {
     Signer::new(KeySource::Kms(kms), Vec::new())
         .await
         .expect("signer")
-        .sign_unit(&client, &unit)
+        .sign_unit(&client, &unit, &Provenance::default())
         .await
         .expect("signed with KMS");
 
@@ -522,11 +522,31 @@ async fn index_children_are_signed_when_asked() {
         .copy_unit(&unit)
         .await;
     assert!(report.succeeded(), "{:?}", report.error);
-    let signed = signer.sign_unit(&client, &unit).await.expect("signed");
+    let signed = signer
+        .sign_unit(&client, &unit, &Provenance::default())
+        .await
+        .expect("signed");
+    let legacy = signed
+        .iter()
+        .filter(|s| s.artifact == Artifact::LegacySignature)
+        .count();
     assert_eq!(
-        signed.len(),
+        legacy,
         1 + index.children.len(),
         "the index and each child, in the one destination: {signed:?}"
+    );
+    let bundles = signed
+        .iter()
+        .filter(|s| s.artifact == Artifact::SignatureBundle)
+        .count();
+    assert_eq!(bundles, 1 + index.children.len(), "{signed:?}");
+    assert_eq!(
+        signed
+            .iter()
+            .filter(|s| s.artifact == Artifact::Promotion && s.child.is_none())
+            .count(),
+        1,
+        "the index alone gets a promotion record: {signed:?}"
     );
     let repository = promoter_tests::repository(&format!("{}/prod/multi", production.host()));
     assert!(!index.children.is_empty());

@@ -22,6 +22,12 @@ if [[ ! -x $venv/bin/moto_server ]]; then
 fi
 export MOTO_SERVER="$venv/bin/moto_server"
 
+# Python's `cryptography`: the independent verifier of our sigstore bundles
+# (tests/support/verify_bundles.py). moto brings it; asked for by name all the same.
+if ! "$venv/bin/python" -c 'import cryptography' 2>/dev/null; then
+    "$venv/bin/pip" install --quiet cryptography
+fi
+
 # cfn-lint: .ci/run lints the SAM template (infra/aws/template.yaml) with it.
 if [[ ! -x $venv/bin/cfn-lint ]]; then
     "$venv/bin/pip" install --quiet 'cfn-lint==1.58.0'

@@ -75,7 +75,7 @@ mod tests {
             Diagnostic::from(held),
             Diagnostic {
                 error_type: "Retryable.Held".into(),
-                error_message: "unit u1 is being copied by worker-2".into(),
+                error_message: "unit u1 is being worked on by worker-2".into(),
             }
         );
 

@@ -145,11 +145,14 @@ fn report_attestations(
     if promotion && summary {
         return ExitCode::SUCCESS;
     }
-    let missing: Vec<&str> = [(promotion, "promotion record"), (summary, "verification summary")]
-        .iter()
-        .filter(|(ok, _)| !ok)
-        .map(|(_, what)| *what)
-        .collect();
+    let missing: Vec<&str> = [
+        (promotion, "promotion record"),
+        (summary, "verification summary"),
+    ]
+    .iter()
+    .filter(|(ok, _)| !ok)
+    .map(|(_, what)| *what)
+    .collect();
     eprintln!(
         "error: no valid {} by {} for {image}",
         missing.join(" and no "),

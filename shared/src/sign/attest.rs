@@ -74,12 +74,7 @@ impl Promotion {
 
     /// cosign's signature statement: the digest alone, an empty predicate.
     pub fn signature(&self) -> Statement {
-        Statement::about(
-            "",
-            &self.digest,
-            SIGNATURE_PREDICATE,
-            serde_json::json!({}),
-        )
+        Statement::about("", &self.digest, SIGNATURE_PREDICATE, serde_json::json!({}))
     }
 
     /// The promotion record, about `CANONICAL@DIGEST`.
@@ -194,11 +189,11 @@ mod tests {
             format!("registry.example/app@{digest}")
         );
         let predicate = &statement.predicate;
+        assert_eq!(predicate["srcRef"], format!("staging.example/app@{digest}"));
         assert_eq!(
-            predicate["srcRef"],
-            format!("staging.example/app@{digest}")
+            predicate["dstRef"],
+            format!("registry.example/app@{digest}")
         );
-        assert_eq!(predicate["dstRef"], format!("registry.example/app@{digest}"));
         assert_eq!(predicate["digest"], digest);
         assert_eq!(predicate["timestamp"], "2027-01-15T08:00:00Z");
         assert!(
@@ -224,14 +219,20 @@ mod tests {
             vsa["policy"]["uri"],
             "git+https://github.com/org/manifests@0123abcd"
         );
-        assert_eq!(vsa["inputAttestations"][0]["digest"]["sha256"], signature.hex());
+        assert_eq!(
+            vsa["inputAttestations"][0]["digest"]["sha256"],
+            signature.hex()
+        );
         assert_eq!(
             vsa["verifiedLevels"],
             serde_json::json!([LEVEL_MANIFEST, LEVEL_STAGING_SIGNED])
         );
         let unchecked = promotion(None).verification_summary().predicate;
         assert_eq!(unchecked["inputAttestations"], serde_json::json!([]));
-        assert_eq!(unchecked["verifiedLevels"], serde_json::json!([LEVEL_MANIFEST]));
+        assert_eq!(
+            unchecked["verifiedLevels"],
+            serde_json::json!([LEVEL_MANIFEST])
+        );
     }
 
     #[test]

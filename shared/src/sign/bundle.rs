@@ -58,11 +58,7 @@ pub struct VerificationMaterial {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<serde_json::Value>,
     /// Transparency log entries (none in what the promoter writes).
-    #[serde(
-        rename = "tlogEntries",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(rename = "tlogEntries", default, skip_serializing_if = "Vec::is_empty")]
     pub tlog_entries: Vec<serde_json::Value>,
 }
 

@@ -71,9 +71,9 @@ impl Statement {
 
     /// True when the statement is about `digest` (any subject with that digest).
     pub fn names_digest(&self, digest: &Digest) -> bool {
-        self.subject.iter().any(|s| {
-            s.digest.get(DIGEST_ALGORITHM).map(String::as_str) == Some(digest.hex())
-        })
+        self.subject
+            .iter()
+            .any(|s| s.digest.get(DIGEST_ALGORITHM).map(String::as_str) == Some(digest.hex()))
     }
 }
 
@@ -132,10 +132,7 @@ impl Envelope {
 
     /// The statement inside, when any signature verifies under `verifies(message, signature)`
     /// and the payload is an in-toto statement.
-    pub fn verified_statement(
-        &self,
-        verifies: impl Fn(&[u8], &[u8]) -> bool,
-    ) -> Option<Statement> {
+    pub fn verified_statement(&self, verifies: impl Fn(&[u8], &[u8]) -> bool) -> Option<Statement> {
         if self.payload_type != PAYLOAD_TYPE {
             return None;
         }

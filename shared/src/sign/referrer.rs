@@ -418,7 +418,10 @@ mod tests {
             json["annotations"][PREDICATE_ANNOTATION],
             "https://sigstore.dev/cosign/sign/v1"
         );
-        assert_eq!(referrer.manifest.digest, Digest::of(&referrer.manifest.bytes));
+        assert_eq!(
+            referrer.manifest.digest,
+            Digest::of(&referrer.manifest.bytes)
+        );
     }
 
     #[test]
@@ -436,7 +439,10 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&merged.bytes).expect("json");
         assert_eq!(json["mediaType"], media_type::OCI_INDEX);
         assert_eq!(json["manifests"][0], theirs);
-        assert_eq!(json["manifests"][1]["digest"], ours.manifest.digest.as_str());
+        assert_eq!(
+            json["manifests"][1]["digest"],
+            ours.manifest.digest.as_str()
+        );
         assert!(merged_index(Some(&merged), &[ours.index_entry(), theirs]).is_none());
         let entries = entries_of(&merged);
         assert!(entries[1].may_hold("p"));

@@ -22,7 +22,7 @@ use futures_util::future::try_join_all;
 
 use super::attest::{Promotion, rfc3339};
 use super::bundle::Bundle;
-use super::intoto::{Envelope, Statement, pre_authentication_encoding, PAYLOAD_TYPE};
+use super::intoto::{Envelope, PAYLOAD_TYPE, Statement, pre_authentication_encoding};
 use super::referrer::{self, BundleReferrer, Listing, Subject};
 use super::{Pushed, SignError, Signer, push, verify};
 use crate::http::retry::retry_unit;
@@ -212,7 +212,10 @@ impl Signer {
         let mut out = Vec::with_capacity(repositories.len());
         let mut signed = None;
         for repository in repositories {
-            if !verify(client, repository, digest, self.public()).await?.is_empty() {
+            if !verify(client, repository, digest, self.public())
+                .await?
+                .is_empty()
+            {
                 out.push(((*repository).clone(), false));
                 continue;
             }
@@ -259,7 +262,13 @@ impl Signer {
         for statement in statements {
             let artifact = Artifact::of_predicate(&statement.predicate_type);
             let found = self
-                .find_bundle(client, repositories, &listings, digest, &statement.predicate_type)
+                .find_bundle(
+                    client,
+                    repositories,
+                    &listings,
+                    digest,
+                    &statement.predicate_type,
+                )
                 .await?;
             let bundle = match found {
                 Some(found) => found,
@@ -300,7 +309,11 @@ impl Signer {
         let mut read = 0;
         let mut seen = std::collections::HashSet::new();
         for (repository, listing) in repositories.iter().zip(listings) {
-            for entry in listing.entries.iter().filter(|e| e.may_hold(predicate_type)) {
+            for entry in listing
+                .entries
+                .iter()
+                .filter(|e| e.may_hold(predicate_type))
+            {
                 if !seen.insert(entry.digest.clone()) {
                     continue;
                 }

@@ -72,7 +72,8 @@ pub async fn bundles(
         .filter(|e| e.may_hold_any_bundle())
         .take(MAX_BUNDLES)
     {
-        let Some((_, bytes)) = referrer::read_bundle(client, repository, digest, &entry.digest).await?
+        let Some((_, bytes)) =
+            referrer::read_bundle(client, repository, digest, &entry.digest).await?
         else {
             continue;
         };
@@ -82,7 +83,9 @@ pub async fn bundles(
                 if s.names_digest(digest) {
                     Ok(s)
                 } else {
-                    Err(BundleError::NotABundle(format!("its statement is not about {digest}")))
+                    Err(BundleError::NotABundle(format!(
+                        "its statement is not about {digest}"
+                    )))
                 }
             });
         out.push(FoundBundle {

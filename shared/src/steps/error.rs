@@ -45,7 +45,7 @@ pub enum StepError {
         what: String,
     },
     /// Another worker holds the unit's lease: try again later.
-    #[error("unit {unit} is being copied by {holder}")]
+    #[error("unit {unit} is being worked on by {holder}")]
     Held {
         /// The unit.
         unit: String,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::error_chain::error_chain;
+use crate::state::ledger::lease::{self, Claim, Worker};
 use crate::state::ledger::{Final, RunLedger};
 use crate::state::records::{UnitFailure, now};
 
@@ -97,7 +98,12 @@ async fn provenance(
             };
             let mut holders: Vec<(String, Digest)> = found
                 .iter()
-                .map(|f| (format!("{}@{}", unit.source, f.holder()), f.holder().clone()))
+                .map(|f| {
+                    (
+                        format!("{}@{}", unit.source, f.holder()),
+                        f.holder().clone(),
+                    )
+                })
                 .collect();
             holders.dedup();
             Some(holders).filter(|h| !h.is_empty())
@@ -121,7 +127,31 @@ async fn sign_recorded_unit(
     provenance: &Provenance,
 ) -> Result<SignOutcome, StepError> {
     let ledger = RunLedger::new(&deps.store, &message.run);
+    // One signer per digest at a time, whatever the run: two workers signing the same digest
+    // at once would each find nothing and each add a bundle. The second waits (its message
+    // comes back) and then finds everything there.
+    let lease_name = format!("sign/{}", unit.digest.hex());
+    let lease = match lease::acquire(
+        &deps.store,
+        &lease_name,
+        &message.run,
+        &Worker::current(),
+        deps.settings.lease_ttl,
+    )
+    .await?
+    {
+        Claim::Acquired(lease) => lease,
+        Claim::HeldBy(holder) => {
+            return Err(StepError::Held {
+                unit: format!("{} (signing {})", unit.id, unit.digest),
+                holder: holder.owner,
+            });
+        }
+    };
     let signed = signer.sign_unit(&deps.client, &unit, provenance).await;
+    if let Err(error) = lease.release(&deps.store).await {
+        tracing::warn!(error = %error_chain(&error), "the signing lease stays until it expires");
+    }
     let mut record = SignatureRecord {
         schema: "promoter.signature/v1".to_owned(),
         unit: unit.id.clone(),
