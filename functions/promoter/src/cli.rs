@@ -85,8 +85,9 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         key: PathBuf,
         /// Count only signatures made for this name (their docker-reference), e.g. the
-        /// canonical name the promoter signed under. Default: any name. Applies to legacy
-        /// signatures and attestations; cosign 3's signature statement names no image.
+        /// canonical name the promoter signed under. Default: any name. cosign 3's signature
+        /// statement names no image: a bundle counts when the key's promotion record names
+        /// the image so.
         #[arg(long, value_name = "NAME")]
         reference: Option<String>,
         /// List and check the image's attestations by the key (every bundle referrer); exit 0

@@ -8,6 +8,7 @@ use anyhow::Context;
 use promoter::copy::CopyOptions;
 use promoter::plan::Plan;
 use promoter::state::StateStore;
+use promoter::state::ledger::promoted::{PromotedUnit, load_promoted};
 use promoter::state::records::{RunRecord, RunStatus, UnitRecord};
 use promoter::steps::Deps;
 use promoter::steps::promote as steps;
@@ -193,11 +194,23 @@ async fn show(store: &StateStore, id: &str, output: PromoteOutput) -> anyhow::Re
     let listing = steps::list_unit_records(store, id).await?;
     warn_unreadable(&listing.unreadable);
     let records: Vec<UnitRecord> = listing.records;
+    // What each unit's digest carries now, whichever run signed it.
+    let promoted = load_promoted(store).await?;
     let mut out = std::io::stdout().lock();
     if output == PromoteOutput::Json {
+        let carried: serde_json::Map<String, serde_json::Value> = planned
+            .iter()
+            .filter_map(|u| {
+                let p = promoted.get(&u.id)?;
+                Some((
+                    u.id.clone(),
+                    serde_json::json!({"signed": p.signed, "attested": p.attested}),
+                ))
+            })
+            .collect();
         serde_json::to_writer(
             &mut out,
-            &serde_json::json!({ "run": run, "units": records }),
+            &serde_json::json!({ "run": run, "units": records, "promoted": carried }),
         )?;
         writeln!(out)?;
         return Ok(listed(&listing.unreadable));
@@ -220,11 +233,12 @@ async fn show(store: &StateStore, id: &str, output: PromoteOutput) -> anyhow::Re
     )?;
     for unit in &planned {
         match records.iter().find(|r| r.id == unit.id) {
-            Some(r) => write_unit_record(&mut out, r)?,
+            Some(r) => write_unit_record(&mut out, r, carried(promoted.get(&unit.id)))?,
             None => writeln!(
                 out,
-                "  {}  pending  attempts 0  {:>6}  {}@{}",
+                "  {}  pending  {:<15}  attempts 0  {:>6}  {}@{}",
                 clean(&unit.id),
+                carried(promoted.get(&unit.id)),
                 "-",
                 unit.source,
                 unit.digest
@@ -234,17 +248,29 @@ async fn show(store: &StateStore, id: &str, output: PromoteOutput) -> anyhow::Re
     Ok(listed(&listing.unreadable))
 }
 
+/// What the promoted ledger says a unit's digest carries: `signed+attested`, `signed`,
+/// `unsigned`, or `-` when it is not recorded as promoted.
+fn carried(promoted: Option<&PromotedUnit>) -> &'static str {
+    match promoted {
+        Some(p) if p.signed && p.attested => "signed+attested",
+        Some(p) if p.signed => "signed",
+        Some(_) => "unsigned",
+        None => "-",
+    }
+}
+
 /// One unit's line (and its error's) in `runs show`.
-fn write_unit_record(out: &mut impl Write, r: &UnitRecord) -> std::io::Result<()> {
+fn write_unit_record(out: &mut impl Write, r: &UnitRecord, carried: &str) -> std::io::Result<()> {
     let seconds = r
         .seconds
         .map(|s| format!("{s:.1}s"))
         .unwrap_or_else(|| "-".to_owned());
     writeln!(
         out,
-        "  {}  {:<7}  attempts {}  {:>6}  {}@{}",
+        "  {}  {:<7}  {:<15}  attempts {}  {:>6}  {}@{}",
         clean(&r.id),
         r.status.to_string(),
+        carried,
         r.attempts,
         seconds,
         clean(&r.source),

@@ -60,13 +60,29 @@ pub fn verify(
             return Ok(report_attestations(&image, &found, signed_as, key));
         }
         let found = sign::verify_any(&client, &repository, &digest, &public).await?;
+        // A bundle's signature statement names no image: under --reference it counts when a
+        // promotion record by the same key names the image that way.
+        let named_by_record = match signed_as {
+            None => true,
+            Some(wanted) => sign::verify::bundles(&client, &repository, &digest, &public)
+                .await?
+                .iter()
+                .filter_map(|b| b.statement.as_ref().ok())
+                .any(|s| {
+                    s.predicate_type == attest::PROMOTION_PREDICATE
+                        && s.subject
+                            .iter()
+                            .any(|n| n.name == format!("{wanted}@{digest}"))
+                }),
+        };
         let found: Vec<&Found> = found
             .iter()
             .filter(|f| match (f, signed_as) {
                 (Found::Legacy { payload, .. }, Some(wanted)) => {
                     payload.critical.identity.docker_reference == wanted
                 }
-                _ => true,
+                (Found::Bundle { .. }, _) => named_by_record,
+                (Found::Legacy { .. }, None) => true,
             })
             .collect();
         if found.is_empty() {

@@ -366,7 +366,7 @@ impl Stack {
             assert_eq!(record["action"], "push", "{key}");
             assert_eq!(record["revision"], revision.trim(), "{key}");
             let (_, _, tag) = what(record);
-            let want = if tag.ends_with(".sig") || tag == "-" {
+            let want = if tag.ends_with(".sig") || tag.starts_with("sha256-") || tag == "-" {
                 "expected"
             } else {
                 "approved"
@@ -395,6 +395,30 @@ fn what(record: &serde_json::Value) -> Pushed {
 /// The cosign signature tag of `digest`.
 fn sig(digest: &str) -> String {
     format!("{}.sig", digest.replace(':', "-"))
+}
+
+/// The pushes signing in bundle format made for `digest` in `name` (`repository` in records):
+/// the fallback index under its tag, and each referrer it lists, untagged.
+fn bundle_pushes(
+    production: &TestRegistry,
+    name: &str,
+    repository: &str,
+    digest: &str,
+) -> Vec<Pushed> {
+    let tag = digest.replace(':', "-");
+    let bytes = skopeo::inspect_raw(production, name, &tag, None);
+    let index: serde_json::Value = serde_json::from_slice(&bytes).expect("a referrers index");
+    let referrers = index["manifests"].as_array().expect("manifests");
+    assert_eq!(referrers.len(), 3, "signature, promotion record, summary");
+    let mut pushes = vec![(repository.to_owned(), skopeo::digest_of(&bytes), tag)];
+    pushes.extend(referrers.iter().map(|r| {
+        (
+            repository.to_owned(),
+            r["digest"].as_str().unwrap_or_default().to_owned(),
+            "-".to_owned(),
+        )
+    }));
+    pushes
 }
 
 /// What a signature push looks like in a record: its digest is the signature image's, not
@@ -457,6 +481,18 @@ fn a_promotion_is_approved_and_a_push_behind_its_back_is_alerted_once() {
         let bytes = skopeo::inspect_raw(&stack.production, &name, tag, None);
         expected.insert((repository.clone(), skopeo::digest_of(&bytes), tag.clone()));
     }
+    expected.extend(bundle_pushes(
+        &stack.production,
+        "prod/app",
+        &prod_app,
+        &app.digest,
+    ));
+    expected.extend(bundle_pushes(
+        &stack.production,
+        "prod/tool",
+        &prod_tool,
+        &tool.digest,
+    ));
     let (records, audited_in) = stack.audited(&expected);
     assert_eq!(signature_records(&records), signatures);
     stack.check_promotion(&records);
@@ -616,6 +652,12 @@ fn promoting_a_two_platform_index_alerts_nobody() {
     for child in &index.children {
         expected.insert((app.clone(), child.digest.clone(), "-".to_owned()));
     }
+    expected.extend(bundle_pushes(
+        &stack.production,
+        "prod/app",
+        &app,
+        &index.digest,
+    ));
     let (records, _) = stack.audited(&expected);
     stack.check_promotion(&records);
     for child in &index.children {

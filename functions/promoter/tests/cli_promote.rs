@@ -238,8 +238,9 @@ fn promote_with_a_key_signs_every_destination_and_verify_checks_it() {
     );
     let report = json(&out);
     assert_eq!(
-        report["summary"]["signatures_added"], 4,
-        "2 digests × 2 destinations"
+        report["summary"]["signatures_added"], 16,
+        "2 digests × 2 destinations × (a legacy signature, a signature bundle, a promotion \
+         record, a verification summary)"
     );
 
     for (repo, digest) in [
@@ -264,6 +265,27 @@ fn promote_with_a_key_signs_every_destination_and_verify_checks_it() {
             "registry.example.io/tool"
         };
         assert!(text.contains(&format!("signed as {name}")), "{text}");
+        assert!(
+            text.contains("(sigstore bundle, referrer sha256:"),
+            "{text}"
+        );
+        let attested = promoter_in(
+            dir.path(),
+            &[
+                "verify",
+                "--attestations",
+                &reference,
+                "--key",
+                "release.pub",
+            ],
+        );
+        let listed = String::from_utf8_lossy(&attested.stdout);
+        assert_eq!(attested.status.code(), Some(0), "{listed}");
+        assert!(
+            listed.contains(&format!("-> {name}@{digest}")),
+            "the promotion record names the canonical name: {listed}"
+        );
+        assert!(listed.contains("verification summary"), "{listed}");
         let refused = promoter_in(dir.path(), &["verify", &reference, "--key", "other.pub"]);
         assert_eq!(refused.status.code(), Some(1), "another key's check fails");
     }

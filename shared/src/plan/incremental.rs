@@ -40,13 +40,25 @@ pub struct Promoted<'a> {
     pub destinations: &'a std::collections::BTreeSet<String>,
     /// Whether it was signed.
     pub signed: bool,
+    /// Whether its attestations were attached.
+    pub attested: bool,
+}
+
+/// What a run adds to each promoted digest besides copying it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// A signature.
+    pub signature: bool,
+    /// A bundle signature, promotion record and verification summary.
+    pub attestations: bool,
 }
 
 /// The units of `units` with only their destinations not promoted yet; units with none left
-/// out. With `signing`, a unit promoted unsigned is kept whole (it must be signed everywhere).
+/// out. A unit promoted without what `needs` asks for (unsigned, or signed before attestations
+/// were made) is kept whole: it must be signed everywhere.
 pub fn missing<'a>(
     units: &[Unit],
-    signing: bool,
+    needs: Needs,
     promoted: impl Fn(&str) -> Option<Promoted<'a>>,
 ) -> Vec<Unit> {
     units
@@ -55,7 +67,7 @@ pub fn missing<'a>(
             let Some(record) = promoted(&unit.id) else {
                 return Some(unit.clone());
             };
-            if signing && !record.signed {
+            if (needs.signature && !record.signed) || (needs.attestations && !record.attested) {
                 return Some(unit.clone());
             }
             let destinations: Vec<Destination> = unit
@@ -128,9 +140,14 @@ mod tests {
             ledger.get(id).map(|(destinations, signed)| Promoted {
                 destinations,
                 signed: *signed,
+                attested: *signed,
             })
         };
-        let planned = missing(&desired, true, lookup);
+        let signing = Needs {
+            signature: true,
+            attestations: false,
+        };
+        let planned = missing(&desired, signing, lookup);
         let summary: Vec<(String, Vec<String>)> = planned
             .iter()
             .map(|u| {
@@ -153,6 +170,23 @@ mod tests {
             ]
         );
         // Without signing, the unsigned unit counts as promoted.
-        assert_eq!(missing(&desired, false, lookup).len(), 3);
+        assert_eq!(missing(&desired, Needs::default(), lookup).len(), 3);
+        // Signed before attestations were made: planned again once they are asked for.
+        let unattested = |id: &str| {
+            lookup(id).map(|p| Promoted {
+                attested: id != "same",
+                ..p
+            })
+        };
+        let attesting = Needs {
+            signature: true,
+            attestations: true,
+        };
+        let planned = missing(&desired, attesting, unattested);
+        assert!(
+            planned
+                .iter()
+                .any(|u| u.id == "same" && u.destinations.len() == 2)
+        );
     }
 }

@@ -435,6 +435,12 @@ impl Signer {
         self.attest
     }
 
+    /// True when each signed digest gets a bundle signature, a promotion record and a
+    /// verification summary.
+    pub fn attaches_attestations(&self) -> bool {
+        self.attest && self.format.bundle()
+    }
+
     /// True when `host` said it has no referrers API.
     fn lacks_referrers_api(&self, host: &str) -> bool {
         self.no_referrers_api

@@ -40,6 +40,9 @@ pub async fn record_promoted(deps: &Deps, unit: &Unit) -> Result<(), StepError> 
         &unit.id,
         &incremental::fingerprints(unit),
         deps.signer.is_some(),
+        deps.signer
+            .as_ref()
+            .is_some_and(|s| s.attaches_attestations()),
     )
     .await?;
     Ok(())

@@ -331,16 +331,20 @@ async fn units_to_run(plan: &plan::Plan, deps: &Deps) -> Result<Vec<plan::Unit>,
         return Ok(plan.units.clone());
     }
     let promoted = load_promoted(&deps.store).await?;
-    Ok(plan::incremental::missing(
-        &plan.units,
-        deps.signer.is_some(),
-        |id| {
-            promoted.get(id).map(|p| plan::incremental::Promoted {
-                destinations: &p.destinations,
-                signed: p.signed,
-            })
-        },
-    ))
+    let needs = plan::incremental::Needs {
+        signature: deps.signer.is_some(),
+        attestations: deps
+            .signer
+            .as_ref()
+            .is_some_and(|s| s.attaches_attestations()),
+    };
+    Ok(plan::incremental::missing(&plan.units, needs, |id| {
+        promoted.get(id).map(|p| plan::incremental::Promoted {
+            destinations: &p.destinations,
+            signed: p.signed,
+            attested: p.attested,
+        })
+    }))
 }
 
 /// Re-drives one unit of a recorded run, even one that is done (an on-call repair: production

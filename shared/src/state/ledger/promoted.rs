@@ -48,14 +48,20 @@ pub struct PromotedUnit {
     pub destinations: BTreeSet<String>,
     /// Whether it was signed (in every one of them).
     pub signed: bool,
+    /// Whether its bundle signature, promotion record and verification summary were attached
+    /// (in every one of them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attested: bool,
 }
 
-/// Records that unit `unit` is in the destinations `fingerprints` name (signed or not).
+/// Records that unit `unit` is in the destinations `fingerprints` name (signed or not, and
+/// attested or not).
 pub async fn record_promoted(
     store: &StateStore,
     unit: &str,
     fingerprints: &[String],
     signed: bool,
+    attested: bool,
 ) -> Result<(), StateError> {
     cas::modify(store, &promoted_key(unit), "promoted shard", |shard| {
         let mut shard: PromotedShard = shard.unwrap_or_else(|| PromotedShard {
@@ -67,8 +73,9 @@ pub async fn record_promoted(
         entry.destinations.extend(fingerprints.iter().cloned());
         // Signed stays true once true; a later unsigned promotion of the same destinations
         // (signing turned off) does not make it unsigned.
-        let newly_signed = signed && !entry.signed;
+        let newly_signed = (signed && !entry.signed) || (attested && !entry.attested);
         entry.signed |= signed;
+        entry.attested |= attested;
         Ok(if entry.destinations.len() == known && !newly_signed {
             Decision::Keep(())
         } else {
@@ -110,19 +117,19 @@ mod tests {
     #[tokio::test]
     async fn records_add_up_and_signing_sticks() {
         let store = StateStore::from(MemoryStore::default());
-        record_promoted(&store, "ab12", &["d1".into()], false)
+        record_promoted(&store, "ab12", &["d1".into()], false, false)
             .await
             .expect("recorded");
-        record_promoted(&store, "ab12", &["d2".into()], true)
+        record_promoted(&store, "ab12", &["d2".into()], true, false)
             .await
             .expect("recorded");
-        record_promoted(&store, "ab34", &["d1".into()], false)
+        record_promoted(&store, "ab34", &["d1".into()], false, false)
             .await
             .expect("recorded");
-        record_promoted(&store, "cd56", &["d9".into()], true)
+        record_promoted(&store, "cd56", &["d9".into()], true, true)
             .await
             .expect("recorded");
-        record_promoted(&store, "ab12", &["d1".into()], false)
+        record_promoted(&store, "ab12", &["d1".into()], false, false)
             .await
             .expect("nothing new");
         let all = load_promoted(&store).await.expect("loaded");
@@ -131,6 +138,8 @@ mod tests {
         assert_eq!(ab12.destinations, ["d1".to_owned(), "d2".to_owned()].into());
         assert!(ab12.signed);
         assert!(!all["ab34"].signed);
+        assert!(!ab12.attested);
+        assert!(all["cd56"].attested);
         assert_eq!(
             store.list("promoted/").await.expect("list"),
             ["promoted/ab.json", "promoted/cd.json"]
