@@ -278,8 +278,9 @@ async fn scenario(s3_endpoint: &str) {
         let value = output(signed);
         assert_eq!(
             value["added"].as_array().map(Vec::len),
-            Some(2),
-            "a signature added in each destination: {value}"
+            Some(8),
+            "a signature added in each destination, in both formats, with the promotion record \
+             and the summary: {value}"
         );
         assert_eq!(value["present"], serde_json::json!([]), "{value}");
     }

@@ -516,6 +516,8 @@ async fn scenario(chaos: Chaos, s3_endpoint: &str) {
                     .map(|m| &m.digest)
                 {
                     expected.insert(signature_tag(digest));
+                    // The referrers fallback tag listing the bundles.
+                    expected.insert(digest.replace(':', "-"));
                 }
             }
             if prod_path == PROD_PATHS[0] && *name == "app-a" {
@@ -627,6 +629,33 @@ async fn scenario(chaos: Chaos, s3_endpoint: &str) {
                         "{}/{target}@{digest}: {layers} signature layers, {} valid by the key",
                         prod.host(),
                         valid.len()
+                    ));
+                }
+                // Bundles: exactly one per statement (the signature; and for the promoted
+                // digest its promotion record and summary), each valid by the key.
+                let bundles = sign::verify::bundles(
+                    &deps.client,
+                    &repository,
+                    &promoter_tests::digest(digest),
+                    &public,
+                )
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("seed {seed}: read the bundles of {target}@{digest}: {e}")
+                });
+                let mut kinds: Vec<String> = bundles
+                    .iter()
+                    .map(|b| match &b.statement {
+                        Ok(statement) => statement.predicate_type.clone(),
+                        Err(e) => format!("invalid: {e}"),
+                    })
+                    .collect();
+                kinds.sort();
+                let want = if *digest == p.pushed.digest { 3 } else { 1 };
+                if kinds.len() != want || kinds.iter().any(|k| k.starts_with("invalid")) {
+                    signature_problems.push(format!(
+                        "{}/{target}@{digest}: bundles {kinds:?}, want {want}",
+                        prod.host()
                     ));
                 }
             }

@@ -482,6 +482,17 @@ async fn kms_keys_sign_and_the_signature_verifies_independently() {
         independently_verified(&reference, &pem).await,
         "sigstore-rs accepts the KMS signature"
     );
+    // The KMS key's bundles (signature, promotion record, summary) verify independently too.
+    let bundles =
+        crate::bundles::independently_verified(&production.host(), "prod/app", &image.digest, &pem);
+    for predicate in [
+        sign::attest::SIGNATURE_PREDICATE,
+        sign::attest::PROMOTION_PREDICATE,
+        sign::attest::VSA_PREDICATE,
+    ] {
+        assert_eq!(bundles[predicate], 1, "{predicate}: {bundles}");
+    }
+    assert_eq!(bundles["rejected"], 0, "{bundles}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

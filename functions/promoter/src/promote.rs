@@ -13,7 +13,7 @@ use promoter::steps::Deps;
 
 use crate::cli::PromoteArgs;
 use crate::exit::{INVALID, print_diagnostics};
-use crate::report::{Row, progress_bar, report};
+use crate::report::{Counters, Row, progress_bar, report};
 
 /// Runs `promoter promote`.
 pub fn run(args: PromoteArgs) -> anyhow::Result<ExitCode> {
@@ -39,8 +39,11 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
             false,
             &chained.rows,
             (!args.no_state).then_some(chained.run),
-            &deps.client,
-            &chained.engines.copy,
+            Counters {
+                client: &deps.client,
+                engine: &chained.engines.copy,
+                signer: deps.signer.as_deref(),
+            },
             started.elapsed(),
         );
     }
@@ -70,8 +73,11 @@ async fn promote(args: PromoteArgs, plan: plan::Plan) -> anyhow::Result<ExitCode
         args.dry_run,
         &rows,
         None,
-        &deps.client,
-        &engine,
+        Counters {
+            client: &deps.client,
+            engine: &engine,
+            signer: None,
+        },
         started.elapsed(),
     )
 }

@@ -23,11 +23,10 @@ pub fn report(
     dry_run: bool,
     rows: &[Row],
     run: Option<RunInfo>,
-    client: &Client,
-    engine: &Engine,
+    counters: Counters<'_>,
     elapsed: Duration,
 ) -> anyhow::Result<ExitCode> {
-    let summary = Summary::of(rows, run, client, engine, elapsed);
+    let summary = Summary::of(rows, run, counters, elapsed);
     let mut stdout = std::io::stdout().lock();
     match output {
         PromoteOutput::Json => write_json(&mut stdout, dry_run, &summary, rows)?,
@@ -168,6 +167,17 @@ pub fn progress_bar(
     Some((bar, ticker))
 }
 
+/// Where a promotion's counts are read: the registry client, the copy engine, the signer.
+#[derive(Clone, Copy)]
+pub struct Counters<'a> {
+    /// The registry client (requests).
+    pub client: &'a Client,
+    /// The copy engine (bytes read).
+    pub engine: &'a Engine,
+    /// The signer, when signing (signing operations).
+    pub signer: Option<&'a promoter::sign::Signer>,
+}
+
 /// Totals of a promotion.
 #[derive(Serialize)]
 struct Summary {
@@ -182,6 +192,8 @@ struct Summary {
     manifests_written: usize,
     tags_written: usize,
     signatures_added: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_operations: Option<u64>,
     bytes_read_from_source: u64,
     requests: u64,
     requests_retried: u64,
@@ -191,13 +203,12 @@ struct Summary {
 }
 
 impl Summary {
-    fn of(
-        rows: &[Row],
-        run: Option<RunInfo>,
-        client: &Client,
-        engine: &Engine,
-        elapsed: Duration,
-    ) -> Self {
+    fn of(rows: &[Row], run: Option<RunInfo>, counters: Counters<'_>, elapsed: Duration) -> Self {
+        let Counters {
+            client,
+            engine,
+            signer,
+        } = counters;
         let count = |f: &dyn Fn(&Action) -> bool| {
             rows.iter().flat_map(Row::actions).filter(|a| f(a)).count()
         };
@@ -214,6 +225,7 @@ impl Summary {
             manifests_written: count(&|a| matches!(a, Action::PutManifest { .. })),
             tags_written: count(&|a| matches!(a, Action::PutTag { .. })),
             signatures_added: count(&|a| matches!(a, Action::Sign { added: true, .. })),
+            signing_operations: signer.map(promoter::sign::Signer::operations),
             bytes_read_from_source: engine.progress().bytes_read.load(Ordering::Relaxed),
             requests: client.counts.total.load(Ordering::Relaxed),
             requests_retried: client.counts.retried.load(Ordering::Relaxed),

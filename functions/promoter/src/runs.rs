@@ -15,7 +15,7 @@ use promoter::steps::promote as steps;
 
 use crate::cli::{PromoteOutput, RunsCommand};
 use crate::exit::INVALID;
-use crate::report::{Row, report};
+use crate::report::{Counters, Row, report};
 use crate::terminal::{clean, when};
 
 /// Runs a `promoter runs` command.
@@ -92,8 +92,11 @@ async fn retry(
         false,
         &rows,
         Some(chained.run),
-        &deps.client,
-        &chained.engines.copy,
+        Counters {
+            client: &deps.client,
+            engine: &chained.engines.copy,
+            signer: deps.signer.as_deref(),
+        },
         started.elapsed(),
     )
 }

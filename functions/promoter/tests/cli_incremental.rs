@@ -196,3 +196,108 @@ fn a_change_costs_what_it_changes() {
         count(&fourth, "requests"),
     );
 }
+
+/// Signing with state: a digest signed in legacy format only is signed again (bundles and
+/// attestations added, nothing copied) by the next run that asks for them; `runs show` says
+/// what each digest carries; a fallback index wiped behind the promoter's back is not noticed
+/// by an incremental run (production is not read) and is repaired by `--full`, which copies
+/// nothing and pushes the same bundles back.
+#[test]
+fn signing_upgrades_and_repairs_without_copying() {
+    let staging = TestRegistry::start();
+    let production = TestRegistry::start();
+    let seeder = Seeder::new(&staging);
+    let image = image::single(ManifestFormat::Oci, "signed-incremental");
+    seeder.push_image("staging/app", &image, None);
+    let mirrors = vec![
+        format!("{}/us", production.host()),
+        format!("{}/eu", production.host()),
+    ];
+    let dir = tempfile::tempdir().expect("a folder");
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest(
+            &staging,
+            &mirrors,
+            &[("app".to_owned(), image.digest.clone(), vec!["v1"])],
+        ),
+    )
+    .expect("write the manifest");
+    let keys = Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .args(["keys", "generate", "release"])
+        .current_dir(dir.path())
+        .output()
+        .expect("generate a key");
+    assert_eq!(keys.status.code(), Some(0));
+    let run = |args: &[&str]| {
+        let mut all = vec!["m.yaml", "--output", "json", "--key", "release.key"];
+        all.extend_from_slice(args);
+        let out = promote(dir.path(), &all);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        summary(&out)
+    };
+
+    let legacy = run(&["--signature-format", "legacy"]);
+    assert_eq!(count(&legacy, "copied"), 1);
+    assert_eq!(count(&legacy, "signatures_added"), 2, "{legacy}");
+    // Attestations asked for now: signed again, nothing copied.
+    let upgraded = run(&[]);
+    assert_eq!(count(&upgraded, "copied"), 0, "{upgraded}");
+    assert_eq!(count(&upgraded, "present"), 1, "{upgraded}");
+    assert_eq!(
+        count(&upgraded, "signatures_added"),
+        6,
+        "3 bundles × 2 mirrors: {upgraded}"
+    );
+    assert_eq!(count(&upgraded, "signing_operations"), 3, "{upgraded}");
+    let run_id = upgraded["run"]["id"].as_str().expect("a run id").to_owned();
+    let shown = Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .args(["runs", "show", &run_id])
+        .current_dir(dir.path())
+        .output()
+        .expect("runs show");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("signed+attested"), "{text}");
+    // Nothing left to do.
+    let idle = run(&[]);
+    assert_eq!(count(&idle, "units"), 0, "{idle}");
+
+    // Behind the promoter's back: eu's referrers index emptied.
+    let tag = image.digest.replace(':', "-");
+    let empty = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    let put = Command::new("curl")
+        .args(["-sf", "-X", "PUT", "-H"])
+        .arg("Content-Type: application/vnd.oci.image.index.v1+json")
+        .arg("--data-binary")
+        .arg(String::from_utf8_lossy(empty).as_ref())
+        .arg(format!(
+            "http://{}/v2/eu/app/manifests/{tag}",
+            production.host()
+        ))
+        .output()
+        .expect("curl");
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let unnoticed = run(&[]);
+    assert_eq!(count(&unnoticed, "units"), 0, "{unnoticed}");
+    let repaired = run(&["--full"]);
+    assert_eq!(count(&repaired, "copied"), 0, "{repaired}");
+    assert_eq!(
+        count(&repaired, "signatures_added"),
+        3,
+        "eu's three bundles: {repaired}"
+    );
+    assert_eq!(
+        count(&repaired, "signing_operations"),
+        0,
+        "the bundles us holds are reused: {repaired}"
+    );
+}

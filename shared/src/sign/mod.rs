@@ -327,6 +327,7 @@ pub struct Signer {
     format: SignatureFormat,
     attest: bool,
     no_referrers_api: std::sync::Mutex<std::collections::HashSet<String>>,
+    operations: std::sync::atomic::AtomicU64,
     children: bool,
     public: VerifyingKey,
     identities: Vec<(String, String)>,
@@ -406,6 +407,7 @@ impl Signer {
             format: SignatureFormat::default(),
             attest: true,
             no_referrers_api: std::sync::Mutex::default(),
+            operations: std::sync::atomic::AtomicU64::new(0),
             children: false,
         })
     }
@@ -457,7 +459,14 @@ impl Signer {
 
     /// The key's ASN.1 DER signature of `message`.
     async fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.operations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.key.sign(message).await
+    }
+
+    /// Signing operations made so far (each a KMS `Sign` request with a KMS key).
+    pub fn operations(&self) -> u64 {
+        self.operations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Also signs every child manifest of an index (each platform's image), not only the index.
@@ -503,7 +512,7 @@ impl Signer {
     pub async fn sign(&self, reference: &str, digest: &Digest) -> Result<Signed, SignError> {
         let payload = serde_json::to_vec(&Payload::new(reference, digest, self.optional.clone()))
             .unwrap_or_default();
-        let signature = STANDARD.encode(self.key.sign(&payload).await?);
+        let signature = STANDARD.encode(self.sign_bytes(&payload).await?);
         Ok(Signed {
             payload: Bytes::from(payload),
             signature,
