@@ -242,13 +242,16 @@ fn signing_upgrades_and_repairs_without_copying() {
         summary(&out)
     };
 
-    let legacy = run(&["--signature-format", "legacy"]);
+    // Each run is a new revision (the same plan again is the same run, done earlier).
+    let legacy = run(&["--signature-format", "legacy", "--revision", "r1"]);
     assert_eq!(count(&legacy, "copied"), 1);
     assert_eq!(count(&legacy, "signatures_added"), 2, "{legacy}");
     // Attestations asked for now: signed again, nothing copied.
-    let upgraded = run(&[]);
-    assert_eq!(count(&upgraded, "copied"), 0, "{upgraded}");
-    assert_eq!(count(&upgraded, "present"), 1, "{upgraded}");
+    let upgraded = run(&["--revision", "r2"]);
+    // (A unit that gained signatures counts as written, not as `present`.)
+    for field in ["blobs_copied", "manifests_written", "tags_written"] {
+        assert_eq!(count(&upgraded, field), 0, "{field}: {upgraded}");
+    }
     assert_eq!(
         count(&upgraded, "signatures_added"),
         6,
@@ -264,8 +267,8 @@ fn signing_upgrades_and_repairs_without_copying() {
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(text.contains("signed+attested"), "{text}");
     // Nothing left to do.
-    let idle = run(&[]);
-    assert_eq!(count(&idle, "units"), 0, "{idle}");
+    let idle = run(&["--revision", "r3"]);
+    assert_eq!(count(&idle, "requests"), 0, "{idle}");
 
     // Behind the promoter's back: eu's referrers index emptied.
     let tag = image.digest.replace(':', "-");
@@ -286,10 +289,12 @@ fn signing_upgrades_and_repairs_without_copying() {
         "{}",
         String::from_utf8_lossy(&put.stderr)
     );
-    let unnoticed = run(&[]);
-    assert_eq!(count(&unnoticed, "units"), 0, "{unnoticed}");
-    let repaired = run(&["--full"]);
-    assert_eq!(count(&repaired, "copied"), 0, "{repaired}");
+    let unnoticed = run(&["--revision", "r4"]);
+    assert_eq!(count(&unnoticed, "requests"), 0, "{unnoticed}");
+    let repaired = run(&["--full", "--revision", "r5"]);
+    for field in ["blobs_copied", "manifests_written", "tags_written"] {
+        assert_eq!(count(&repaired, field), 0, "{field}: {repaired}");
+    }
     assert_eq!(
         count(&repaired, "signatures_added"),
         3,
