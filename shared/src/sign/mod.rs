@@ -229,6 +229,19 @@ pub async fn push(
     {
         return Ok(Pushed::AlreadySigned);
     }
+    append(client, repository, digest, signed, existing).await?;
+    Ok(Pushed::Added)
+}
+
+/// Writes the signature image of `digest` in `repository`: the `existing` layers (as just
+/// read), then `signed`.
+async fn append(
+    client: &Client,
+    repository: &Repository,
+    digest: &Digest,
+    signed: &Signed,
+    existing: Vec<(Layer, Bytes)>,
+) -> Result<(), SignError> {
     let payload_digest = Digest::of(&signed.payload);
     if !client.blob_exists(repository, &payload_digest).await? {
         client
@@ -242,8 +255,7 @@ pub async fn push(
         digest: payload_digest.to_string(),
         annotations: [(SIGNATURE_ANNOTATION.to_owned(), signed.signature.clone())].into(),
     });
-    put_signature_image(client, repository, &signature_tag(digest), &layers).await?;
-    Ok(Pushed::Added)
+    put_signature_image(client, repository, &signature_tag(digest), &layers).await
 }
 
 /// Writes a signature image with `layers` (and its config) under `tag`.
@@ -328,6 +340,7 @@ pub struct Signer {
     attest: bool,
     no_referrers_api: std::sync::Mutex<std::collections::HashSet<String>>,
     operations: std::sync::atomic::AtomicU64,
+    known_blobs: referrer::KnownBlobs,
     children: bool,
     public: VerifyingKey,
     identities: Vec<(String, String)>,
@@ -408,6 +421,7 @@ impl Signer {
             attest: true,
             no_referrers_api: std::sync::Mutex::default(),
             operations: std::sync::atomic::AtomicU64::new(0),
+            known_blobs: referrer::KnownBlobs::default(),
             children: false,
         })
     }

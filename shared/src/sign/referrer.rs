@@ -69,6 +69,8 @@ pub struct BundleReferrer {
     pub manifest: Manifest,
     /// When it was made (RFC 3339), as annotated.
     pub created: String,
+    /// Signed just now: its blob is in no repository yet (no HEAD before uploading it).
+    pub fresh: bool,
 }
 
 impl BundleReferrer {
@@ -110,6 +112,7 @@ impl BundleReferrer {
                 bytes,
             },
             created: created.to_owned(),
+            fresh: true,
         }
     }
 
@@ -298,13 +301,24 @@ pub async fn push(
     subject: &Digest,
     referrers: &[&BundleReferrer],
     via_api: bool,
+    known: &KnownBlobs,
 ) -> Result<(), SignError> {
     if referrers.is_empty() {
         return Ok(());
     }
-    put_blob(client, repository, Bytes::from_static(EMPTY_CONFIG)).await?;
+    if !known.contains(repository, &Digest::of(EMPTY_CONFIG)) {
+        put_blob(client, repository, Bytes::from_static(EMPTY_CONFIG)).await?;
+        known.insert(repository, Digest::of(EMPTY_CONFIG));
+    }
     for referrer in referrers {
-        put_blob(client, repository, referrer.bundle.clone()).await?;
+        if referrer.fresh {
+            let digest = Digest::of(&referrer.bundle);
+            client
+                .upload_bytes(repository, &digest, referrer.bundle.clone())
+                .await?;
+        } else {
+            put_blob(client, repository, referrer.bundle.clone()).await?;
+        }
         client
             .manifest_put(repository, &referrer.manifest.digest, &referrer.manifest)
             .await?;
@@ -314,6 +328,25 @@ pub async fn push(
     }
     let entries: Vec<serde_json::Value> = referrers.iter().map(|r| r.index_entry()).collect();
     update_fallback(client, repository, subject, &entries).await
+}
+
+/// Repositories known to hold a blob (the empty config): checked once per repository and
+/// process instead of once per referrer.
+#[derive(Debug, Default)]
+pub struct KnownBlobs(std::sync::Mutex<std::collections::HashSet<(Repository, Digest)>>);
+
+impl KnownBlobs {
+    fn contains(&self, repository: &Repository, digest: &Digest) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|known| known.contains(&(repository.clone(), digest.clone())))
+    }
+
+    fn insert(&self, repository: &Repository, digest: Digest) {
+        if let Ok(mut known) = self.0.lock() {
+            known.insert((repository.clone(), digest));
+        }
+    }
 }
 
 async fn put_blob(client: &Client, repository: &Repository, bytes: Bytes) -> Result<(), SignError> {

@@ -24,7 +24,7 @@ use super::attest::{Promotion, rfc3339};
 use super::bundle::Bundle;
 use super::intoto::{Envelope, PAYLOAD_TYPE, Statement, pre_authentication_encoding};
 use super::referrer::{self, BundleReferrer, Listing, Subject};
-use super::{Pushed, SignError, Signer, push, verify};
+use super::{SignError, Signer, append, is_valid, stored};
 use crate::http::retry::retry_unit;
 use crate::plan::Unit;
 use crate::reference::{Digest, Repository};
@@ -212,9 +212,10 @@ impl Signer {
         let mut out = Vec::with_capacity(repositories.len());
         let mut signed = None;
         for repository in repositories {
-            if !verify(client, repository, digest, self.public())
-                .await?
-                .is_empty()
+            let existing = stored(client, repository, digest).await?;
+            if existing
+                .iter()
+                .any(|(layer, payload)| is_valid(layer, payload, self.public(), digest).is_some())
             {
                 out.push(((*repository).clone(), false));
                 continue;
@@ -223,8 +224,8 @@ impl Signer {
                 Some(signature) => signature,
                 None => signed.insert(self.sign(reference, digest).await?),
             };
-            let pushed = push(client, repository, digest, signature, self.public()).await?;
-            out.push(((*repository).clone(), pushed == Pushed::Added));
+            append(client, repository, digest, signature, existing).await?;
+            out.push(((*repository).clone(), true));
         }
         Ok(out)
     }
@@ -248,15 +249,15 @@ impl Signer {
             });
         };
         let subject = Subject::of(&manifest);
-        let mut listings = Vec::with_capacity(repositories.len());
-        for repository in repositories {
+        let listings = try_join_all(repositories.iter().map(|repository| async move {
             let api = !self.lacks_referrers_api(repository.host());
             let listing = referrer::list(client, repository, digest, api).await?;
             if api && !listing.via_api {
                 self.note_no_referrers_api(repository.host());
             }
-            listings.push(listing);
-        }
+            Ok::<_, SignError>(listing)
+        }))
+        .await?;
         let mut out = Vec::new();
         let mut to_push: HashMap<usize, Vec<BundleReferrer>> = HashMap::new();
         for statement in statements {
@@ -282,17 +283,24 @@ impl Signer {
                 }
             }
         }
-        for (i, referrers) in to_push {
+        // Mirrors in parallel: each one's fallback update pauses before reading back.
+        try_join_all(to_push.iter().map(|(i, referrers)| {
             let referrers: Vec<&BundleReferrer> = referrers.iter().collect();
-            referrer::push(
-                client,
-                repositories[i],
-                digest,
-                &referrers,
-                listings[i].via_api,
-            )
-            .await?;
-        }
+            let repository = repositories[*i];
+            let via_api = listings[*i].via_api;
+            async move {
+                referrer::push(
+                    client,
+                    repository,
+                    digest,
+                    &referrers,
+                    via_api,
+                    &self.known_blobs,
+                )
+                .await
+            }
+        }))
+        .await?;
         Ok(out)
     }
 
@@ -342,6 +350,7 @@ impl Signer {
                             .cloned()
                             .unwrap_or_default(),
                         manifest,
+                        fresh: false,
                     }));
                 }
             }
