@@ -342,3 +342,83 @@ async fn concurrent_signers_keep_each_others_entries_in_the_fallback_index() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staging_bundle_satisfies_the_signature_policy_and_reaches_every_mirror() {
+    let staging = TestRegistry::start();
+    let production = TestRegistry::start();
+    let client = client();
+    let image = push_single(
+        &staging,
+        "staging/app",
+        ManifestFormat::Oci,
+        "bundle-staged",
+        Some("v1"),
+    );
+    let source = promoter_tests::repository(&format!("{}/staging/app", staging.host()));
+    let digest: Digest = image.digest.parse().expect("digest");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (maintainer, maintainer_public, maintainer_pem) = key_files(dir.path(), "maintainer");
+    let (_, stranger_public, _) = key_files(dir.path(), "stranger");
+    let mirrors = ["us/app", "eu/app"];
+    let unit = Unit {
+        id: "staged".to_owned(),
+        source: source.clone(),
+        digest: digest.clone(),
+        destinations: mirrors
+            .iter()
+            .map(|m| Destination {
+                repository: promoter_tests::repository(&format!("{}/{m}", production.host())),
+                tags: Arc::from(vec!["v1".parse().expect("tag")]),
+            })
+            .collect(),
+    };
+    // Another key is required: the unit is refused, nothing is written.
+    let refused = Engine::new(Arc::clone(&client), CopyOptions::default())
+        .requiring_signature(stranger_public)
+        .copy_unit(&unit)
+        .await;
+    assert!(!refused.succeeded(), "unsigned by the stranger");
+
+    // The maintainer signs staging the cosign 3 way only: a bundle, no `.sig`.
+    let staging_unit = Unit {
+        destinations: vec![Destination {
+            repository: source.clone(),
+            tags: Arc::from(vec!["v1".parse().expect("tag")]),
+        }],
+        ..unit.clone()
+    };
+    Signer::new(KeySource::File(maintainer), Vec::new())
+        .await
+        .expect("signer")
+        .with_format(SignatureFormat::Bundle)
+        .with_attestations(false)
+        .sign_unit(&client, &staging_unit, &Provenance::default())
+        .await
+        .expect("the maintainer signs staging");
+    let found = sign::verify_any(&client, &source, &digest, &maintainer_public)
+        .await
+        .expect("verify");
+    assert_eq!(
+        found.iter().map(sign::Found::format).collect::<Vec<_>>(),
+        ["bundle"]
+    );
+
+    let report = Engine::new(Arc::clone(&client), CopyOptions::default())
+        .requiring_signature(maintainer_public.clone())
+        .copy_unit(&unit)
+        .await;
+    assert!(
+        report.succeeded(),
+        "a bundle satisfies the policy: {:?}",
+        report.error
+    );
+    for mirror in mirrors {
+        let found =
+            independently_verified(&production.host(), mirror, digest.as_str(), &maintainer_pem);
+        assert_eq!(
+            found[SIGNATURE_PREDICATE], 1,
+            "{mirror}: the maintainer's bundle: {found}"
+        );
+    }
+}
