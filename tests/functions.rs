@@ -788,8 +788,8 @@ async fn sign(world: &World, run: &str, message: &Message) {
     assert!(record["error"].is_null(), "{record}");
     assert_eq!(
         record["added"].as_array().map(Vec::len),
-        Some(1),
-        "signed in the one destination: {record}"
+        Some(4),
+        "signed in the one destination: the legacy signature and three bundles: {record}"
     );
     assert_eq!(
         std::fs::read_to_string(world.state.join(format!("runs/{run}/final/{app_unit}")))

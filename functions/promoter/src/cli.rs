@@ -135,6 +135,12 @@ pub enum Command {
         /// How to print the report.
         #[arg(long, short, value_enum, default_value_t = PromoteOutput::Text)]
         output: PromoteOutput,
+        /// Also name digests present without any signature: neither their `sha256-<hex>.sig`
+        /// tag nor their referrers fallback tag is listed (read from the same listing; a
+        /// registry serving signatures through its referrers API alone is not read so).
+        /// `promoter promote PATH --key KEY --full` signs them again without copying.
+        #[arg(long)]
+        signatures: bool,
         /// Registries.
         #[command(flatten)]
         registries: RegistryArgs,

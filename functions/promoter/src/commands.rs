@@ -31,8 +31,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reconcile {
             path,
             output,
+            signatures,
             registries,
-        } => crate::reconcile::run(&path, output, &registries),
+        } => crate::reconcile::run(&path, output, signatures, &registries),
         Command::Manifest(crate::cli::ManifestCommand::Add {
             path,
             project,

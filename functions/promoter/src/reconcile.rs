@@ -18,6 +18,7 @@ use crate::terminal::clean;
 pub fn run(
     path: &Path,
     output: PromoteOutput,
+    signatures: bool,
     registries: &RegistryArgs,
 ) -> anyhow::Result<ExitCode> {
     let loaded = manifest::load(&[path.to_path_buf()])?;
@@ -29,7 +30,7 @@ pub fn run(
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let (drifts, requests) = runtime.block_on(async {
         let client = client(registries).await?;
-        let drifts = drift::reconcile(&client, &plan.units).await?;
+        let drifts = drift::reconcile(&client, &plan.units, signatures).await?;
         let requests = client
             .counts
             .total
@@ -46,6 +47,7 @@ pub fn run(
         "missing_tags": count(|d| d.missing_tags.len()),
         "moved_tags": count(|d| d.moved_tags.len()),
         "unknown_tags": count(|d| d.unknown_tags.len()),
+        "unsigned": count(|d| d.unsigned.len()),
         "requests": requests,
     });
     let mut out = std::io::stdout().lock();
@@ -64,17 +66,22 @@ pub fn run(
             }
             writeln!(
                 out,
-                "Drift in {} of {total} repositories: {} missing digests, {} missing tags, {} moved tags, {} unknown tags ({requests} requests).",
+                "Drift in {} of {total} repositories: {} missing digests, {} missing tags, {} moved tags, {} unknown tags{} ({requests} requests).",
                 drifted.len(),
                 summary["missing"],
                 summary["missing_tags"],
                 summary["moved_tags"],
                 summary["unknown_tags"],
+                if signatures {
+                    format!(", {} unsigned digests", summary["unsigned"])
+                } else {
+                    String::new()
+                },
             )?;
             if !drifted.is_empty() {
                 writeln!(
                     out,
-                    "`promoter promote PATH --full` copies what is missing; moved and unknown tags are for people to judge (the promoter never moves or deletes)."
+                    "`promoter promote PATH --full` copies what is missing (and, with --key, signs what is unsigned); moved and unknown tags are for people to judge (the promoter never moves or deletes)."
                 )?;
             }
         }
@@ -104,6 +111,9 @@ fn describe(drift: &RepositoryDrift) -> String {
     }
     for (tag, there) in &drift.unknown_tags {
         parts.push(format!("unknown tag {tag} (→ {})", there.short()));
+    }
+    for digest in &drift.unsigned {
+        parts.push(format!("unsigned {}", digest.short()));
     }
     format!("{}: {}", drift.repository, parts.join("; "))
 }

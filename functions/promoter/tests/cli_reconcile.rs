@@ -54,6 +54,35 @@ fn drift_behind_the_promoters_back_is_reported_by_kind() {
     );
     assert!(String::from_utf8_lossy(&clean.stdout).starts_with("Drift in 0 of 1 repositories"));
 
+    // Promoted without a key: with --signatures, both digests are named unsigned; signed by a
+    // full run with a key (nothing copied), they are not.
+    let unsigned = promoter(dir.path(), &["reconcile", "m.yaml", "--signatures"]);
+    let text = String::from_utf8_lossy(&unsigned.stdout);
+    assert_eq!(unsigned.status.code(), Some(1), "{text}");
+    assert!(text.contains("2 unsigned digests"), "{text}");
+    assert!(
+        text.contains(&format!("unsigned {}", &a.digest[..19])),
+        "{text}"
+    );
+    let keys = promoter(dir.path(), &["keys", "generate", "release"]);
+    assert!(keys.status.success());
+    let signed = promoter(
+        dir.path(),
+        &["promote", "m.yaml", "--no-state", "--key", "release.key"],
+    );
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let checked = promoter(dir.path(), &["reconcile", "m.yaml", "--signatures"]);
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
+
     // Behind the promoter's back: v2 moved to another image, a `debug` tag pushed; and the
     // manifests now ask for a digest that was never copied.
     let other = image::single(ManifestFormat::Oci, "reconcile-other");

@@ -3,7 +3,10 @@
 //!
 //! Per destination repository: a digest asked for and absent (**missing**), a tag asked for and
 //! absent (**missing tag**), a tag asked for pointing at another digest (**moved tag**), a tag
-//! nobody asked for (**unknown tag**). cosign's signature tags are not judged. Reading a
+//! nobody asked for (**unknown tag**), and when asked, a digest present without any signature
+//! (**unsigned**: the listing shows neither its `sha256-<hex>.sig` tag nor its referrers
+//! fallback tag `sha256-<hex>`; a registry serving bundles through its referrers API alone is
+//! not read that way). cosign's signature tags are not judged otherwise. Reading a
 //! repository costs one `tags/list` (Google's answer lists every digest, untagged ones too) and,
 //! elsewhere, one HEAD per tag plus one per desired digest that carries no tag.
 
@@ -13,7 +16,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::plan::Unit;
-use crate::reference::{Digest, Repository, Tag};
+use crate::reference::{CosignArtifact, Digest, Repository, Tag};
 use crate::registry::{Client, RegistryError};
 use crate::snapshot::is_signature_tag;
 
@@ -36,6 +39,9 @@ pub struct RepositoryDrift {
     pub moved_tags: Vec<(Tag, Digest, Digest)>,
     /// `(tag, digest there)`: tags nobody asked for.
     pub unknown_tags: Vec<(Tag, Digest)>,
+    /// Digests asked for and present with no signature tag listed (when signatures are
+    /// checked).
+    pub unsigned: Vec<Digest>,
 }
 
 impl RepositoryDrift {
@@ -45,6 +51,7 @@ impl RepositoryDrift {
             && self.missing_tags.is_empty()
             && self.moved_tags.is_empty()
             && self.unknown_tags.is_empty()
+            && self.unsigned.is_empty()
     }
 }
 
@@ -63,8 +70,14 @@ pub fn desired(units: &[Unit]) -> BTreeMap<Repository, Held> {
     out
 }
 
-/// How `held` differs from `wanted` (pure).
-pub fn compare(repository: &Repository, wanted: &Held, held: &Held) -> RepositoryDrift {
+/// How `held` differs from `wanted` (pure); with `signature_tags` (every signature tag the
+/// repository lists), digests present without one are named unsigned.
+pub fn compare(
+    repository: &Repository,
+    wanted: &Held,
+    held: &Held,
+    signature_tags: Option<&BTreeSet<Tag>>,
+) -> RepositoryDrift {
     let mut drift = RepositoryDrift {
         repository: repository.to_string(),
         ..RepositoryDrift::default()
@@ -77,6 +90,11 @@ pub fn compare(repository: &Repository, wanted: &Held, held: &Held) -> Repositor
     for (digest, tags) in wanted {
         if !held.contains_key(digest) {
             drift.missing.push(digest.clone());
+        } else if let Some(listed) = signature_tags
+            && !listed.contains(&digest.cosign_tag(CosignArtifact::Signature))
+            && !listed.contains(&digest.referrers_tag())
+        {
+            drift.unsigned.push(digest.clone());
         }
         for tag in tags {
             asked_tags.insert(tag);
@@ -100,13 +118,20 @@ pub fn compare(repository: &Repository, wanted: &Held, held: &Held) -> Repositor
 }
 
 /// What `repository` holds, for the digests in `wanted` (untagged desired digests are looked
-/// up one by one where the listing cannot show them).
+/// up one by one where the listing cannot show them), and every signature tag it lists.
 pub async fn observe(
     client: &Client,
     repository: &Repository,
     wanted: &Held,
-) -> Result<Held, RegistryError> {
+) -> Result<(Held, BTreeSet<Tag>), RegistryError> {
     let listing = client.list_repository(repository).await?;
+    let signature_tags: BTreeSet<Tag> = listing
+        .tags
+        .iter()
+        .chain(listing.manifests.values().flat_map(|m| m.tags.iter()))
+        .filter(|t| is_signature_tag(t))
+        .cloned()
+        .collect();
     let mut held: Held = BTreeMap::new();
     if listing.manifests.is_empty() {
         let tags: Vec<Tag> = listing
@@ -138,19 +163,22 @@ pub async fn observe(
             held.insert(digest, listed.tags.into_iter().collect());
         }
     }
-    Ok(held)
+    Ok((held, signature_tags))
 }
 
-/// The drift of every destination repository of `units`, in repository order.
+/// The drift of every destination repository of `units`, in repository order; with
+/// `signatures`, unsigned digests too.
 pub async fn reconcile(
     client: &Client,
     units: &[Unit],
+    signatures: bool,
 ) -> Result<Vec<RepositoryDrift>, RegistryError> {
     let wanted = desired(units);
     futures_util::stream::iter(wanted.iter())
         .map(|(repository, wanted)| async move {
-            let held = observe(client, repository, wanted).await?;
-            Ok::<_, RegistryError>(compare(repository, wanted, &held))
+            let (held, signature_tags) = observe(client, repository, wanted).await?;
+            let signature_tags = signatures.then_some(&signature_tags);
+            Ok::<_, RegistryError>(compare(repository, wanted, &held, signature_tags))
         })
         .buffered(PARALLEL)
         .try_collect()
@@ -184,7 +212,7 @@ mod tests {
             (d('a'), BTreeSet::from([t("v1"), t("v2"), t(&sig)])),
             (d('e'), BTreeSet::from([t("latest"), t("debug")])),
         ]);
-        let drift = compare(&repository, &wanted, &held);
+        let drift = compare(&repository, &wanted, &held, None);
         assert_eq!(drift.missing, [d('b'), d('c')]);
         assert_eq!(drift.missing_tags, []);
         assert_eq!(
@@ -192,6 +220,26 @@ mod tests {
             [(t("latest"), d('a'), d('e')), (t("v2"), d('b'), d('a'))]
         );
         assert_eq!(drift.unknown_tags, [(t("debug"), d('e'))]);
-        assert!(compare(&repository, &wanted, &wanted).missing.is_empty());
+        assert!(
+            compare(&repository, &wanted, &wanted, None)
+                .missing
+                .is_empty()
+        );
+        assert!(drift.unsigned.is_empty(), "not asked");
+        // Signatures checked: `a` has its `.sig` tag; `e` is not asked for; a digest with
+        // only its referrers fallback tag is signed too.
+        let listed = BTreeSet::from([t(&sig)]);
+        let held_b = BTreeMap::from([(d('a'), BTreeSet::new()), (d('b'), BTreeSet::new())]);
+        let wanted_b: Held = BTreeMap::from([
+            (d('a'), BTreeSet::new()),
+            (d('b'), BTreeSet::new()),
+            (d('c'), BTreeSet::new()),
+        ]);
+        let drift = compare(&repository, &wanted_b, &held_b, Some(&listed));
+        assert_eq!(drift.unsigned, [d('b')]);
+        assert_eq!(drift.missing, [d('c')]);
+        let fallback = BTreeSet::from([t(&sig), t(&format!("sha256-{}", "b".repeat(64)))]);
+        let drift = compare(&repository, &wanted_b, &held_b, Some(&fallback));
+        assert!(drift.unsigned.is_empty());
     }
 }
