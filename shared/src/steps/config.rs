@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::http::Timeouts;
 use crate::notify::Notifier;
+use crate::plan::incremental::Needs;
 use crate::queue::{MemoryQueue, Queue, SqsQueue};
 use crate::registry::auth::docker_config::DockerConfig;
 use crate::registry::auth::ecr::EcrCredentials;
@@ -227,7 +228,34 @@ pub fn settings_from_env() -> Result<Settings, StepError> {
         audit_token: var("PROMOTER_AUDIT_TOKEN"),
         lease_ttl,
         full: var("PROMOTER_FULL_RUNS").is_some_and(|v| matches!(v.as_str(), "1" | "true")),
+        chain_signing: chain_signing(
+            var("PROMOTER_CHAIN_SIGNS"),
+            var("PROMOTER_SIGNATURE_FORMAT"),
+            var("PROMOTER_NO_ATTESTATIONS"),
+        )?,
     })
+}
+
+/// What the chain's signing adds to each digest, from `PROMOTER_CHAIN_SIGNS`,
+/// `PROMOTER_SIGNATURE_FORMAT` and `PROMOTER_NO_ATTESTATIONS`; `None` unless the first is true.
+pub fn chain_signing(
+    chain_signs: Option<String>,
+    format: Option<String>,
+    no_attestations: Option<String>,
+) -> Result<Option<Needs>, StepError> {
+    let yes = |v: &Option<String>| v.as_deref().is_some_and(|v| v == "true" || v == "1");
+    if !yes(&chain_signs) {
+        return Ok(None);
+    }
+    let format: SignatureFormat = format
+        .map(|v| v.parse())
+        .transpose()
+        .map_err(|e: String| config_error("PROMOTER_SIGNATURE_FORMAT", e))?
+        .unwrap_or_default();
+    Ok(Some(Needs {
+        signature: true,
+        attestations: format.bundle() && !yes(&no_attestations),
+    }))
 }
 
 impl Deps {
@@ -332,4 +360,37 @@ pub async fn signer(config: &SigningConfig) -> Result<Option<Arc<Signer>>, StepE
             .with_format(config.format)
             .with_attestations(!config.no_attestations),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chains_signing_is_planned_for_only_when_said() {
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(chain_signing(None, some("both"), None).ok(), Some(None));
+        assert_eq!(
+            chain_signing(some("true"), None, None).ok(),
+            Some(Some(Needs {
+                signature: true,
+                attestations: true
+            }))
+        );
+        assert_eq!(
+            chain_signing(some("true"), some("legacy"), None).ok(),
+            Some(Some(Needs {
+                signature: true,
+                attestations: false
+            }))
+        );
+        assert_eq!(
+            chain_signing(some("1"), some("bundle"), some("true")).ok(),
+            Some(Some(Needs {
+                signature: true,
+                attestations: false
+            }))
+        );
+        assert!(chain_signing(some("true"), some("sigstore"), None).is_err());
+    }
 }

@@ -60,6 +60,11 @@ pub struct Settings {
     /// (`PROMOTER_FULL_RUNS=true`; `promoter promote --full`): production is then observed
     /// whole, which repairs what was changed there behind the promoter's back.
     pub full: bool,
+    /// What the chain's sign function adds to each digest, for a function that has no signer
+    /// of its own but plans for one (validate-manifest: `PROMOTER_CHAIN_SIGNS=true`, with the
+    /// sign function's `PROMOTER_SIGNATURE_FORMAT` and `PROMOTER_NO_ATTESTATIONS`), so that its
+    /// incremental plans include digests promoted without them.
+    pub chain_signing: Option<crate::plan::incremental::Needs>,
 }
 
 impl Default for Settings {
@@ -73,6 +78,7 @@ impl Default for Settings {
             audit_token: None,
             lease_ttl: Duration::from_secs(60),
             full: false,
+            chain_signing: None,
         }
     }
 }

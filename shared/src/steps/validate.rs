@@ -331,12 +331,14 @@ async fn units_to_run(plan: &plan::Plan, deps: &Deps) -> Result<Vec<plan::Unit>,
         return Ok(plan.units.clone());
     }
     let promoted = load_promoted(&deps.store).await?;
-    let needs = plan::incremental::Needs {
-        signature: deps.signer.is_some(),
-        attestations: deps
-            .signer
-            .as_ref()
-            .is_some_and(|s| s.attaches_attestations()),
+    // The signer's own needs, else what the chain's sign function adds (validate-manifest
+    // deployed has no key of its own).
+    let needs = match &deps.signer {
+        Some(signer) => plan::incremental::Needs {
+            signature: true,
+            attestations: signer.attaches_attestations(),
+        },
+        None => deps.settings.chain_signing.unwrap_or_default(),
     };
     Ok(plan::incremental::missing(&plan.units, needs, |id| {
         promoted.get(id).map(|p| plan::incremental::Promoted {
