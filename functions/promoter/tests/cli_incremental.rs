@@ -306,3 +306,110 @@ fn signing_upgrades_and_repairs_without_copying() {
         "the bundles us holds are reused: {repaired}"
     );
 }
+
+/// Two `promoter promote --key` of the same digests at once, on one state: each digest ends
+/// with exactly one legacy signature layer and one bundle per statement in every mirror (the
+/// sign step's per-digest lease keeps the two processes from both signing a digest).
+#[test]
+fn two_promotions_at_once_sign_each_digest_once() {
+    let staging = TestRegistry::start();
+    let production = TestRegistry::start();
+    let seeder = Seeder::new(&staging);
+    let images: Vec<(String, String, Vec<&str>)> = (0..12)
+        .map(|i| {
+            let name = format!("img-{i}");
+            let image = image::single(ManifestFormat::Oci, &format!("twice-signed-{i}"));
+            seeder.push_image(&format!("staging/{name}"), &image, None);
+            (name, image.digest, vec!["v1"])
+        })
+        .collect();
+    let mirrors = vec![
+        format!("{}/us", production.host()),
+        format!("{}/eu", production.host()),
+    ];
+    let dir = tempfile::tempdir().expect("a folder");
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        manifest(&staging, &mirrors, &images),
+    )
+    .expect("write the manifest");
+    let keys = Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .args(["keys", "generate", "release"])
+        .current_dir(dir.path())
+        .output()
+        .expect("generate a key");
+    assert_eq!(keys.status.code(), Some(0));
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_promoter"))
+            .args([
+                "promote",
+                "m.yaml",
+                "--output",
+                "json",
+                "--key",
+                "release.key",
+                "--parallel-units",
+                "2",
+            ])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the promoter")
+    };
+    let (a, b) = (spawn(), spawn());
+    let mut operations = 0;
+    for child in [a, b] {
+        let out = child.wait_with_output().expect("the promoter ends");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        operations += count(&summary(&out), "signing_operations");
+    }
+    assert_eq!(
+        operations,
+        4 * images.len() as u64,
+        "4 signing operations per digest, both processes together"
+    );
+    let get = |path: &str| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-sf", "-H"])
+            .arg("Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json")
+            .arg(format!("http://{}/v2/{path}", production.host()))
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "GET {path}");
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    for mirror in ["us", "eu"] {
+        for (name, digest, _) in &images {
+            let hex = digest.trim_start_matches("sha256:");
+            let sig = get(&format!("{mirror}/{name}/manifests/sha256-{hex}.sig"));
+            assert_eq!(
+                sig["layers"].as_array().map(Vec::len),
+                Some(1),
+                "{mirror}/{name}"
+            );
+            let index = get(&format!("{mirror}/{name}/manifests/sha256-{hex}"));
+            let mut kinds: Vec<&str> = index["manifests"]
+                .as_array()
+                .expect("manifests")
+                .iter()
+                .filter_map(|m| m["annotations"]["dev.sigstore.bundle.predicateType"].as_str())
+                .collect();
+            kinds.sort_unstable();
+            assert_eq!(
+                kinds,
+                [
+                    "https://k8s.io/promo-tools/promotion/v1",
+                    "https://sigstore.dev/cosign/sign/v1",
+                    "https://slsa.dev/verification_summary/v1",
+                ],
+                "{mirror}/{name}: one bundle per statement"
+            );
+        }
+    }
+}
