@@ -1,9 +1,14 @@
-//! Cosign-compatible signing and verification of promoted images.
+//! Cosign-compatible signing and verification of promoted images, in cosign's two formats.
 //!
-//! A digest is signed once (one payload, one signature) and the same signature is pushed to
-//! every destination, appended to the signature image already there so that other signers'
-//! signatures survive; signing again with the same key is a no-op. See [`cosign`] for the
-//! format and [`keys`] for key files.
+//! - **Legacy** ([`cosign`]): a simple-signing payload in the `sha256-<hex>.sig` image, appended
+//!   to the signature image already there so that other signers' signatures survive.
+//! - **Bundles** (cosign 3: [`intoto`], [`bundle`], [`referrer`]): sigstore bundles of DSSE
+//!   envelopes attached as OCI referrers, holding cosign's signature statement and, for each
+//!   promoted digest, a promotion record and a SLSA verification summary ([`attest`]).
+//!
+//! Each statement is signed once per digest and the same signature goes to every destination;
+//! signing again with the same key adds nothing. [`verify`](mod@verify) reads either format;
+//! [`keys`] and [`kms`] hold the keys.
 
 pub mod attest;
 pub mod bundle;
