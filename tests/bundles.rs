@@ -54,7 +54,29 @@ fn client() -> Arc<Client> {
     Arc::new(Client::new(ClientConfig::default(), CredentialSources::default()).expect("client"))
 }
 
-/// A unit of `image` from `staging` to `mirrors` of `production`, copied there.
+/// Unit `id`: `digest` from `source` to `mirrors` of `production`, tagged `v1`.
+fn unit_to(
+    id: &str,
+    source: &promoter::reference::Repository,
+    digest: &Digest,
+    production: &TestRegistry,
+    mirrors: &[&str],
+) -> Unit {
+    Unit {
+        id: id.to_owned(),
+        source: source.clone(),
+        digest: digest.clone(),
+        destinations: mirrors
+            .iter()
+            .map(|m| Destination {
+                repository: promoter_tests::repository(&format!("{}/{m}", production.host())),
+                tags: Arc::from(vec!["v1".parse().expect("tag")]),
+            })
+            .collect(),
+    }
+}
+
+/// A unit of a new image from `staging` to `mirrors` of `production`, copied there.
 async fn promoted(
     client: &Arc<Client>,
     staging: &TestRegistry,
@@ -69,18 +91,13 @@ async fn promoted(
         seed,
         Some("v1"),
     );
-    let unit = Unit {
-        id: seed.to_owned(),
-        source: promoter_tests::repository(&format!("{}/staging/app", staging.host())),
-        digest: image.digest.parse().expect("digest"),
-        destinations: mirrors
-            .iter()
-            .map(|m| Destination {
-                repository: promoter_tests::repository(&format!("{}/{m}", production.host())),
-                tags: Arc::from(vec!["v1".parse().expect("tag")]),
-            })
-            .collect(),
-    };
+    let unit = unit_to(
+        seed,
+        &promoter_tests::repository(&format!("{}/staging/app", staging.host())),
+        &image.digest.parse().expect("digest"),
+        production,
+        mirrors,
+    );
     let report = Engine::new(Arc::clone(client), CopyOptions::default())
         .copy_unit(&unit)
         .await;
@@ -361,18 +378,7 @@ async fn a_staging_bundle_satisfies_the_signature_policy_and_reaches_every_mirro
     let (maintainer, maintainer_public, maintainer_pem) = key_files(dir.path(), "maintainer");
     let (_, stranger_public, _) = key_files(dir.path(), "stranger");
     let mirrors = ["us/app", "eu/app"];
-    let unit = Unit {
-        id: "staged".to_owned(),
-        source: source.clone(),
-        digest: digest.clone(),
-        destinations: mirrors
-            .iter()
-            .map(|m| Destination {
-                repository: promoter_tests::repository(&format!("{}/{m}", production.host())),
-                tags: Arc::from(vec!["v1".parse().expect("tag")]),
-            })
-            .collect(),
-    };
+    let unit = unit_to("staged", &source, &digest, &production, &mirrors);
     // Another key is required: the unit is refused, nothing is written.
     let refused = Engine::new(Arc::clone(&client), CopyOptions::default())
         .requiring_signature(stranger_public)

@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use promoter_tests::harness::http::RawClient;
 use promoter_tests::harness::image::{self, ManifestFormat, Seeder};
 use promoter_tests::harness::registry::TestRegistry;
 
@@ -32,6 +33,16 @@ fn summary(output: &Output) -> serde_json::Value {
         )
     });
     report["summary"].clone()
+}
+
+/// `release.key` and `release.pub` in `dir`, by `promoter keys generate`.
+fn generate_key(dir: &Path) {
+    let keys = Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .args(["keys", "generate", "release"])
+        .current_dir(dir)
+        .output()
+        .expect("generate a key");
+    assert_eq!(keys.status.code(), Some(0));
 }
 
 fn count(summary: &serde_json::Value, field: &str) -> u64 {
@@ -223,12 +234,7 @@ fn signing_upgrades_and_repairs_without_copying() {
         ),
     )
     .expect("write the manifest");
-    let keys = Command::new(env!("CARGO_BIN_EXE_promoter"))
-        .args(["keys", "generate", "release"])
-        .current_dir(dir.path())
-        .output()
-        .expect("generate a key");
-    assert_eq!(keys.status.code(), Some(0));
+    generate_key(dir.path());
     let run = |args: &[&str]| {
         let mut all = vec!["m.yaml", "--output", "json", "--key", "release.key"];
         all.extend_from_slice(args);
@@ -273,22 +279,14 @@ fn signing_upgrades_and_repairs_without_copying() {
     // Behind the promoter's back: eu's referrers index emptied.
     let tag = image.digest.replace(':', "-");
     let empty = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
-    let put = Command::new("curl")
-        .args(["-sf", "-X", "PUT", "-H"])
-        .arg("Content-Type: application/vnd.oci.image.index.v1+json")
-        .arg("--data-binary")
-        .arg(String::from_utf8_lossy(empty).as_ref())
-        .arg(format!(
-            "http://{}/v2/eu/app/manifests/{tag}",
-            production.host()
-        ))
-        .output()
-        .expect("curl");
-    assert!(
-        put.status.success(),
-        "{}",
-        String::from_utf8_lossy(&put.stderr)
+    let put = RawClient::for_registry(&production).send(
+        "PUT",
+        &format!("/v2/eu/app/manifests/{tag}"),
+        "eu/app",
+        &[("Content-Type", "application/vnd.oci.image.index.v1+json")],
+        Some(&empty[..]),
     );
+    assert_eq!(put.status, 201, "wipe eu's referrers index");
     let unnoticed = run(&["--revision", "r4"]);
     assert_eq!(count(&unnoticed, "requests"), 0, "{unnoticed}");
     let repaired = run(&["--full", "--revision", "r5"]);
@@ -333,12 +331,7 @@ fn two_promotions_at_once_sign_each_digest_once() {
         manifest(&staging, &mirrors, &images),
     )
     .expect("write the manifest");
-    let keys = Command::new(env!("CARGO_BIN_EXE_promoter"))
-        .args(["keys", "generate", "release"])
-        .current_dir(dir.path())
-        .output()
-        .expect("generate a key");
-    assert_eq!(keys.status.code(), Some(0));
+    generate_key(dir.path());
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_promoter"))
             .args([
@@ -374,26 +367,23 @@ fn two_promotions_at_once_sign_each_digest_once() {
         4 * images.len() as u64,
         "4 signing operations per digest, both processes together"
     );
-    let get = |path: &str| -> serde_json::Value {
-        let out = Command::new("curl")
-            .args(["-sf", "-H"])
-            .arg("Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json")
-            .arg(format!("http://{}/v2/{path}", production.host()))
-            .output()
-            .expect("curl");
-        assert!(out.status.success(), "GET {path}");
-        serde_json::from_slice(&out.stdout).expect("JSON")
+    let registry = RawClient::for_registry(&production);
+    let get = |repository: &str, reference: &str| -> serde_json::Value {
+        let got = registry.get_manifest(repository, reference);
+        assert_eq!(got.status, 200, "GET {repository}:{reference}");
+        serde_json::from_slice(&got.body).expect("JSON")
     };
     for mirror in ["us", "eu"] {
         for (name, digest, _) in &images {
             let hex = digest.trim_start_matches("sha256:");
-            let sig = get(&format!("{mirror}/{name}/manifests/sha256-{hex}.sig"));
+            let repository = format!("{mirror}/{name}");
+            let sig = get(&repository, &format!("sha256-{hex}.sig"));
             assert_eq!(
                 sig["layers"].as_array().map(Vec::len),
                 Some(1),
                 "{mirror}/{name}"
             );
-            let index = get(&format!("{mirror}/{name}/manifests/sha256-{hex}"));
+            let index = get(&repository, &format!("sha256-{hex}"));
             let mut kinds: Vec<&str> = index["manifests"]
                 .as_array()
                 .expect("manifests")

@@ -15,8 +15,6 @@
 //! - staging's referrers missing in a destination are copied by digest, and the destination's
 //!   referrers fallback tag lists them (merged with what it already lists).
 
-use std::collections::BTreeSet;
-
 use bytes::Bytes;
 
 use super::document::{self, Descriptor, Document};
@@ -354,34 +352,17 @@ fn carry_referrers(
 }
 
 /// `current` (a referrers index) with the `referrers` it lacks appended; `None` when it lacks
-/// none (or is not an index).
+/// none (or is not an index). The one merge of [`crate::sign::referrer::merged_index`].
 pub fn merge_indexes(current: &Manifest, referrers: &[Referrer]) -> Option<Manifest> {
-    let mut json: serde_json::Value = serde_json::from_slice(&current.bytes).ok()?;
-    let entries = json.get_mut("manifests")?.as_array_mut()?;
-    let known: BTreeSet<String> = entries
+    let entries: Vec<serde_json::Value> = referrers
         .iter()
-        .filter_map(|e| e.get("digest").and_then(|d| d.as_str()).map(str::to_owned))
+        .map(|r| {
+            serde_json::json!({
+                "mediaType": r.descriptor.media_type,
+                "digest": r.descriptor.digest,
+                "size": r.descriptor.size,
+            })
+        })
         .collect();
-    let mut added = false;
-    for referrer in referrers
-        .iter()
-        .map(|r| &r.descriptor)
-        .filter(|d| !known.contains(d.digest.as_str()))
-    {
-        entries.push(serde_json::json!({
-            "mediaType": referrer.media_type,
-            "digest": referrer.digest,
-            "size": referrer.size,
-        }));
-        added = true;
-    }
-    if !added {
-        return None;
-    }
-    let bytes = Bytes::from(serde_json::to_vec(&json).ok()?);
-    Some(Manifest {
-        media_type: current.media_type.clone(),
-        digest: Digest::of(&bytes),
-        bytes,
-    })
+    crate::sign::referrer::merged_index(Some(current), &entries)
 }

@@ -345,7 +345,7 @@ pub struct Signer {
     attest: bool,
     no_referrers_api: std::sync::Mutex<std::collections::HashSet<String>>,
     operations: std::sync::atomic::AtomicU64,
-    known_blobs: referrer::KnownBlobs,
+    empty_configs: referrer::EmptyConfigs,
     children: bool,
     public: VerifyingKey,
     identities: Vec<(String, String)>,
@@ -426,7 +426,7 @@ impl Signer {
             attest: true,
             no_referrers_api: std::sync::Mutex::default(),
             operations: std::sync::atomic::AtomicU64::new(0),
-            known_blobs: referrer::KnownBlobs::default(),
+            empty_configs: referrer::EmptyConfigs::default(),
             children: false,
         })
     }

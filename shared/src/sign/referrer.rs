@@ -133,15 +133,6 @@ impl BundleReferrer {
     }
 }
 
-impl Entry {
-    /// True when the entry may be a bundle: its artifact type is a bundle's, or unsaid.
-    pub fn may_hold_any_bundle(&self) -> bool {
-        self.artifact_type
-            .as_deref()
-            .is_none_or(|t| t.starts_with(BUNDLE_MEDIA_TYPE_PREFIX))
-    }
-}
-
 /// One entry of a referrers index.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct Entry {
@@ -156,6 +147,13 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// True when the entry may be a bundle: its artifact type is a bundle's, or unsaid.
+    pub fn may_hold_any_bundle(&self) -> bool {
+        self.artifact_type
+            .as_deref()
+            .is_none_or(|t| t.starts_with(BUNDLE_MEDIA_TYPE_PREFIX))
+    }
+
     /// True when the entry may be a bundle holding a statement of `predicate_type`: a bundle
     /// (or an entry that does not say its type) whose listed predicate type, if any, matches.
     pub fn may_hold(&self, predicate_type: &str) -> bool {
@@ -301,14 +299,14 @@ pub async fn push(
     subject: &Digest,
     referrers: &[&BundleReferrer],
     via_api: bool,
-    known: &KnownBlobs,
+    known: &EmptyConfigs,
 ) -> Result<(), SignError> {
     if referrers.is_empty() {
         return Ok(());
     }
-    if !known.contains(repository, &Digest::of(EMPTY_CONFIG)) {
+    if !known.contains(repository) {
         put_blob(client, repository, Bytes::from_static(EMPTY_CONFIG)).await?;
-        known.insert(repository, Digest::of(EMPTY_CONFIG));
+        known.insert(repository);
     }
     for referrer in referrers {
         if referrer.fresh {
@@ -330,21 +328,19 @@ pub async fn push(
     update_fallback(client, repository, subject, &entries).await
 }
 
-/// Repositories known to hold a blob (the empty config): checked once per repository and
-/// process instead of once per referrer.
+/// Repositories known to hold the empty config: checked once per repository and process
+/// instead of once per referrer.
 #[derive(Debug, Default)]
-pub struct KnownBlobs(std::sync::Mutex<std::collections::HashSet<(Repository, Digest)>>);
+pub struct EmptyConfigs(std::sync::Mutex<std::collections::HashSet<Repository>>);
 
-impl KnownBlobs {
-    fn contains(&self, repository: &Repository, digest: &Digest) -> bool {
-        self.0
-            .lock()
-            .is_ok_and(|known| known.contains(&(repository.clone(), digest.clone())))
+impl EmptyConfigs {
+    fn contains(&self, repository: &Repository) -> bool {
+        self.0.lock().is_ok_and(|known| known.contains(repository))
     }
 
-    fn insert(&self, repository: &Repository, digest: Digest) {
+    fn insert(&self, repository: &Repository) {
         if let Ok(mut known) = self.0.lock() {
-            known.insert((repository.clone(), digest));
+            known.insert(repository.clone());
         }
     }
 }
@@ -385,8 +381,9 @@ async fn update_fallback(
     })
 }
 
-/// `current` (an index, or none) with the `entries` it lacks appended, every other entry kept
-/// as it is; `None` when it lists them all.
+/// `current` (an index, or none: a new one) with the `entries` it lacks (by digest) appended,
+/// every other entry kept as it is and its media type unchanged; `None` when it lists them all
+/// or is not an index. Used for bundles here and for staging's referrers by the copy engine.
 pub fn merged_index(current: Option<&Manifest>, entries: &[serde_json::Value]) -> Option<Manifest> {
     let mut json = match current {
         Some(current) => serde_json::from_slice(&current.bytes).ok()?,
@@ -410,7 +407,9 @@ pub fn merged_index(current: Option<&Manifest>, entries: &[serde_json::Value]) -
     }
     let bytes = Bytes::from(serde_json::to_vec(&json).ok()?);
     Some(Manifest {
-        media_type: media_type::OCI_INDEX.to_owned(),
+        media_type: current
+            .map_or(media_type::OCI_INDEX, |c| c.media_type.as_str())
+            .to_owned(),
         digest: Digest::of(&bytes),
         bytes,
     })

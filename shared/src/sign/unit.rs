@@ -24,6 +24,7 @@ use super::attest::{Promotion, rfc3339};
 use super::bundle::Bundle;
 use super::intoto::{Envelope, PAYLOAD_TYPE, Statement, pre_authentication_encoding};
 use super::referrer::{self, BundleReferrer, Listing, Subject};
+use super::verify::read_checked;
 use super::{SignError, Signer, append, is_valid, stored};
 use crate::http::retry::retry_unit;
 use crate::plan::Unit;
@@ -295,7 +296,7 @@ impl Signer {
                     digest,
                     &referrers,
                     via_api,
-                    &self.known_blobs,
+                    &self.empty_configs,
                 )
                 .await
             }
@@ -329,18 +330,12 @@ impl Signer {
                     return Ok(None);
                 }
                 read += 1;
-                let Some((manifest, bytes)) =
-                    referrer::read_bundle(client, repository, digest, &entry.digest).await?
+                let Some((manifest, bytes, Ok(statement))) =
+                    read_checked(client, repository, digest, &entry.digest, self.public()).await?
                 else {
                     continue;
                 };
-                let Ok(bundle) = Bundle::parse(&bytes) else {
-                    continue;
-                };
-                let Ok(statement) = bundle.verified_statement(self.public()) else {
-                    continue;
-                };
-                if statement.predicate_type == predicate_type && statement.names_digest(digest) {
+                if statement.predicate_type == predicate_type {
                     return Ok(Some(BundleReferrer {
                         predicate_type: predicate_type.to_owned(),
                         bundle: bytes,

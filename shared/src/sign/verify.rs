@@ -7,7 +7,8 @@ use super::intoto::Statement;
 use super::keys::VerifyingKey;
 use super::{SignError, is_valid, referrer, stored_image};
 use crate::reference::{Digest, Repository};
-use crate::registry::Client;
+use crate::registry::{Client, Manifest};
+use bytes::Bytes;
 
 /// Most bundle referrers read per digest when verifying (a hostile listing stays bounded).
 const MAX_BUNDLES: usize = 64;
@@ -72,28 +73,45 @@ pub async fn bundles(
         .filter(|e| e.may_hold_any_bundle())
         .take(MAX_BUNDLES)
     {
-        let Some((_, bytes)) =
-            referrer::read_bundle(client, repository, digest, &entry.digest).await?
-        else {
-            continue;
-        };
-        let statement = Bundle::parse(&bytes)
-            .and_then(|b| b.verified_statement(key))
-            .and_then(|s| {
-                if s.names_digest(digest) {
-                    Ok(s)
-                } else {
-                    Err(BundleError::NotABundle(format!(
-                        "its statement is not about {digest}"
-                    )))
-                }
+        if let Some((_, _, statement)) =
+            read_checked(client, repository, digest, &entry.digest, key).await?
+        {
+            out.push(FoundBundle {
+                referrer: entry.digest.clone(),
+                statement,
             });
-        out.push(FoundBundle {
-            referrer: entry.digest.clone(),
-            statement,
-        });
+        }
     }
     Ok(out)
+}
+
+/// The referrer `referrer` of `digest` in `repository`, read and checked against `key`: its
+/// manifest, its bundle, and the statement when `key` signed it and it is about `digest` (else
+/// why not); `None` when it is no bundle referrer of `digest`.
+pub(super) async fn read_checked(
+    client: &Client,
+    repository: &Repository,
+    digest: &Digest,
+    referrer: &Digest,
+    key: &VerifyingKey,
+) -> Result<Option<(Manifest, Bytes, Result<Statement, BundleError>)>, SignError> {
+    let Some((manifest, bytes)) =
+        referrer::read_bundle(client, repository, digest, referrer).await?
+    else {
+        return Ok(None);
+    };
+    let statement = Bundle::parse(&bytes)
+        .and_then(|b| b.verified_statement(key))
+        .and_then(|s| {
+            if s.names_digest(digest) {
+                Ok(s)
+            } else {
+                Err(BundleError::NotABundle(format!(
+                    "its statement is not about {digest}"
+                )))
+            }
+        });
+    Ok(Some((manifest, bytes, statement)))
 }
 
 /// The valid signatures of `digest` by `key` in `repository`, in either format: legacy
