@@ -5,7 +5,7 @@
 //!
 //! | function | accepts |
 //! |---|---|
-//! | validate-manifest | a Function URL request (GitHub push webhook), an on-call [`ManualRequest`] |
+//! | validate-manifest | a Function URL request (GitHub push webhook), an on-call [`ManualRequest`], a scheduled [`ReconcileRequest`] |
 //! | copy-digest | an SQS batch, a bare [`CopyMessage`] |
 //! | sign | an SQS batch, a bare [`SignMessage`] |
 //! | notify | an SQS batch, a bare [`NotifyMessage`] |
@@ -22,6 +22,7 @@ use aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest;
 use aws_lambda_events::sqs::SqsEvent;
 use promoter::steps::Function;
 use promoter::steps::messages::{CopyMessage, NotifyMessage, SignMessage};
+use promoter::steps::reconcile::ReconcileRequest;
 use promoter::steps::validate::ManualRequest;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -35,6 +36,8 @@ pub enum ValidateManifestEvent {
     FunctionUrl(Box<LambdaFunctionUrlRequest>),
     /// An on-call request: promote the manifests at a revision.
     OnCall(ManualRequest),
+    /// The scheduled reconcile (EventBridge Scheduler's input, or on-call).
+    Reconcile(ReconcileRequest),
 }
 
 /// The payloads of a queue-fed function whose message is `M`.
@@ -119,6 +122,8 @@ pub enum PayloadKind {
     EventBridge,
     /// validate-manifest's on-call request.
     OnCall,
+    /// validate-manifest's scheduled reconcile.
+    Reconcile,
     /// A copy message.
     CopyMessage,
     /// A sign message.
@@ -132,7 +137,7 @@ impl PayloadKind {
     pub fn accepted_by(function: Function) -> &'static [PayloadKind] {
         use PayloadKind::*;
         match function {
-            Function::ValidateManifest => &[FunctionUrl, OnCall],
+            Function::ValidateManifest => &[FunctionUrl, OnCall, Reconcile],
             Function::CopyDigest => &[SqsBatch, CopyMessage],
             Function::Sign => &[SqsBatch, SignMessage],
             Function::Notify => &[SqsBatch, NotifyMessage],
@@ -149,6 +154,7 @@ impl PayloadKind {
             PayloadKind::OnCall => {
                 r#"an on-call request ({"revision", "manifests", "repository"?})"#
             }
+            PayloadKind::Reconcile => r#"a reconcile request ({"reconcile": {"dry_run"?}})"#,
             PayloadKind::CopyMessage => r#"a copy message ({"run", "unit"})"#,
             PayloadKind::SignMessage => r#"a sign message ({"run", "unit"})"#,
             PayloadKind::NotifyMessage => {
@@ -190,6 +196,7 @@ impl PayloadKind {
             PayloadKind::SqsBatch => check::<SqsEvent>(payload),
             PayloadKind::EventBridge => check::<EventBridgeEvent<Value>>(payload),
             PayloadKind::OnCall => check::<ManualRequest>(payload),
+            PayloadKind::Reconcile => check::<ReconcileRequest>(payload),
             PayloadKind::CopyMessage => check::<CopyMessage>(payload),
             PayloadKind::SignMessage => check::<SignMessage>(payload),
             PayloadKind::NotifyMessage => check::<NotifyMessage>(payload),

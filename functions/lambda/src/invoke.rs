@@ -13,6 +13,7 @@ use promoter::steps::audit::{self, AuditOutcome};
 use promoter::steps::copy::Engines;
 use promoter::steps::dispatch::{Function, Output, QueueMessage, count_outputs};
 use promoter::steps::error::malformed;
+use promoter::steps::reconcile::{self, Reconciled};
 use promoter::steps::validate::{self, ValidateOutcome};
 use promoter::steps::{Deps, StepError};
 use serde::Serialize;
@@ -33,6 +34,8 @@ pub enum Response {
     Batch(SqsBatchResponse),
     /// validate-manifest's, to an on-call request.
     Validated(ValidateOutcome),
+    /// validate-manifest's, to a reconcile request.
+    Reconciled(Box<Reconciled>),
     /// A queue-fed step's, to one bare message.
     Step(Output),
     /// audit's, to an EventBridge event.
@@ -62,6 +65,9 @@ pub async fn handle(invocation: Invocation, deps: &Deps) -> Result<Response, Ste
         Invocation::ValidateManifest(ValidateManifestEvent::OnCall(request)) => {
             Ok(Response::Validated(validate::manual(&request, deps).await?))
         }
+        Invocation::ValidateManifest(ValidateManifestEvent::Reconcile(request)) => Ok(
+            Response::Reconciled(Box::new(reconcile::scheduled(&request, deps).await?)),
+        ),
         Invocation::CopyDigest(event) => queue(Function::CopyDigest, event, deps).await,
         Invocation::Sign(event) => queue(Function::Sign, event, deps).await,
         Invocation::Notify(event) => queue(Function::Notify, event, deps).await,

@@ -85,6 +85,18 @@ pub async fn run(deps: &Deps, drive: Drive<'_>) -> anyhow::Result<Chained> {
         Some(unit) => validate::redrive_unit(plan, trigger, unit, deps).await?,
         None => validate::enqueue_plan(plan, trigger, deps).await?,
     };
+    finish(deps, &run, plan, parallel, output).await
+}
+
+/// Drains the queues of run `run` (already enqueued, of `plan`'s units) with the functions'
+/// handlers, and reads back how it ended.
+pub async fn finish(
+    deps: &Deps,
+    run: &str,
+    plan: &Plan,
+    parallel: usize,
+    output: PromoteOutput,
+) -> anyhow::Result<Chained> {
     let engines = Engines::new(deps);
     let bar = progress_bar(output, &engines.copy, plan.units.len());
     let drained = drain_with(deps, &engines, parallel.max(1), Duration::from_millis(500)).await;
@@ -100,9 +112,9 @@ pub async fn run(deps: &Deps, drive: Drive<'_>) -> anyhow::Result<Chained> {
     let rows = rows(plan, drained.handled)?;
     // The batch (or the enqueue) that made the last unit final concluded the run; a run with
     // units given up on is still running, and its counts are brought up to date here.
-    let record = match RunLedger::new(&deps.store, &run).run_record().await? {
+    let record = match RunLedger::new(&deps.store, run).run_record().await? {
         Some(record) if record.status != RunStatus::Running => record,
-        _ => conclude(&deps.store, &run).await?,
+        _ => conclude(&deps.store, run).await?,
     };
     Ok(Chained {
         rows,

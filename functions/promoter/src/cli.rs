@@ -121,29 +121,26 @@ pub enum Command {
         #[command(flatten)]
         registries: RegistryArgs,
     },
-    /// Report how production differs from the manifests, read per repository (one tag
-    /// listing each, plus a HEAD per tag where the registry lists no digests): digests missing,
-    /// tags missing, tags pointing at another digest, tags nobody asked for. Exit 0 without
-    /// drift, 1 with. Changes nothing: `promoter promote PATH --full` copies what is missing;
-    /// moved and unknown tags are for people to judge (the promoter never moves or deletes).
+    /// Read production per repository (one tag listing each, plus a HEAD per tag where the
+    /// registry lists no digests), report how it differs from the manifests, and repair it:
+    /// copy the digests and tags missing and, with --key, sign the digests unsigned, as a
+    /// recorded reconcile run through the same steps as `promote`. Tags pointing at another
+    /// digest and tags nobody asked for are reported for people to judge: the promoter never
+    /// moves or deletes. Exit 0 when production is as asked (or repaired), 1 otherwise;
+    /// `--dry-run` reports only (exit 1 on any drift).
     ///
-    /// Example: promoter reconcile examples/thin --output json
+    /// Example: promoter reconcile examples/thin --key cosign.key --output json
     Reconcile {
-        /// The manifests: a file, a thin-manifest tree, or a folder of manifest files.
-        #[arg(value_name = "PATH")]
-        path: PathBuf,
-        /// How to print the report.
-        #[arg(long, short, value_enum, default_value_t = PromoteOutput::Text)]
-        output: PromoteOutput,
         /// Also name digests present without any signature: neither their `sha256-<hex>.sig`
         /// tag nor their referrers fallback tag is listed (read from the same listing; a
         /// registry serving signatures through its referrers API alone is not read so).
-        /// `promoter promote PATH --key KEY --full` signs them again without copying.
+        /// Implied by --key.
         #[arg(long)]
         signatures: bool,
-        /// Registries.
+        /// The manifests, the repair's signing, registries and state, as for `promote`
+        /// (`--dry-run`: report only; `--revision`: the revision named in the report).
         #[command(flatten)]
-        registries: RegistryArgs,
+        args: PromoteArgs,
     },
     /// Inspect and re-drive recorded promotion runs (on-call).
     ///

@@ -28,12 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::functions::serve_audit(listen)
         }
         Command::Keys(command) => crate::signing::keys(command),
-        Command::Reconcile {
-            path,
-            output,
-            signatures,
-            registries,
-        } => crate::reconcile::run(&path, output, signatures, &registries),
+        Command::Reconcile { signatures, args } => crate::reconcile::run(args, signatures),
         Command::Manifest(crate::cli::ManifestCommand::Add {
             path,
             project,

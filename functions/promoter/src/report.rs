@@ -82,6 +82,11 @@ impl Row {
         )
     }
 
+    /// True for a unit that failed.
+    pub fn failed(&self) -> bool {
+        matches!(self.status(), UnitResult::Failed)
+    }
+
     fn status(&self) -> UnitResult {
         match self {
             Row::Copied(report) => UnitResult::of_report(report),

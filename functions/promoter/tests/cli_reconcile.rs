@@ -1,11 +1,14 @@
 //! `promoter reconcile` against real registries (CNCF distribution): no drift right after a
 //! promotion; then drift made behind the promoter's back with the registry API (a tag moved to
 //! another image, a tag nobody asked for) and a digest the manifests ask for that was never
-//! copied, each reported by kind, nothing changed in production.
+//! copied, each reported by kind by `--dry-run`, nothing changed in production; and a repair:
+//! a tag deleted and a signature deleted restored (nothing else copied), a tag pushed by
+//! someone reported and left.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
+use promoter_tests::harness::http::RawClient;
 use promoter_tests::harness::image::{self, ManifestFormat, Seeder};
 use promoter_tests::harness::registry::TestRegistry;
 
@@ -56,7 +59,10 @@ fn drift_behind_the_promoters_back_is_reported_by_kind() {
 
     // Promoted without a key: with --signatures, both digests are named unsigned; signed by a
     // full run with a key (nothing copied), they are not.
-    let unsigned = promoter(dir.path(), &["reconcile", "m.yaml", "--signatures"]);
+    let unsigned = promoter(
+        dir.path(),
+        &["reconcile", "m.yaml", "--signatures", "--dry-run"],
+    );
     let text = String::from_utf8_lossy(&unsigned.stdout);
     assert_eq!(unsigned.status.code(), Some(1), "{text}");
     assert!(text.contains("2 unsigned digests"), "{text}");
@@ -75,7 +81,10 @@ fn drift_behind_the_promoters_back_is_reported_by_kind() {
         "{}",
         String::from_utf8_lossy(&signed.stderr)
     );
-    let checked = promoter(dir.path(), &["reconcile", "m.yaml", "--signatures"]);
+    let checked = promoter(
+        dir.path(),
+        &["reconcile", "m.yaml", "--signatures", "--dry-run"],
+    );
     assert_eq!(
         checked.status.code(),
         Some(0),
@@ -96,7 +105,10 @@ fn drift_behind_the_promoters_back_is_reported_by_kind() {
     )
     .expect("write");
 
-    let drifted = promoter(dir.path(), &["reconcile", "m.yaml", "--output", "json"]);
+    let drifted = promoter(
+        dir.path(),
+        &["reconcile", "m.yaml", "--output", "json", "--dry-run"],
+    );
     assert_eq!(
         drifted.status.code(),
         Some(1),
@@ -124,9 +136,166 @@ fn drift_behind_the_promoters_back_is_reported_by_kind() {
     );
 
     // Nothing was changed: v2 still points at the other image.
-    let text = promoter(dir.path(), &["reconcile", "m.yaml"]);
+    let text = promoter(dir.path(), &["reconcile", "m.yaml", "--dry-run"]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("moved tag v2"), "{text}");
     assert!(text.contains("unknown tag debug"), "{text}");
     assert!(text.contains("missing tag v3"), "{text}");
+}
+
+/// The digest `reference` resolves to in `repo`, if it does.
+fn resolve(client: &RawClient, repo: &str, reference: &str) -> Option<String> {
+    let response = client.get_manifest(repo, reference);
+    (response.status == 200)
+        .then(|| response.header("docker-content-digest").map(str::to_owned))
+        .flatten()
+}
+
+/// Deletes the manifest `reference` resolves to (and with it every tag on it).
+fn delete(client: &RawClient, repo: &str, reference: &str) {
+    let digest = resolve(client, repo, reference).expect("it exists");
+    let deleted = client.send(
+        "DELETE",
+        &format!("/v2/{repo}/manifests/{digest}"),
+        repo,
+        &[],
+        None,
+    );
+    assert_eq!(deleted.status, 202, "delete {repo}@{digest}");
+}
+
+#[test]
+fn reconcile_restores_what_was_removed_and_reports_what_was_added() {
+    let staging = TestRegistry::start();
+    let production = TestRegistry::start();
+    let seeder = Seeder::new(&staging);
+    let a = image::single(ManifestFormat::Oci, "repair-a");
+    let b = image::single(ManifestFormat::Oci, "repair-b");
+    let c = image::single(ManifestFormat::Oci, "repair-c");
+    for img in [&a, &b, &c] {
+        seeder.push_image("staging/app", img, None);
+    }
+    let dir = tempfile::tempdir().expect("a folder");
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        format!(
+            "registries:\n- name: {}/staging\n  src: true\n- name: {}/us\nimages:\n- name: app\n  dmap:\n    \"{}\": [\"v1\"]\n    \"{}\": [\"v2\"]\n    \"{}\": [\"v3\"]\n",
+            staging.host(),
+            production.host(),
+            a.digest,
+            b.digest,
+            c.digest
+        ),
+    )
+    .expect("write");
+    assert!(
+        promoter(dir.path(), &["keys", "generate", "release"])
+            .status
+            .success()
+    );
+    let promoted = promoter(
+        dir.path(),
+        &[
+            "promote",
+            "m.yaml",
+            "--key",
+            "release.key",
+            "--revision",
+            "r1",
+        ],
+    );
+    assert!(
+        promoted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&promoted.stderr)
+    );
+
+    // Behind the promoter's back: `b` deleted (its tag v2 with it), `c`'s signatures deleted
+    // (its `.sig` image and its referrers fallback index), a `hotfix` tag pushed onto `a`.
+    let client = RawClient::for_registry(&production);
+    delete(&client, "us/app", "v2");
+    let hex = &c.digest["sha256:".len()..];
+    delete(&client, "us/app", &format!("sha256-{hex}.sig"));
+    delete(&client, "us/app", &format!("sha256-{hex}"));
+    Seeder::new(&production).push_manifest("us/app", "hotfix", a.media_type, &a.manifest);
+
+    let repaired = promoter(
+        dir.path(),
+        &[
+            "reconcile",
+            "m.yaml",
+            "--key",
+            "release.key",
+            "--output",
+            "json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&repaired.stdout).unwrap_or_else(|e| {
+        panic!(
+            "JSON ({e}): {}{}",
+            String::from_utf8_lossy(&repaired.stdout),
+            String::from_utf8_lossy(&repaired.stderr)
+        )
+    });
+    // The pushed tag is left for people: exit 1.
+    assert_eq!(repaired.status.code(), Some(1), "{report}");
+    let summary = &report["summary"];
+    assert_eq!(summary["missing"], 1, "{report}");
+    assert_eq!(summary["unsigned"], 1, "{report}");
+    assert_eq!(summary["unknown_tags"], 1, "{report}");
+    assert_eq!(summary["repairs"], 2, "only b and c: {report}");
+    assert_eq!(report["repair"]["status"], "complete", "{report}");
+    let record = report["record"].as_str().expect("a drift record");
+    assert!(record.starts_with("drift/"), "{report}");
+
+    // Restored: v2 → b again, c signed again; the pushed tag is still there.
+    assert_eq!(
+        resolve(&client, "us/app", "v2").as_deref(),
+        Some(b.digest.as_str())
+    );
+    assert!(resolve(&client, "us/app", &format!("sha256-{hex}.sig")).is_some());
+    assert!(resolve(&client, "us/app", &format!("sha256-{hex}")).is_some());
+    assert_eq!(
+        resolve(&client, "us/app", "hotfix").as_deref(),
+        Some(a.digest.as_str())
+    );
+    let verified = promoter(
+        dir.path(),
+        &[
+            "verify",
+            &format!("{}/us/app@{}", production.host(), c.digest),
+            "--key",
+            "release.pub",
+        ],
+    );
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+
+    // The repair run holds only the two units, recorded as a reconcile.
+    let run = report["repair"]["id"].as_str().expect("a run id");
+    let shown = promoter(dir.path(), &["runs", "show", run, "--output", "json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(shown["run"]["units"], 2, "{shown}");
+    assert_eq!(shown["run"]["trigger"]["kind"], "reconcile", "{shown}");
+
+    // Again: only the pushed tag is left, nothing to repair.
+    let again = promoter(
+        dir.path(),
+        &[
+            "reconcile",
+            "m.yaml",
+            "--key",
+            "release.key",
+            "--output",
+            "json",
+        ],
+    );
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(again["summary"]["drifted"], 1, "{again}");
+    assert_eq!(again["summary"]["repairs"], 0, "{again}");
+    assert!(again["repair"].is_null(), "{again}");
 }

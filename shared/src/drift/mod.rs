@@ -13,9 +13,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::{StreamExt, TryStreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::plan::Unit;
+use crate::plan::{Destination, Unit};
 use crate::reference::{CosignArtifact, Digest, Repository, Tag};
 use crate::registry::{Client, RegistryError};
 use crate::snapshot::is_signature_tag;
@@ -27,7 +27,7 @@ const PARALLEL: usize = 8;
 pub type Held = BTreeMap<Digest, BTreeSet<Tag>>;
 
 /// How one repository differs from what is asked of it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepositoryDrift {
     /// The repository.
     pub repository: String,
@@ -166,6 +166,57 @@ pub async fn observe(
     Ok((held, signature_tags))
 }
 
+/// What to run to repair `drifts` (pure): each unit of `units` with only its destinations
+/// whose digest is missing, has a tag missing, or is unsigned there, each keeping only its
+/// missing tags. A tag that points elsewhere is left out (the promoter never moves a tag);
+/// the unit's id is kept, so the promoted ledger and leases know it.
+pub fn repairs(units: &[Unit], drifts: &[RepositoryDrift]) -> Vec<Unit> {
+    let by_repository: BTreeMap<&str, &RepositoryDrift> =
+        drifts.iter().map(|d| (d.repository.as_str(), d)).collect();
+    units
+        .iter()
+        .filter_map(|unit| {
+            let destinations: Vec<Destination> = unit
+                .destinations
+                .iter()
+                .filter_map(|destination| {
+                    let drift = by_repository.get(destination.repository.as_str())?;
+                    repair_destination(&unit.digest, destination, drift)
+                })
+                .collect();
+            (!destinations.is_empty()).then(|| Unit {
+                destinations,
+                ..unit.clone()
+            })
+        })
+        .collect()
+}
+
+/// `destination` with only its missing tags, when `drift` says it needs anything.
+fn repair_destination(
+    digest: &Digest,
+    destination: &Destination,
+    drift: &RepositoryDrift,
+) -> Option<Destination> {
+    let tags: Vec<Tag> = destination
+        .tags
+        .iter()
+        .filter(|tag| {
+            drift
+                .missing_tags
+                .iter()
+                .any(|(t, d)| t == *tag && d == digest)
+        })
+        .cloned()
+        .collect();
+    let needed =
+        !tags.is_empty() || drift.missing.contains(digest) || drift.unsigned.contains(digest);
+    needed.then(|| Destination {
+        repository: destination.repository.clone(),
+        tags: tags.into(),
+    })
+}
+
 /// The drift of every destination repository of `units`, in repository order; with
 /// `signatures`, unsigned digests too.
 pub async fn reconcile(
@@ -241,5 +292,87 @@ mod tests {
         let fallback = BTreeSet::from([t(&sig), t(&format!("sha256-{}", "b".repeat(64)))]);
         let drift = compare(&repository, &wanted_b, &held_b, Some(&fallback));
         assert!(drift.unsigned.is_empty());
+    }
+
+    fn unit(id: &str, digest: Digest, destinations: &[(&str, &[&str])]) -> Unit {
+        Unit {
+            id: id.to_owned(),
+            source: "staging.example/app".parse().expect("repository"),
+            digest,
+            destinations: destinations
+                .iter()
+                .map(|(repository, tags)| Destination {
+                    repository: repository.parse().expect("repository"),
+                    tags: tags.iter().map(|x| t(x)).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn repairs_keep_only_what_is_missing_and_never_move_a_tag() {
+        let units = [
+            unit(
+                "a",
+                d('a'),
+                &[
+                    ("us.example/app", &["v1", "latest"]),
+                    ("eu.example/app", &["v1", "latest"]),
+                ],
+            ),
+            unit(
+                "b",
+                d('b'),
+                &[("us.example/app", &["v2"]), ("eu.example/app", &["v2"])],
+            ),
+            unit(
+                "c",
+                d('c'),
+                &[("us.example/app", &["v3"]), ("eu.example/app", &["v3"])],
+            ),
+        ];
+        let us = RepositoryDrift {
+            repository: "us.example/app".to_owned(),
+            // `a` lost `latest`; `b` is gone, its tag moved to `e`.
+            missing: vec![d('b')],
+            missing_tags: vec![(t("latest"), d('a'))],
+            moved_tags: vec![(t("v2"), d('b'), d('e'))],
+            unknown_tags: vec![(t("debug"), d('e'))],
+            unsigned: vec![],
+        };
+        let eu = RepositoryDrift {
+            repository: "eu.example/app".to_owned(),
+            unsigned: vec![d('c')],
+            ..RepositoryDrift::default()
+        };
+        let repairs = repairs(&units, &[us, eu]);
+        let shown: Vec<(String, String, Vec<String>)> = repairs
+            .iter()
+            .flat_map(|u| {
+                u.destinations.iter().map(|dest| {
+                    (
+                        u.id.clone(),
+                        dest.repository.to_string(),
+                        dest.tags.iter().map(ToString::to_string).collect(),
+                    )
+                })
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "a".to_owned(),
+                    "us.example/app".to_owned(),
+                    vec!["latest".to_owned()]
+                ),
+                ("b".to_owned(), "us.example/app".to_owned(), vec![]),
+                ("c".to_owned(), "eu.example/app".to_owned(), vec![]),
+            ]
+        );
+        assert!(
+            super::repairs(&units, &[]).is_empty(),
+            "no drift, nothing to run"
+        );
     }
 }

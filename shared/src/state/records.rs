@@ -70,6 +70,10 @@ pub enum TriggerKind {
     /// A revision of the manifest repository: a merged GitHub push, or an on-call request
     /// naming a revision.
     Revision,
+    /// `promoter reconcile` or the scheduled reconcile: repairs what production lacks of the
+    /// current desired state (the revision is `DESIRED.reconcile-TIME`; the run records no
+    /// desired state of its own).
+    Reconcile,
 }
 
 impl TriggerKind {
@@ -78,6 +82,7 @@ impl TriggerKind {
         match self {
             TriggerKind::Cli => "cli",
             TriggerKind::Revision => "revision",
+            TriggerKind::Reconcile => "reconcile",
         }
     }
 }

@@ -98,7 +98,7 @@ async fn recorded_run(deps: &Deps, units: usize) {
         ..DesiredIndex::default()
     };
     RunLedger::new(&deps.store, RUN)
-        .record(&record, &Vec::<String>::new(), &desired)
+        .record(&record, &Vec::<String>::new(), Some(&desired))
         .await
         .expect("the run is recorded");
 }

@@ -49,6 +49,11 @@ pub enum NotifyMessage {
         /// The [`super::validate::InvalidRecord`]'s key in state.
         key: String,
     },
+    /// A reconcile found drift only people may judge (tags moved, tags nobody asked for).
+    Drift {
+        /// The [`super::reconcile::DriftRecord`]'s key in state.
+        key: String,
+    },
 }
 
 /// Encodes a message.

@@ -27,6 +27,7 @@ pub mod messages;
 pub mod notify;
 pub mod progress;
 pub mod promote;
+pub mod reconcile;
 pub mod run_cache;
 pub mod sign;
 pub mod validate;

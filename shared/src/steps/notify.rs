@@ -19,6 +19,7 @@ use crate::state::records::{self, RunRecord, RunStatus, UnitRecord, UnitStatus};
 use super::deps::Deps;
 use super::error::StepError;
 use super::messages::NotifyMessage;
+use super::reconcile::DriftRecord;
 use super::validate::InvalidRecord;
 
 /// What notify did.
@@ -45,6 +46,7 @@ pub async fn notify(message: &NotifyMessage, deps: &Deps) -> Result<NotifyOutcom
         NotifyMessage::Run { run } => run_notice(deps, run).await?,
         NotifyMessage::Alert { key } => alert_notice(deps, key).await?,
         NotifyMessage::Invalid { key } => invalid_notice(deps, key).await?,
+        NotifyMessage::Drift { key } => drift_notice(deps, key).await?,
     };
     let mut outcome = NotifyOutcome {
         notice: notice.id.clone(),
@@ -213,6 +215,63 @@ async fn invalid_notice(deps: &Deps, key: &str) -> Result<Notice, StepError> {
         })?;
     Ok(invalid(&record))
 }
+
+async fn drift_notice(deps: &Deps, key: &str) -> Result<Notice, StepError> {
+    let (record, _) = records::read::<DriftRecord>(&deps.store, key, "drift record")
+        .await?
+        .ok_or_else(|| StepError::Unknown {
+            run: "-".to_owned(),
+            what: format!("drift record {key}"),
+        })?;
+    Ok(drift(&record, key))
+}
+
+/// The notice for drift a reconcile found that only people may judge: one line per tag
+/// moved or unknown (at most [`MAX_DRIFT_LINES`]), and what the reconcile repaired.
+pub fn drift(record: &DriftRecord, key: &str) -> Notice {
+    let mut lines: Vec<String> = record
+        .drifted
+        .iter()
+        .flat_map(|d| {
+            let moved = d.moved_tags.iter().map(move |(tag, asked, there)| {
+                format!(
+                    "{}:{tag} points at {}, the manifests ask for {}",
+                    d.repository, there, asked
+                )
+            });
+            let unknown = d.unknown_tags.iter().map(move |(tag, there)| {
+                format!("{}:{tag} → {} is in no manifest", d.repository, there)
+            });
+            moved.chain(unknown)
+        })
+        .collect();
+    let total = lines.len();
+    lines.truncate(MAX_DRIFT_LINES);
+    if total > MAX_DRIFT_LINES {
+        lines.push(format!("… and {} more", total - MAX_DRIFT_LINES));
+    }
+    lines.push(match &record.run {
+        Some(run) => format!(
+            "{} units repaired by run {run}; the promoter moves and deletes nothing.",
+            record.repairs
+        ),
+        None => "Nothing to repair; the promoter moves and deletes nothing.".to_owned(),
+    });
+    Notice {
+        kind: NoticeKind::Alert,
+        id: format!("drift-{}", claim::segment(key)),
+        title: format!(
+            "Drift in production against {}: {total} tags to judge",
+            record.revision
+        ),
+        text: lines.join("\n"),
+        details: serde_json::to_value(record).unwrap_or(serde_json::Value::Null),
+        commit: None,
+    }
+}
+
+/// Lines of drift a notice carries at most.
+pub const MAX_DRIFT_LINES: usize = 50;
 
 /// The notice for invalid manifests on the promoted branch: an alert, and a failure status on
 /// the commit when its repository is known.

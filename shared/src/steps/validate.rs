@@ -278,12 +278,40 @@ pub async fn enqueue_plan(
     trigger: Trigger,
     deps: &Deps,
 ) -> Result<ValidateOutcome, StepError> {
+    enqueue(plan, true, trigger, deps).await
+}
+
+/// Records a run of exactly `repairs` (a reconcile's: the ledger is not asked, since what it
+/// calls promoted is what went missing) and enqueues those not final yet.
+pub async fn enqueue_repairs(
+    repairs: &[plan::Unit],
+    trigger: Trigger,
+    deps: &Deps,
+) -> Result<ValidateOutcome, StepError> {
+    let plan = plan::Plan {
+        units: repairs.to_vec(),
+        ..plan::Plan::default()
+    };
+    enqueue(&plan, false, trigger, deps).await
+}
+
+/// [`enqueue_plan`], of `desired − promoted` when `incremental`, else of the whole plan.
+async fn enqueue(
+    plan: &plan::Plan,
+    incremental: bool,
+    trigger: Trigger,
+    deps: &Deps,
+) -> Result<ValidateOutcome, StepError> {
     let run = run_id(&trigger);
     let ledger = RunLedger::new(&deps.store, &run);
     let units: Vec<plan::Unit> = if ledger.run_record().await?.is_some() {
         ledger.plan().await?
     } else {
-        let units = units_to_run(plan, deps).await?;
+        let units = if incremental {
+            units_to_run(plan, deps).await?
+        } else {
+            plan.units.clone()
+        };
         record_run(&deps.store, &units, plan, &trigger).await?;
         tracing::info!(
             run,

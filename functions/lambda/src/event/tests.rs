@@ -16,6 +16,10 @@ const SAMPLES: &[(&str, &str)] = &[
         include_str!("../../../validate-manifest/events/manual.json"),
     ),
     (
+        "validate-manifest/reconcile.json",
+        include_str!("../../../validate-manifest/events/reconcile.json"),
+    ),
+    (
         "copy-digest/message.json",
         include_str!("../../../copy-digest/events/message.json"),
     ),
@@ -82,6 +86,7 @@ fn expected(function: Function, sample: &str) -> Option<&'static str> {
         // step's to judge (and answer with an HTTP status).
         (Function::ValidateManifest | Function::Audit, _) if function_url => Some("FunctionUrl"),
         (Function::ValidateManifest, "manual.json") => Some("OnCall"),
+        (Function::ValidateManifest, "reconcile.json") => Some("Reconcile"),
         (Function::Audit, "ecr-eventbridge.json") => Some("EventBridge"),
         // Every queue-fed function takes any SQS batch: its records' bodies are decoded one by
         // one when handled.
@@ -100,6 +105,7 @@ fn variant(invocation: &Invocation) -> &'static str {
         Invocation::ValidateManifest(ValidateManifestEvent::FunctionUrl(_))
         | Invocation::Audit(AuditEvent::FunctionUrl(_)) => "FunctionUrl",
         Invocation::ValidateManifest(ValidateManifestEvent::OnCall(_)) => "OnCall",
+        Invocation::ValidateManifest(ValidateManifestEvent::Reconcile(_)) => "Reconcile",
         Invocation::Audit(AuditEvent::EventBridge(_)) => "EventBridge",
         Invocation::CopyDigest(QueueEvent::Batch(_))
         | Invocation::Sign(QueueEvent::Batch(_))

@@ -50,7 +50,7 @@ async fn recorded(units: usize) -> StateStore {
         ..Default::default()
     };
     RunLedger::new(&store, "r")
-        .record(&run_record(units), &Vec::<String>::new(), &desired)
+        .record(&run_record(units), &Vec::<String>::new(), Some(&desired))
         .await
         .expect("recorded");
     store
@@ -88,7 +88,11 @@ async fn recording_twice_keeps_the_first_record_and_points_at_the_revision() {
     let store = recorded(3).await;
     let ledger = RunLedger::new(&store, "r");
     let again = ledger
-        .record(&run_record(99), &Vec::<String>::new(), &Default::default())
+        .record(
+            &run_record(99),
+            &Vec::<String>::new(),
+            Some(&Default::default()),
+        )
         .await
         .expect("recorded");
     assert_eq!(again.units, 3);

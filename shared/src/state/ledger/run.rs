@@ -14,8 +14,9 @@ use crate::state::records::{
 use crate::state::{StateError, StateStore};
 
 impl RunLedger<'_> {
-    /// Records the run (`fresh`), its `plan` and the `desired` state it asks for, unless the
-    /// run is recorded already; returns the run record as stored.
+    /// Records the run (`fresh`), its `plan` and the `desired` state it asks for (a reconcile
+    /// run asks for none: it repairs the current one), unless the run is recorded already;
+    /// returns the run record as stored.
     ///
     /// The plan and the desired state first, the run record last: a worker that dies between
     /// them leaves no run record, so a retry writes everything again (each write is
@@ -24,12 +25,14 @@ impl RunLedger<'_> {
         &self,
         fresh: &RunRecord,
         plan: &impl Serialize,
-        desired: &DesiredIndex,
+        desired: Option<&DesiredIndex>,
     ) -> Result<RunRecord, StateError> {
         let key = run_key(self.run);
         if self.store.get(&key).await?.is_none() {
             self.store.create(&plan_key(self.run), encode(plan)).await?;
-            record_desired(self.store, desired, fresh.trigger.parent.as_deref()).await?;
+            if let Some(desired) = desired {
+                record_desired(self.store, desired, fresh.trigger.parent.as_deref()).await?;
+            }
             if self.store.create(&key, encode(fresh)).await?.is_some() {
                 tracing::info!(run = self.run, units = fresh.units, "run started");
             }

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use crate::plan::{Plan, Unit};
 use crate::state::ledger::RunLedger;
-use crate::state::records::{Counts, DesiredIndex, RunRecord, RunStatus, Trigger, now};
+use crate::state::records::{
+    Counts, DesiredIndex, RunRecord, RunStatus, Trigger, TriggerKind, now,
+};
 use crate::state::{StateError, StateStore};
 
 /// Records run `id` of `units` (and the desired state of the whole `desired` plan) unless it
@@ -29,8 +31,11 @@ pub(super) async fn start(
             ..Counts::default()
         },
     };
+    // A reconcile repairs the current desired state; it does not become one.
+    let desired =
+        (trigger.kind != TriggerKind::Reconcile).then(|| desired_index(&trigger.revision, desired));
     RunLedger::new(store, id)
-        .record(&fresh, &units, &desired_index(&trigger.revision, desired))
+        .record(&fresh, &units, desired.as_ref())
         .await
 }
 
