@@ -410,6 +410,7 @@ async fn every_function_runs_through_the_lambda_runtime_api() {
     let alert = audit(&world).await;
     sign(&world, &run, &sign_message).await;
     notify(&world, &alert).await;
+    reconcile(&world).await;
     for name in [
         "validate-manifest",
         "copy-digest",
@@ -857,5 +858,52 @@ async fn notify(world: &World, alert: &Message) {
         world.receiver.requests().len(),
         1,
         "the webhook got the alert once"
+    );
+}
+
+/// validate-manifest's scheduled reconcile (EventBridge Scheduler's payload): the tool, never
+/// copied (its lease is held elsewhere), is found missing in production and one reconcile run
+/// of that unit is enqueued; the app, copied and signed, is left alone; the report is recorded.
+async fn reconcile(world: &World) {
+    // The audit step pointed the desired state at a revision of its own: back to the push's.
+    std::fs::write(world.state.join("desired/current"), SHA).expect("write desired/current");
+    let payload = json!({"reconcile": {"dry_run": false}});
+    let answer = world.emulator.invoke("validate-manifest", &payload);
+    let outcome = expect_json(world, &answer, 200, "reconcile");
+    let record = &outcome["record"];
+    assert_eq!(record["revision"], SHA, "{outcome}");
+    assert_eq!(record["repositories"], 2, "{outcome}");
+    assert_eq!(record["repairs"], 1, "{outcome}");
+    let tool = format!("{}/prod/tool", world.production.host());
+    assert_eq!(
+        record["drifted"],
+        json!([{
+            "repository": tool,
+            "missing": [world.tool.digest],
+            "missing_tags": [["v2", world.tool.digest]],
+            "moved_tags": [],
+            "unknown_tags": [],
+            "unsigned": [],
+        }]),
+        "the signed app is not drift: {outcome}"
+    );
+    let key = outcome["key"].as_str().expect("recorded");
+    assert!(world.state.join(key).is_file(), "{key}");
+    let run = record["run"].as_str().expect("a repair run");
+    let copies = drain(&world.sqs, &world.copy_queue, 1).await;
+    let message: Value = serde_json::from_str(copies[0].body().expect("a body")).expect("JSON");
+    assert_eq!(
+        message,
+        json!({"run": run, "unit": world.unit_of(&world.tool)})
+    );
+    let recorded: Value = serde_json::from_slice(
+        &std::fs::read(world.state.join(format!("runs/{run}/run.json"))).expect("the run"),
+    )
+    .expect("JSON");
+    assert_eq!(recorded["trigger"]["kind"], "reconcile", "{recorded}");
+    // The reconcile recorded no desired state: audit still judges against the pushed commit.
+    assert_eq!(
+        std::fs::read_to_string(world.state.join("desired/current")).expect("current"),
+        SHA
     );
 }

@@ -12,13 +12,18 @@
 //! - five `AWS::Serverless::Function`s, one per binary of `cargo lambda build --release`
 //!   (`provided.al2023`, `bootstrap`, x86_64, JSON logs), copy-digest with the longest timeout;
 //!   Function URLs (auth `NONE`) on validate-manifest and audit only;
-//! - one `AWS::IAM::Role` per function, referenced by `Role:`, never shared, no other role;
-//!   no SAM `Policies`, no managed policy but `AWSLambdaBasicExecutionRole`;
+//! - one `AWS::IAM::Role` per function, referenced by `Role:`, never shared, no other role
+//!   but the reconcile schedule's (trusted by `scheduler.amazonaws.com` only, allowed only
+//!   `lambda:InvokeFunction` on validate-manifest); no SAM `Policies`, no managed policy but
+//!   `AWSLambdaBasicExecutionRole`;
+//! - the scheduled reconcile: an `AWS::Scheduler::Schedule` whose target is validate-manifest,
+//!   through that role, with the input `{"reconcile": …}`;
 //! - in every role: no `*` or wildcard action, no `NotAction`/`NotResource`, only the services
 //!   the functions use, and Resource `*` only for `ecr:GetAuthorizationToken` (AWS cannot scope
 //!   it);
 //! - ECR writes only in copy-digest's and sign's roles, and only on the production repository
-//!   ARNs; validate-manifest has no ECR and no KMS action; notify no ECR;
+//!   ARNs; validate-manifest only reads ECR (its reconcile) and has no KMS action; notify no
+//!   ECR;
 //! - S3 only on the state bucket, writes only below a prefix; audit writes only under `audit/`;
 //! - `kms:Sign` only for sign: no role policy grants it elsewhere and the key policy grants it
 //!   to sign's role alone; the key's public half only to sign, copy-digest and the account;
@@ -564,6 +569,7 @@ fn violations(text: &str) -> Vec<String> {
     check_state_bucket(&template, &mut out);
     check_topic(&template, &mut out);
     check_ecr_rule(&template, &mut out);
+    check_schedule(&template, &mut out);
     check_parameters_and_secrets(&template, &mut out);
     check_environment(&template, &mut out);
     out
@@ -669,6 +675,9 @@ fn check_roles(t: &Template<'_>, out: &mut Vec<String>) {
         }
     }
     for (id, properties) in resources_of(t.root, "AWS::IAM::Role") {
+        if is_scheduler_role(properties) {
+            continue;
+        }
         if !users.contains_key(id) {
             out.push(format!("role {id} serves no function"));
         }
@@ -740,9 +749,9 @@ fn check_statements(t: &Template<'_>, out: &mut Vec<String>) {
             .iter()
             .filter(|a| !ECR_READ.contains(&a.as_str()))
             .collect();
-        if *f == VALIDATE && !ecr.is_empty() {
+        if *f == VALIDATE && !ecr_writes.is_empty() {
             out.push(format!(
-                "{f}: {at} allows {ecr:?}: validate-manifest uses no registry"
+                "{f}: {at} allows {ecr_writes:?}: validate-manifest only reads registries (its reconcile)"
             ));
         }
         if *f == NOTIFY && !ecr.is_empty() {
@@ -1256,6 +1265,93 @@ fn check_ecr_rule(t: &Template<'_>, out: &mut Vec<String>) {
     }
 }
 
+/// A role only EventBridge Scheduler may take (checked by [`check_schedule`]).
+fn is_scheduler_role(role: &Yaml) -> bool {
+    let trust = role.at(&["AssumeRolePolicyDocument", "Statement"]);
+    let statements = trust.map(Yaml::items).unwrap_or_default();
+    !statements.is_empty()
+        && statements.iter().all(|s| {
+            s.at(&["Principal", "Service"])
+                .map(Yaml::items)
+                .is_some_and(|services| {
+                    services
+                        .iter()
+                        .all(|x| x.render() == "scheduler.amazonaws.com")
+                })
+                && s.at(&["Principal", "AWS"]).is_none()
+        })
+}
+
+fn check_schedule(t: &Template<'_>, out: &mut Vec<String>) {
+    let Some(validate) = t.function(VALIDATE) else {
+        return;
+    };
+    let validate_arn = format!("${{{}.Arn}}", validate.id);
+    let schedules = resources_of(t.root, "AWS::Scheduler::Schedule");
+    if schedules.len() != 1 {
+        out.push(format!(
+            "{} schedules, wanted one (the reconcile)",
+            schedules.len()
+        ));
+    }
+    for (id, schedule) in schedules {
+        let target = |field: &str| schedule.at(&["Target", field]).map(Yaml::render);
+        if target("Arn").as_deref() != Some(validate_arn.as_str()) {
+            out.push(format!("{id}: its target is not validate-manifest"));
+        }
+        let input = target("Input").unwrap_or_default();
+        let reconciles = serde_json::from_str::<serde_json::Value>(&input)
+            .is_ok_and(|v| v.get("reconcile").is_some_and(serde_json::Value::is_object));
+        if !reconciles {
+            out.push(format!(
+                "{id}: input {input:?} is not {{\"reconcile\": {{…}}}}"
+            ));
+        }
+        let role = target("RoleArn").and_then(|arn| {
+            arn.strip_prefix("${")?
+                .strip_suffix(".Arn}")
+                .map(str::to_owned)
+        });
+        let role = role
+            .as_deref()
+            .and_then(|r| t.resource(r))
+            .and_then(|r| r.get("Properties"));
+        let Some(role) = role.filter(|r| is_scheduler_role(r)) else {
+            out.push(format!(
+                "{id}: RoleArn is not a role only the scheduler may take"
+            ));
+            continue;
+        };
+        let statements = role
+            .get("Policies")
+            .map(Yaml::items)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|p| {
+                p.at(&["PolicyDocument", "Statement"])
+                    .map(Yaml::items)
+                    .unwrap_or_default()
+            });
+        for statement in statements {
+            let listed = |key: &str| -> Vec<String> {
+                statement
+                    .get(key)
+                    .map(|n| n.items().iter().map(|i| i.render()).collect())
+                    .unwrap_or_default()
+            };
+            if listed("Action") != ["lambda:InvokeFunction"]
+                || listed("Resource") != [validate_arn.clone()]
+            {
+                out.push(format!(
+                    "{id}: its role allows {:?} on {:?}, wanted only lambda:InvokeFunction on validate-manifest",
+                    listed("Action"),
+                    listed("Resource")
+                ));
+            }
+        }
+    }
+}
+
 fn check_parameters_and_secrets(t: &Template<'_>, out: &mut Vec<String>) {
     for (name, _) in t
         .root
@@ -1559,6 +1655,25 @@ fn signing_and_publishing_by_others_are_caught() {
         "              - Sid: Publishes\n                Effect: Allow\n                Action: sns:Publish\n                Resource: !Ref AlertTopic\n",
     );
     assert_caught(&from, &to, &["audit", "Publishes", "only notify"]);
+}
+
+#[test]
+fn a_schedule_doing_more_than_reconcile_is_caught() {
+    assert_caught(
+        "                Action: lambda:InvokeFunction\n                Resource: !GetAtt ValidateManifestFunction.Arn",
+        "                Action: lambda:InvokeFunction\n                Resource: !GetAtt CopyDigestFunction.Arn",
+        &["wanted only lambda:InvokeFunction on validate-manifest"],
+    );
+    assert_caught(
+        "Input: '{\"reconcile\": {\"dry_run\": false}}'",
+        "Input: '{\"revision\": \"x\"}'",
+        &["is not {\"reconcile\""],
+    );
+    assert_caught(
+        "              Service: scheduler.amazonaws.com",
+        "              Service: [scheduler.amazonaws.com, lambda.amazonaws.com]",
+        &["RoleArn is not a role only the scheduler may take"],
+    );
 }
 
 #[test]
