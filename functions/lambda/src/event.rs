@@ -247,7 +247,10 @@ impl RefusedEvent {
 
 fn describe_all(kinds: &[PayloadKind]) -> String {
     let names: Vec<&str> = kinds.iter().map(|k| k.describe()).collect();
-    names.join(" or ")
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
 }
 
 #[cfg(test)]

@@ -162,8 +162,9 @@ fn a_refusal_says_what_the_function_takes_and_what_it_got() {
             function("validate-manifest"),
             sample("audit/ecr-eventbridge.json")
         ),
-        "validate-manifest accepts a Function URL request or an on-call request \
-         ({\"revision\", \"manifests\", \"repository\"?}); this is an EventBridge event"
+        "validate-manifest accepts a Function URL request, an on-call request \
+         ({\"revision\", \"manifests\", \"repository\"?}) or a reconcile request \
+         ({\"reconcile\": {\"dry_run\"?}}); this is an EventBridge event"
     );
     assert_eq!(
         refused(
