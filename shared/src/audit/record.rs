@@ -138,10 +138,7 @@ fn content_hash(action: &str, repository: &str, digest: Option<&str>, tag: Optio
         hash.update(part.as_bytes());
         hash.update([0]);
     }
-    hash.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&hash.finalize()[..8])
 }
 
 /// `push` or `delete`, as in records.

@@ -171,14 +171,15 @@ pub struct Engine {
     /// Hosts that answered that they have no referrers API (asked once per run).
     no_referrers_api: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Each source repository's tags, listed once per run (to find cosign artifacts).
-    source_tags: tokio::sync::Mutex<
-        std::collections::HashMap<Repository, Arc<std::collections::HashSet<Tag>>>,
-    >,
+    source_tags: std::sync::Mutex<std::collections::HashMap<Repository, Arc<SourceTags>>>,
     required_signer: Option<VerifyingKey>,
     flights: Arc<Flights>,
     progress: Arc<Progress>,
     options: CopyOptions,
 }
+
+/// One source repository's tags, listed once.
+type SourceTags = tokio::sync::OnceCell<Arc<std::collections::HashSet<Tag>>>;
 
 impl Engine {
     /// An engine copying with `client`.
@@ -186,7 +187,7 @@ impl Engine {
         Engine {
             client,
             no_referrers_api: std::sync::Mutex::new(std::collections::HashSet::new()),
-            source_tags: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+            source_tags: std::sync::Mutex::new(std::collections::HashMap::new()),
             required_signer: None,
             flights: Arc::new(Flights::default()),
             progress: Arc::new(Progress::default()),
@@ -202,20 +203,28 @@ impl Engine {
         self
     }
 
-    /// The tags of source repository `repository`, listed on first use (one listing per run,
-    /// held under a lock so concurrent units share it).
+    /// The tags of source repository `repository`, listed on first use: one listing per
+    /// repository and engine, which concurrent units of that repository wait for and share,
+    /// while units of other repositories list theirs at the same time (a listing that fails is
+    /// tried again by the next unit).
     pub(crate) async fn source_tags(
         &self,
         repository: &Repository,
     ) -> Result<Arc<std::collections::HashSet<Tag>>, crate::registry::RegistryError> {
-        let mut cache = self.source_tags.lock().await;
-        if let Some(tags) = cache.get(repository) {
-            return Ok(Arc::clone(tags));
-        }
-        let tags: Arc<std::collections::HashSet<Tag>> =
-            Arc::new(self.client.tags(repository).await?.into_iter().collect());
-        cache.insert(repository.clone(), Arc::clone(&tags));
-        Ok(tags)
+        let cell = Arc::clone(
+            self.source_tags
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(repository.clone())
+                .or_default(),
+        );
+        cell.get_or_try_init(|| async {
+            Ok(Arc::new(
+                self.client.tags(repository).await?.into_iter().collect(),
+            ))
+        })
+        .await
+        .cloned()
     }
 
     /// True when `host` said it has no referrers API.

@@ -245,5 +245,5 @@ pub fn unit_id(source: &Repository, digest: &Digest) -> String {
         .chain_update(b"@")
         .chain_update(digest.as_str().as_bytes())
         .finalize();
-    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hex::encode(&hash[..8])
 }

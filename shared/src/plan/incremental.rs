@@ -22,11 +22,7 @@ pub fn fingerprint(destination: &Destination) -> String {
         }
         hash.update(tag.as_str().as_bytes());
     }
-    hash.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&hash.finalize()[..8])
 }
 
 /// The fingerprints of every destination of `unit`.

@@ -98,7 +98,11 @@ async fn recorded_run(deps: &Deps, units: usize) {
         ..DesiredIndex::default()
     };
     RunLedger::new(&deps.store, RUN)
-        .record(&record, &Vec::<String>::new(), Some(&desired))
+        .record(
+            &record,
+            &Vec::<String>::new(),
+            Some((&desired.revision, &desired)),
+        )
         .await
         .expect("the run is recorded");
 }

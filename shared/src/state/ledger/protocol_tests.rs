@@ -50,7 +50,11 @@ async fn recorded(units: usize) -> StateStore {
         ..Default::default()
     };
     RunLedger::new(&store, "r")
-        .record(&run_record(units), &Vec::<String>::new(), Some(&desired))
+        .record(
+            &run_record(units),
+            &Vec::<String>::new(),
+            Some((&desired.revision, &desired)),
+        )
         .await
         .expect("recorded");
     store
@@ -91,7 +95,7 @@ async fn recording_twice_keeps_the_first_record_and_points_at_the_revision() {
         .record(
             &run_record(99),
             &Vec::<String>::new(),
-            Some(&Default::default()),
+            Some(("", &crate::state::records::DesiredIndex::default())),
         )
         .await
         .expect("recorded");
@@ -170,7 +174,7 @@ async fn desire(store: &StateStore, revision: &str, parent: Option<&str>) {
         revision: revision.into(),
         ..Default::default()
     };
-    record_desired(store, &index, parent)
+    record_desired(store, &index.revision, &index, parent)
         .await
         .expect("recorded");
 }

@@ -8,9 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::cas::{self, Decision, Modified};
 use super::{DESIRED_CURRENT, RunLedger, desired_key, notified_key, plan_key, run_key};
-use crate::state::records::{
-    self, Counts, DesiredIndex, RunRecord, RunStatus, UnitStatus, encode, now,
-};
+use crate::state::records::{self, Counts, RunRecord, RunStatus, UnitStatus, encode, now};
 use crate::state::{StateError, StateStore};
 
 impl RunLedger<'_> {
@@ -25,13 +23,14 @@ impl RunLedger<'_> {
         &self,
         fresh: &RunRecord,
         plan: &impl Serialize,
-        desired: Option<&DesiredIndex>,
+        desired: Option<(&str, &impl Serialize)>,
     ) -> Result<RunRecord, StateError> {
         let key = run_key(self.run);
         if self.store.get(&key).await?.is_none() {
             self.store.create(&plan_key(self.run), encode(plan)).await?;
-            if let Some(desired) = desired {
-                record_desired(self.store, desired, fresh.trigger.parent.as_deref()).await?;
+            if let Some((revision, desired)) = desired {
+                let parent = fresh.trigger.parent.as_deref();
+                record_desired(self.store, revision, desired, parent).await?;
             }
             if self.store.create(&key, encode(fresh)).await?.is_some() {
                 tracing::info!(run = self.run, units = fresh.units, "run started");
@@ -165,8 +164,9 @@ pub fn follower_key(revision: &str) -> String {
     format!("desired/{revision}/followed-by")
 }
 
-/// Records what production should hold after `index.revision` (which follows `parent`, when
-/// known), and points `desired/current` at it unless a later revision is current already.
+/// Records what production should hold after `revision` (`index`, a
+/// [`DesiredIndex`](crate::state::records::DesiredIndex) or a borrowed view serialized the same way; `revision` follows `parent`,
+/// when known), and points `desired/current` at it unless a later revision is current already.
 ///
 /// Revisions move forward only. Each revision gets a sequence once, when first recorded: one
 /// less than a recorded revision that names it as its parent (it arrived late), else its
@@ -177,10 +177,10 @@ pub fn follower_key(revision: &str) -> String {
 /// not take `desired/current`, which audit judges against, back to it.
 pub async fn record_desired(
     store: &StateStore,
-    index: &DesiredIndex,
+    revision: &str,
+    index: &impl Serialize,
     parent: Option<&str>,
 ) -> Result<(), StateError> {
-    let revision = index.revision.as_str();
     store.create(&desired_key(revision), encode(index)).await?;
     let sequence = sequence_of(store, revision, parent).await?;
     let kept = cas::modify_bytes_with(store, DESIRED_CURRENT, async |current| {

@@ -1,12 +1,11 @@
 //! The facts a run starts with (its record, plan and desired state), handed to the ledger.
 
+use serde::Serialize;
 use std::collections::BTreeMap;
 
 use crate::plan::{Plan, Unit};
 use crate::state::ledger::RunLedger;
-use crate::state::records::{
-    Counts, DesiredIndex, RunRecord, RunStatus, Trigger, TriggerKind, now,
-};
+use crate::state::records::{Counts, RunRecord, RunStatus, Trigger, TriggerKind, now};
 use crate::state::{StateError, StateStore};
 
 /// Records run `id` of `units` (and the desired state of the whole `desired` plan) unless it
@@ -32,33 +31,47 @@ pub(super) async fn start(
         },
     };
     // A reconcile repairs the current desired state; it does not become one.
-    let desired =
-        (trigger.kind != TriggerKind::Reconcile).then(|| desired_index(&trigger.revision, desired));
+    let desired = (trigger.kind != TriggerKind::Reconcile)
+        .then(|| DesiredView::of(&trigger.revision, desired));
     RunLedger::new(store, id)
-        .record(&fresh, &units, desired.as_ref())
+        .record(&fresh, &units, desired.as_ref().map(|d| (d.revision, d)))
         .await
 }
 
 /// What production should hold after `revision`: each destination repository's digests and
-/// tags, and where each repository is promoted from.
-fn desired_index(revision: &str, plan: &Plan) -> DesiredIndex {
-    let mut repositories: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-    let mut sources = BTreeMap::new();
-    for unit in &plan.units {
-        for d in &unit.destinations {
-            sources.insert(d.repository.to_string(), unit.source.to_string());
-            let tags = repositories
-                .entry(d.repository.to_string())
-                .or_default()
-                .entry(unit.digest.to_string())
-                .or_default();
-            tags.extend(d.tags.iter().map(ToString::to_string));
+/// tags, and where each repository is promoted from. Serialized exactly as
+/// [`crate::state::records::DesiredIndex`] (which audit reads back), but borrowing the plan's
+/// names: at Kubernetes' size (46,000 digests × 21 mirrors) it has about a million entries, and
+/// owning a copy of each name made it the slowest part of answering a webhook.
+#[derive(Serialize)]
+struct DesiredView<'a> {
+    schema: &'static str,
+    revision: &'a str,
+    repositories: BTreeMap<&'a str, BTreeMap<&'a str, Vec<&'a str>>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    sources: BTreeMap<&'a str, &'a str>,
+}
+
+impl<'a> DesiredView<'a> {
+    fn of(revision: &'a str, plan: &'a Plan) -> Self {
+        let mut repositories: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
+        let mut sources = BTreeMap::new();
+        for unit in &plan.units {
+            for d in &unit.destinations {
+                sources.insert(d.repository.as_str(), unit.source.as_str());
+                repositories
+                    .entry(d.repository.as_str())
+                    .or_default()
+                    .entry(unit.digest.as_str())
+                    .or_default()
+                    .extend(d.tags.iter().map(|t| t.as_str()));
+            }
         }
-    }
-    DesiredIndex {
-        schema: "promoter.desired/v1".to_owned(),
-        revision: revision.to_owned(),
-        repositories,
-        sources,
+        DesiredView {
+            schema: "promoter.desired/v1",
+            revision,
+            repositories,
+            sources,
+        }
     }
 }

@@ -74,7 +74,7 @@ pub fn run_id(trigger: &Trigger) -> String {
         .chain_update(b":")
         .chain_update(trigger.revision.as_bytes())
         .finalize();
-    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hex::encode(&hash[..8])
 }
 
 /// A revision for a plan that has none of its own (a local run): 16 hex digits of a hash of
@@ -93,11 +93,7 @@ pub fn plan_revision(plan: &Plan) -> String {
         }
         hash.update(b"\n");
     }
-    hash.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&hash.finalize()[..8])
 }
 
 /// Records the run `trigger` starts (its record, its `units`, and the desired state of the
