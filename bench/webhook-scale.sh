@@ -3,15 +3,20 @@
 # the generated tree (bench/gen_k8s_tree.py: 46,000 digests in 500 projects × 21 mirrors, about
 # 966,000 edges), everything in it already promoted (the promoted ledger written from its plan),
 # and a merge that adds one digest. The webhook is signed and handled exactly as Lambda would
-# (`promoter invoke validate-manifest` on a Function URL event): HMAC check, the tarball fetched
-# from a local stand-in for GitHub's API, every manifest validated and planned, the ledger read,
-# the run recorded in a local state folder, its one unit sent to an SQS queue in moto.
+# (`promoter invoke validate-manifest` on a Function URL event): HMAC check, the manifests folder
+# fetched from a local stand-in for GitHub's Git database API (the tree, then only the blobs not
+# in the blob cache in state), every manifest validated and planned, the ledger read, the run
+# recorded in a local state folder, its one unit sent to an SQS queue in moto. The commit before
+# is pushed first (it finds everything promoted, and fills the blob cache).
 #
-# Prints the webhook's latency (the process, start to answer, as a cold Lambda would spend it
-# minus the runtime's own start), the units and messages it enqueued, the tarball's size, and
-# the target (< 5 s; GitHub gives a webhook 10 s). As a baseline in the same run, the same
-# push with `PROMOTER_FULL_RUNS=true` (every unit enqueued, the behaviour before the ledger) is timed
-# too, with moto's SendMessageBatch throughput beside it.
+# Prints each push's latency (the process, start to answer, as a cold Lambda would spend it
+# minus the runtime's own start), the units and messages it enqueued, the requests and bytes it
+# took from GitHub (beside the tarball a push used to download), and the target (< 5 s; GitHub
+# gives a webhook 10 s). As a baseline in the same run, the same push with
+# `PROMOTER_FULL_RUNS=true` (every unit enqueued, the behaviour before the ledger) is timed too,
+# with moto's SendMessageBatch throughput beside it, up to --full-limit digests: moto slows down
+# as its queue grows (150 messages/s into an empty queue, 17/s by 2,000), so beyond that the
+# baseline would measure moto, not the promoter.
 #
 # Usage: bench/webhook-scale.sh [--digests N] [--projects N] [--mirrors N] [--full-limit N] [--keep]
 #
@@ -83,12 +88,14 @@ PY
 rm "$work/plan.json"
 
 echo "== the merge: one digest added to the first project" >&2
+cp -r "$work/repo" "$work/repo-base"
 first=$(find "$work/repo/images" -name images.yaml | sort | awk 'NR == 1')
 printf -- '- name: webhook-scale-added\n  dmap:\n    "sha256:%s": ["v1"]\n' \
   "$(printf 'webhook-scale' | sha256sum | cut -c1-64)" >>"$first"
+base_sha=0000000000000000000000000000000000000b45
 sha=0123456789abcdef0123456789abcdef01234567
 python3 - "$work/repo" "$work/tarball.tar.gz" "$sha" <<'PY'
-# GitHub's tarball: one top-level folder, owner-name-sha/.
+# GitHub's tarball: one top-level folder, owner-name-sha/ (only to print its size).
 import sys, tarfile
 repo, out, sha = sys.argv[1], sys.argv[2], sys.argv[3]
 with tarfile.open(out, "w:gz") as tar:
@@ -97,20 +104,39 @@ PY
 tarball_bytes=$(stat -c %s "$work/tarball.tar.gz")
 
 github_port=$(free_port)
-python3 - "$github_port" "$work/tarball.tar.gz" "$work/github.log" <<'PY' &
-# A stand-in for GitHub's API: any GET of .../tarball/... answers the tarball.
-import http.server, sys
-port, tarball, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-body = open(tarball, "rb").read()
+python3 - "$github_port" "$work/github.log" "$base_sha=$work/repo-base" "$sha=$work/repo" <<'PY' &
+# A stand-in for GitHub's Git database API of example/manifests: the tree of each commit
+# (recursive) and its blobs by id, as validate-manifest reads them; each answer logged with its
+# size.
+import hashlib, http.server, json, os, sys
+port, log = int(sys.argv[1]), sys.argv[2]
+trees, blobs = {}, {}
+for arg in sys.argv[3:]:
+    sha, root = arg.split("=", 1)
+    entries = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            content = open(path, "rb").read()
+            blob = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+            blobs[blob] = content
+            entries.append({"path": os.path.relpath(path, root), "mode": "100644", "type": "blob",
+                            "sha": blob, "size": len(content)})
+    trees[sha] = json.dumps({"sha": sha, "tree": entries, "truncated": False}).encode()
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        prefix = "/repos/example/manifests/git/"
+        body = None
+        if self.path.startswith(prefix + "trees/"):
+            body = trees.get(self.path[len(prefix + "trees/"):].split("?")[0])
+        elif self.path.startswith(prefix + "blobs/"):
+            body = blobs.get(self.path[len(prefix + "blobs/"):])
         with open(log, "a") as f:
-            f.write(self.path + "\n")
-        if "/tarball/" not in self.path:
+            f.write(f"{self.path} {len(body) if body else 0}\n")
+        if body is None:
             self.send_error(404)
             return
         self.send_response(200)
-        self.send_header("Content-Type", "application/x-gzip")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -137,13 +163,14 @@ print(sqs.create_queue(QueueName=sys.argv[1])["QueueUrl"])
 PY
 }
 secret=webhook-scale-secret
-"$venv/bin/python" - "$sha" "$secret" "$work/push.json" <<'PY'
+push_event() { # BEFORE AFTER DELIVERY OUT
+  "$venv/bin/python" - "$@" "$secret" <<'PY'
 # A Function URL event carrying a signed GitHub push.
 import hashlib, hmac, json, sys
-sha, secret, out = sys.argv[1], sys.argv[2], sys.argv[3]
+before, sha, delivery, out, secret = sys.argv[1:6]
 body = json.dumps({
     "ref": "refs/heads/main",
-    "before": "0000000000000000000000000000000000000000",
+    "before": before,
     "after": sha,
     "repository": {"full_name": "example/manifests", "name": "manifests", "owner": {"login": "example"}},
     "pusher": {"name": "maintainer"},
@@ -154,7 +181,7 @@ signature = "sha256=" + hmac.new(secret.encode(), body.encode(), hashlib.sha256)
 event = {
     "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
     "headers": {"content-type": "application/json", "x-github-event": "push",
-                "x-github-delivery": "webhook-scale-1", "x-hub-signature-256": signature},
+                "x-github-delivery": delivery, "x-hub-signature-256": signature},
     "requestContext": {"accountId": "anonymous", "apiId": "x", "domainName": "x.lambda-url.us-east-1.on.aws",
                        "domainPrefix": "x", "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1",
                        "sourceIp": "127.0.0.1", "userAgent": "GitHub-Hookshot/bench"},
@@ -164,17 +191,21 @@ event = {
 }
 json.dump(event, open(out, "w"))
 PY
+}
+push_event 0000000000000000000000000000000000000000 "$base_sha" webhook-scale-0 "$work/push-base.json"
+push_event "$base_sha" "$sha" webhook-scale-1 "$work/push.json"
 
-declare -A wall=() units=() enqueued=()
-webhook() { # NAME STATE QUEUE [VAR=VALUE...]
-  local name=$1 state=$2 queue_url=$3 start end
-  shift 3
+declare -A wall=() units=() enqueued=() gh_requests=() gh_bytes=()
+webhook() { # NAME EVENT STATE QUEUE [VAR=VALUE...]
+  local name=$1 event=$2 state=$3 queue_url=$4 start end logged
+  shift 4
   [[ $queue_url == http* ]] || { echo "webhook-scale: no SQS queue in moto" >&2; exit 1; }
+  logged=$(wc -l <"$work/github.log" 2>/dev/null || echo 0)
   start=$(date +%s.%N)
   env PROMOTER_STATE="$state" PROMOTER_COPY_QUEUE_URL="$queue_url" \
     PROMOTER_GITHUB_API="http://127.0.0.1:$github_port" PROMOTER_GITHUB_WEBHOOK_SECRET="$secret" \
     PROMOTER_CHAIN_SIGNS=true RUST_LOG="${RUST_LOG:-warn}" "$@" \
-    "$promoter" invoke validate-manifest --event "$work/push.json" >"$work/$name.json" 2>"$work/$name.err"
+    "$promoter" invoke validate-manifest --event "$event" >"$work/$name.json" 2>"$work/$name.err"
   end=$(date +%s.%N)
   wall[$name]=$(python3 -c "print(f'{$end - $start:.2f}')")
   read -r units[$name] enqueued[$name] < <(python3 -c "
@@ -182,13 +213,18 @@ import json, sys
 answer = json.load(open('$work/$name.json'))['result']
 body = json.loads(answer['body'])
 print(body.get('units', '-'), body.get('enqueued', '-'))")
-  echo "== $name: ${wall[$name]} s, ${units[$name]} units, ${enqueued[$name]} enqueued" >&2
+  read -r gh_requests[$name] gh_bytes[$name] < <(tail -n +"$((logged + 1))" "$work/github.log" |
+    awk '{n++; b += $2} END {print n + 0, b + 0}')
+  echo "== $name: ${wall[$name]} s, ${units[$name]} units, ${enqueued[$name]} enqueued, GitHub ${gh_requests[$name]} requests ${gh_bytes[$name]} bytes" >&2
 }
 
+touch "$work/github.log"
+# The previous commit first: its push finds everything promoted and fills the blob cache.
+webhook previous "$work/push-base.json" "$work/state" "$(queue previous)"
 cp -r "$work/state" "$work/state-full"
-webhook incremental "$work/state" "$(queue incremental)"
+webhook incremental "$work/push.json" "$work/state" "$(queue incremental)"
 if ((digests <= full_limit)); then
-  webhook full "$work/state-full" "$(queue full)" PROMOTER_FULL_RUNS=true
+  webhook full "$work/push.json" "$work/state-full" "$(queue full)" PROMOTER_FULL_RUNS=true
 else
   wall[full]=-; units[full]=0; enqueued[full]="skipped (> --full-limit $full_limit digests)"
 fi
@@ -197,9 +233,10 @@ edges=$(sed -n 's/.*edges=\([0-9]*\).*/\1/p' "$work/counts.txt")
 cat <<EOF
 
 webhook-scale: a push adding one digest to $digests promoted digests × $mirrors mirrors ($edges edges)
-tarball: $tarball_bytes bytes, $(grep -c /tarball/ "$work/github.log") tarball request(s), one per push
-case          wall s   units   enqueued
-incremental   $(printf '%6s  %6s  %8s' "${wall[incremental]}" "${units[incremental]}" "${enqueued[incremental]}")   (desired − promoted; target < 5 s)
+the whole tree as a tarball would be $tarball_bytes bytes (one request per push, before)
+case          wall s   units   enqueued   GitHub requests, bytes
+previous      $(printf '%6s  %6s  %8s   %6s %10s' "${wall[previous]}" "${units[previous]}" "${enqueued[previous]}" "${gh_requests[previous]}" "${gh_bytes[previous]}")   (the commit before, blob cache empty: the tree and every file)
+incremental   $(printf '%6s  %6s  %8s   %6s %10s' "${wall[incremental]}" "${units[incremental]}" "${enqueued[incremental]}" "${gh_requests[incremental]}" "${gh_bytes[incremental]}")   (desired − promoted, the tree and the changed file; target < 5 s)
 full          $(printf '%6s  %6s  %8s' "${wall[full]}" "${units[full]}" "${enqueued[full]}")   (PROMOTER_FULL_RUNS=true: every unit, the behaviour before the ledger; SQS in moto)
 EOF
 [[ ${wall[full]} == - ]] || python3 -c "

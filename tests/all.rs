@@ -15,6 +15,7 @@ mod hostile_registry;
 mod infra_template;
 mod invalid_manifests;
 mod manifest_source;
+mod manifest_tree;
 mod notify;
 mod promote;
 mod queue;

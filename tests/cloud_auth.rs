@@ -1,6 +1,8 @@
 //! Cloud credentials end to end: a promotion into a real registry that only accepts what ECR's
 //! `GetAuthorizationToken` (served by a real moto server) or Google's metadata server (a small
-//! fake on loopback) hands out, as those clouds' registries do.
+//! fake on loopback) hands out, as those clouds' registries do. On the ECR side, the destination
+//! repository is created in moto's ECR before the first push (`IMMUTABLE` tags by default), as
+//! ECR does not create repositories on push.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener};
@@ -10,7 +12,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ecr::config::Credentials as AwsCredentials;
 use promoter::copy::{CopyOptions, Engine};
 use promoter::plan::{Destination, Unit};
-use promoter::registry::auth::ecr::EcrCredentials;
+use promoter::registry::auth::ecr::{EcrCredentials, RepositorySettings};
 use promoter::registry::auth::google::GoogleCredentials;
 use promoter::registry::auth::session::CredentialSources;
 use promoter::registry::{Client, ClientConfig};
@@ -61,7 +63,7 @@ async fn ecr_token_from_moto_opens_the_production_registry() {
         .credentials_provider(AwsCredentials::new("test", "test", None, None, "test"))
         .load()
         .await;
-    let ecr = EcrCredentials::with_config(config, vec![production.host()]);
+    let ecr = EcrCredentials::with_config(config.clone(), vec![production.host()]);
     let sources = CredentialSources {
         ecr: Some(ecr),
         ..CredentialSources::default()
@@ -77,6 +79,63 @@ async fn ecr_token_from_moto_opens_the_production_registry() {
         bytes, image.bytes,
         "production serves staging's exact bytes"
     );
+
+    // The repository was created in ECR before the push, with immutable tags.
+    let api = aws_sdk_ecr::Client::new(&config);
+    let describe = async |name: &str| {
+        api.describe_repositories()
+            .repository_names(name)
+            .send()
+            .await
+            .expect("described")
+            .repositories()
+            .first()
+            .cloned()
+            .expect("one repository")
+    };
+    let created = describe("prod/app").await;
+    assert_eq!(
+        created.image_tag_mutability(),
+        Some(&aws_sdk_ecr::types::ImageTagMutability::Immutable)
+    );
+    assert_eq!(
+        created
+            .image_scanning_configuration()
+            .map(|c| c.scan_on_push()),
+        Some(false)
+    );
+
+    // Another process finds it (no second repository), and one configured otherwise creates
+    // the repositories it lacks its way.
+    let settings = RepositorySettings {
+        immutable_tags: false,
+        scan_on_push: true,
+    };
+    let ecr = EcrCredentials::with_config(config.clone(), vec![production.host()])
+        .creating_repositories(settings);
+    assert!(
+        !ecr.ensure_repository(&production.host(), "prod/app")
+            .await
+            .expect("found")
+    );
+    assert!(
+        ecr.ensure_repository(&production.host(), "prod/other")
+            .await
+            .expect("created")
+    );
+    let other = describe("prod/other").await;
+    assert_eq!(
+        other.image_tag_mutability(),
+        Some(&aws_sdk_ecr::types::ImageTagMutability::Mutable)
+    );
+    assert_eq!(
+        other
+            .image_scanning_configuration()
+            .map(|c| c.scan_on_push()),
+        Some(true)
+    );
+    let all = api.describe_repositories().send().await.expect("listed");
+    assert_eq!(all.repositories().len(), 2, "{all:?}");
 }
 
 /// A fake GCE metadata server answering every request with one access token, counting them.

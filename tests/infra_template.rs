@@ -1583,13 +1583,19 @@ fn a_registry_write_outside_copy_and_sign_is_caught() {
     );
     // copy-digest writing to staging.
     assert_caught(
-        "                  - ecr:PutImage\n                Resource: !Ref ProductionRepositoryArns\n\n  # sign:",
-        "                  - ecr:PutImage\n                Resource: !Ref StagingRepositoryArns\n\n  # sign:",
+        "                  - ecr:PutImage\n                Resource: !Ref ProductionRepositoryArns\n              # ECR does not",
+        "                  - ecr:PutImage\n                Resource: !Ref StagingRepositoryArns\n              # ECR does not",
         &[
             "copy-digest",
             "WriteProduction",
             "only the production repositories",
         ],
+    );
+    // copy-digest creating repositories outside production.
+    assert_caught(
+        "                  - ecr:CreateRepository\n                Resource: !Ref ProductionRepositoryArns",
+        "                  - ecr:CreateRepository\n                Resource: \"*\"",
+        &["copy-digest", "CreateProductionRepositories"],
     );
 }
 

@@ -19,15 +19,17 @@ use promoter::steps::{Config, Settings};
 
 use crate::cli::{PromoteArgs, RegistryArgs, StateArgs};
 
-/// How registries are reached, from the command line.
-pub fn registries(args: &RegistryArgs) -> RegistryConfig {
-    RegistryConfig {
+/// How registries are reached, from the command line (and, for creating ECR repositories,
+/// `PROMOTER_ECR_TAG_MUTABILITY` and `PROMOTER_ECR_SCAN_ON_PUSH`).
+pub fn registries(args: &RegistryArgs) -> anyhow::Result<RegistryConfig> {
+    Ok(RegistryConfig {
         insecure_hosts: args.insecure_registries.clone(),
         ecr_registries: args.ecr_registries.clone(),
         google_registries: args.google_registries.clone(),
         max_concurrent_requests: args.max_concurrent_requests,
         max_requests_per_second: args.max_requests_per_second.and_then(NonZeroU32::new),
-    }
+        ecr_repositories: promoter::steps::config::ecr_repository_settings()?,
+    })
 }
 
 /// The HTTP timeouts the command line asks for.
@@ -37,7 +39,7 @@ pub fn timeouts(args: &RegistryArgs) -> Timeouts {
 
 /// The registry client the command line asks for.
 pub async fn client(args: &RegistryArgs) -> anyhow::Result<Client> {
-    Ok(registry_client(&registries(args), &timeouts(args)).await?)
+    Ok(registry_client(&registries(args)?, &timeouts(args)).await?)
 }
 
 /// The steps' settings: the environment's, with the lease the command line gives.
@@ -58,7 +60,7 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<Config> {
     };
     Ok(Config {
         state,
-        registries: registries(&args.registries),
+        registries: registries(&args.registries)?,
         signing: SigningConfig {
             key: args.key.clone(),
             identities: args.sign_identities.clone(),
@@ -85,7 +87,7 @@ pub fn retry(
 ) -> anyhow::Result<Config> {
     Ok(Config {
         state: state.url.clone(),
-        registries: registries(registries_args),
+        registries: registries(registries_args)?,
         signing: SigningConfig {
             key,
             identities,

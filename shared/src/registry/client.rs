@@ -156,6 +156,9 @@ impl Client {
         build: &(dyn Fn(&reqwest::Client) -> RequestBuilder + Sync),
     ) -> Result<Response, RegistryError> {
         let host = target.repository.host();
+        if target.push {
+            self.auth.ensure_repository(target.repository).await?;
+        }
         let scopes = Self::scopes(target);
         let secure = self.scheme(host) == "https";
         let started = Instant::now();

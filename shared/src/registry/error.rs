@@ -55,14 +55,14 @@ pub enum RegistryError {
         #[source]
         source: DockerConfigError,
     },
-    /// An ECR authorization token could not be had.
-    #[error("getting an ECR token for {host}")]
+    /// An ECR authorization token could not be had, or a repository not looked up or created.
+    #[error("ECR API for {host}")]
     EcrCredentials {
         /// The registry host.
         host: String,
         /// Why.
         #[source]
-        source: super::auth::ecr::EcrError,
+        source: Box<super::auth::ecr::EcrError>,
     },
     /// A Google access token could not be had.
     #[error("getting a Google access token for {host}")]

@@ -168,6 +168,18 @@ pub enum SourceError {
         /// The subfolder asked for.
         subdir: String,
     },
+    /// GitHub's tree or a blob of it is refused (not its JSON, a path that leaves the folder, a
+    /// blob that does not hash to its id, too many files or bytes).
+    #[error("GitHub's answer for {origin} is refused: {reason}")]
+    Malformed {
+        /// What was fetched (`owner/name@sha`).
+        origin: String,
+        /// Why.
+        reason: String,
+    },
+    /// Reading or writing the blob cache in state failed.
+    #[error("the manifests' blob cache in state failed")]
+    Cache(#[source] Box<StateError>),
     /// The extraction task panicked or was cancelled.
     #[error("extracting {origin} did not finish")]
     Task {
@@ -216,6 +228,7 @@ impl SourceError {
             } => *rate_limited || is_retryable_status(*status),
             SourceError::Store { source, .. } => matches!(source, StateError::Remote { .. }),
             SourceError::Vanished { .. } => true,
+            SourceError::Cache(source) => matches!(**source, StateError::Remote { .. }),
             SourceError::InvalidRepository { .. }
             | SourceError::InvalidRevision { .. }
             | SourceError::InvalidToken { .. }
@@ -229,6 +242,7 @@ impl SourceError {
             | SourceError::Io { .. }
             | SourceError::NoObjects { .. }
             | SourceError::MissingSubdir { .. }
+            | SourceError::Malformed { .. }
             | SourceError::Task { .. } => false,
         }
     }
@@ -252,7 +266,8 @@ impl SourceError {
             | SourceError::OversizedHeader { .. }
             | SourceError::TooManyEntries { .. }
             | SourceError::NoObjects { .. }
-            | SourceError::MissingSubdir { .. } => true,
+            | SourceError::MissingSubdir { .. }
+            | SourceError::Malformed { .. } => true,
             SourceError::InvalidToken { .. }
             | SourceError::InvalidSubdir { .. }
             | SourceError::Transport { .. }
@@ -260,6 +275,7 @@ impl SourceError {
             | SourceError::Io { .. }
             | SourceError::Store { .. }
             | SourceError::Vanished { .. }
+            | SourceError::Cache(_)
             | SourceError::Task { .. } => false,
         }
     }

@@ -22,7 +22,7 @@ use super::extract::{Limits, extract_tar_gz};
 use super::{Fetched, SourceError, finish, subdir_path, temp_dir};
 
 /// The GitHub REST API version asked for.
-const API_VERSION: &str = "2022-11-28";
+pub(super) const API_VERSION: &str = "2022-11-28";
 
 /// Chunks of the download waiting for the extraction.
 const CHANNEL_CHUNKS: usize = 16;
@@ -175,7 +175,7 @@ pub async fn github_tarball(
 }
 
 /// GitHub's `message`, or the start of the body, of an error answer.
-async fn error_message(mut response: reqwest::Response) -> String {
+pub(super) async fn error_message(mut response: reqwest::Response) -> String {
     let mut body = Vec::new();
     while body.len() < ERROR_BODY_BYTES {
         match response.chunk().await {
@@ -198,7 +198,7 @@ async fn error_message(mut response: reqwest::Response) -> String {
 }
 
 /// `owner/name`, each made of ASCII letters, digits, `-`, `_` and `.` (not `.` or `..`).
-fn is_repository(repository: &str) -> bool {
+pub(super) fn is_repository(repository: &str) -> bool {
     let part = |p: &str| {
         !p.is_empty()
             && p != "."
@@ -212,7 +212,7 @@ fn is_repository(repository: &str) -> bool {
 }
 
 /// A commit SHA or ref name that can stand in a URL path as it is.
-fn is_revision(revision: &str) -> bool {
+pub(super) fn is_revision(revision: &str) -> bool {
     !revision.is_empty()
         && revision.len() <= 255
         && !revision.starts_with('/')

@@ -1,11 +1,14 @@
 //! Where manifests come from: fetching a manifest repository (or a copy of one) into a local
 //! temporary folder that [`crate::manifest::load`] then reads.
 //!
-//! Two sources:
+//! Three sources:
 //!
+//! - [`github_tree`]: the manifests folder at one commit, through GitHub's trees and blobs API,
+//!   fetching only the blobs not in the blob cache in state (a push costs the tree and the files
+//!   it changed). The validate-manifest function uses it on a push webhook;
 //! - [`github_tarball`]: the repository at one commit, as the tarball GitHub (or GitHub
-//!   Enterprise) serves at `GET {api}/repos/{owner}/{name}/tarball/{sha}`. The validate-manifest
-//!   function uses it on a push webhook.
+//!   Enterprise) serves at `GET {api}/repos/{owner}/{name}/tarball/{sha}`: where the tree is
+//!   truncated or there is no trees API.
 //! - [`object_prefix`]: every object below a state-style URL (`file:///path`,
 //!   `s3://bucket/prefix`, `gs://bucket/prefix`), keys taken as relative paths. On-call uses it
 //!   to validate manifests put in object storage by hand.
@@ -21,6 +24,7 @@
 mod error;
 mod extract;
 mod github;
+mod github_tree;
 mod objects;
 
 use std::path::{Component, Path, PathBuf};
@@ -29,6 +33,7 @@ use tempfile::TempDir;
 
 pub use error::SourceError;
 pub use github::{GITHUB_RETRY, GithubRepo, github_tarball};
+pub use github_tree::{TreeFetch, TreeOutcome, git_blob_id, github_tree};
 pub use objects::object_prefix;
 
 /// The most bytes of file content one fetch may write.

@@ -16,7 +16,7 @@ use crate::notify::Notifier;
 use crate::plan::incremental::Needs;
 use crate::queue::{MemoryQueue, Queue, SqsQueue};
 use crate::registry::auth::docker_config::DockerConfig;
-use crate::registry::auth::ecr::EcrCredentials;
+use crate::registry::auth::ecr::{EcrCredentials, RepositorySettings};
 use crate::registry::auth::google::GoogleCredentials;
 use crate::registry::auth::session::CredentialSources;
 use crate::registry::limits::LimitConfig;
@@ -62,6 +62,9 @@ pub struct RegistryConfig {
     pub max_concurrent_requests: usize,
     /// Requests per second per registry host at most (`PROMOTER_MAX_REQUESTS_PER_SECOND`).
     pub max_requests_per_second: Option<NonZeroU32>,
+    /// How missing ECR repositories are created (`PROMOTER_ECR_TAG_MUTABILITY`,
+    /// `PROMOTER_ECR_SCAN_ON_PUSH`; see [`ecr_repository_settings`]).
+    pub ecr_repositories: RepositorySettings,
 }
 
 impl Default for RegistryConfig {
@@ -70,6 +73,7 @@ impl Default for RegistryConfig {
             insecure_hosts: Vec::new(),
             ecr_registries: Vec::new(),
             google_registries: Vec::new(),
+            ecr_repositories: RepositorySettings::default(),
             max_concurrent_requests: LimitConfig::default().concurrency,
             max_requests_per_second: None,
         }
@@ -103,6 +107,26 @@ pub struct QueueUrls {
     pub sign: Option<String>,
     /// → notify (`PROMOTER_NOTIFY_QUEUE_URL`).
     pub notify: Option<String>,
+}
+
+/// How missing ECR repositories are created, from the environment: `PROMOTER_ECR_TAG_MUTABILITY`
+/// (`IMMUTABLE`, the default: production tags never move, or `MUTABLE`) and
+/// `PROMOTER_ECR_SCAN_ON_PUSH` (`true` scans each pushed image; default off).
+pub fn ecr_repository_settings() -> Result<RepositorySettings, StepError> {
+    let immutable_tags = match var("PROMOTER_ECR_TAG_MUTABILITY").as_deref() {
+        None | Some("IMMUTABLE") => true,
+        Some("MUTABLE") => false,
+        Some(other) => {
+            return Err(config_error(
+                "PROMOTER_ECR_TAG_MUTABILITY",
+                format!("{other:?} is neither IMMUTABLE nor MUTABLE"),
+            ));
+        }
+    };
+    Ok(RepositorySettings {
+        immutable_tags,
+        scan_on_push: var("PROMOTER_ECR_SCAN_ON_PUSH").is_some_and(|v| v == "true" || v == "1"),
+    })
 }
 
 fn var(name: &str) -> Option<String> {
@@ -171,6 +195,7 @@ impl Config {
                 .unwrap_or(defaults.max_concurrent_requests),
             max_requests_per_second: number::<u32>("PROMOTER_MAX_REQUESTS_PER_SECOND")?
                 .and_then(NonZeroU32::new),
+            ecr_repositories: ecr_repository_settings()?,
         };
         let identities = list("PROMOTER_SIGN_IDENTITIES")
             .iter()
@@ -319,7 +344,11 @@ pub async fn registry_client(
     };
     let sources = CredentialSources {
         docker,
-        ecr: Some(EcrCredentials::from_env(config.ecr_registries.clone()).await),
+        ecr: Some(
+            EcrCredentials::from_env(config.ecr_registries.clone())
+                .await
+                .creating_repositories(config.ecr_repositories),
+        ),
         google: Some(GoogleCredentials::from_env(
             config.google_registries.clone(),
         )),

@@ -4,8 +4,9 @@
 //! From a GitHub push webhook: the `X-Hub-Signature-256` HMAC is checked first (nothing else
 //! happens without a valid one), pushes to other branches and non-push events are ignored, a
 //! delivery already handled (`X-GitHub-Delivery`) is not handled again (one whose handler died
-//! is taken over: [`crate::state::claim`]), and the manifests are
-//! fetched at the pushed commit (GitHub's tarball API). By hand: `{"revision": …, "manifests":
+//! is taken over: [`crate::state::claim`]), and the manifests folder is
+//! fetched at the pushed commit (GitHub's trees and blobs API, only the blobs not cached in
+//! state; the tarball where the tree is truncated). By hand: `{"revision": …, "manifests":
 //! "s3://…"|"gs://…"|"file://…"}`. Either way the manifests are validated, planned, the run and
 //! the desired state recorded, and every unit not yet final is enqueued. The run id derives
 //! from the revision, so the same commit never makes two runs.
@@ -159,9 +160,7 @@ async fn promote_push(push: &PushEvent, deps: &Deps) -> Result<ValidateOutcome, 
         repository: &push.repository.full_name,
         token: deps.settings.github_token.as_deref(),
     };
-    let fetched =
-        source::github_tarball(&deps.http, &repo, &push.after, &deps.settings.manifests_dir)
-            .await?;
+    let fetched = fetch_push(&repo, &push.after, deps).await?;
     let trigger = Trigger {
         kind: TriggerKind::Revision,
         revision: push.after.clone(),
@@ -169,6 +168,24 @@ async fn promote_push(push: &PushEvent, deps: &Deps) -> Result<ValidateOutcome, 
         parent: Some(push.before.clone()).filter(|b| !b.bytes().all(|c| c == b'0')),
     };
     promote_fetched(&fetched, trigger, deps).await
+}
+
+/// The manifests folder at the pushed commit: through the trees API and the blob cache (only
+/// what changed is downloaded), or the tarball where GitHub cannot give the tree.
+async fn fetch_push(repo: &GithubRepo<'_>, sha: &str, deps: &Deps) -> Result<Fetched, StepError> {
+    let folder = &deps.settings.manifests_dir;
+    match source::github_tree(&deps.http, repo, sha, folder, &deps.store).await? {
+        source::TreeOutcome::Fetched(fetched, _) => Ok(fetched),
+        source::TreeOutcome::UseTarball(why) => {
+            tracing::info!(
+                repository = repo.repository,
+                sha,
+                why,
+                "fetching the tarball"
+            );
+            Ok(source::github_tarball(&deps.http, repo, sha, folder).await?)
+        }
+    }
 }
 
 /// Handles an on-call request.

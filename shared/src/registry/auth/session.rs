@@ -53,7 +53,7 @@ impl CredentialSources {
             return ecr.credential(host).await.map(Some).map_err(|source| {
                 RegistryError::EcrCredentials {
                     host: host.to_owned(),
-                    source,
+                    source: Box::new(source),
                 }
             });
         }
@@ -97,6 +97,24 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// Makes sure `repository` exists before it is written, on registries that do not create
+    /// repositories on push (ECR: [`EcrCredentials::ensure_repository`]); nothing elsewhere.
+    pub async fn ensure_repository(
+        &self,
+        repository: &crate::reference::Repository,
+    ) -> Result<(), RegistryError> {
+        let host = repository.host();
+        if let Some(ecr) = self.sources.ecr.as_ref().filter(|e| e.handles(host)) {
+            ecr.ensure_repository(host, repository.path())
+                .await
+                .map_err(|source| RegistryError::EcrCredentials {
+                    host: host.to_owned(),
+                    source: Box::new(source),
+                })?;
+        }
+        Ok(())
+    }
+
     /// An authenticator drawing credentials from `sources`.
     pub fn new(sources: CredentialSources) -> Self {
         Authenticator {

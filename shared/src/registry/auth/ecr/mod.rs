@@ -25,6 +25,10 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::docker_config::Credential;
 
+mod repositories;
+
+pub use repositories::RepositorySettings;
+
 /// How long before `expiresAt` a cached token is replaced.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 
@@ -57,6 +61,18 @@ pub enum EcrError {
         #[source]
         source: Box<SdkError<GetAuthorizationTokenError>>,
     },
+    /// A repository could not be looked up or created.
+    #[error("ECR {action} of repository {name} on {host} failed: {reason}")]
+    Repository {
+        /// The registry host.
+        host: String,
+        /// The repository.
+        name: String,
+        /// `DescribeRepositories` or `CreateRepository`.
+        action: &'static str,
+        /// The SDK's error, with its causes.
+        reason: String,
+    },
     /// The answer carried no authorization token.
     #[error("ECR GetAuthorizationToken for {host} returned no token")]
     NoToken {
@@ -86,6 +102,8 @@ pub struct EcrCredentials {
     clients: Mutex<HashMap<(String, bool), aws_sdk_ecr::Client>>,
     cache: tokio::sync::Mutex<HashMap<String, Cached>>,
     token_requests: AtomicU64,
+    repositories: Mutex<std::collections::HashSet<(String, String)>>,
+    repository_settings: RepositorySettings,
 }
 
 impl fmt::Debug for EcrCredentials {
@@ -117,6 +135,8 @@ impl EcrCredentials {
             clients: Mutex::new(HashMap::new()),
             cache: tokio::sync::Mutex::new(HashMap::new()),
             token_requests: AtomicU64::new(0),
+            repositories: Mutex::new(std::collections::HashSet::new()),
+            repository_settings: RepositorySettings::default(),
         }
     }
 
@@ -145,24 +165,8 @@ impl EcrCredentials {
         {
             return Ok(cached.credential.clone());
         }
-        let config = self
-            .config
-            .get_or_init(|| aws_config::load_defaults(BehaviorVersion::latest()))
-            .await;
-        let (region, fips) = match parse_host(host) {
-            Some(parsed) => (parsed.region, parsed.fips),
-            None if self.is_extra(host) => {
-                let region = config.region().ok_or_else(|| EcrError::NoRegion {
-                    host: host.to_owned(),
-                })?;
-                (region.as_ref().to_owned(), false)
-            }
-            None => {
-                return Err(EcrError::NotEcrHost {
-                    host: host.to_owned(),
-                });
-            }
-        };
+        let config = self.config().await;
+        let (region, fips) = self.region_of(config, host)?;
         let client = self.client(config, &region, fips);
         tracing::debug!(host, region, "requesting an ECR authorization token");
         self.token_requests.fetch_add(1, Ordering::Relaxed);
@@ -200,6 +204,30 @@ impl EcrCredentials {
         Ok(credential)
     }
 
+    /// The AWS configuration, loaded on first use.
+    async fn config(&self) -> &SdkConfig {
+        self.config
+            .get_or_init(|| aws_config::load_defaults(BehaviorVersion::latest()))
+            .await
+    }
+
+    /// The region (and FIPS endpoint or not) of `host`: its name's, or the configured default
+    /// for an extra host.
+    fn region_of(&self, config: &SdkConfig, host: &str) -> Result<(String, bool), EcrError> {
+        match parse_host(host) {
+            Some(parsed) => Ok((parsed.region, parsed.fips)),
+            None if self.is_extra(host) => {
+                let region = config.region().ok_or_else(|| EcrError::NoRegion {
+                    host: host.to_owned(),
+                })?;
+                Ok((region.as_ref().to_owned(), false))
+            }
+            None => Err(EcrError::NotEcrHost {
+                host: host.to_owned(),
+            }),
+        }
+    }
+
     fn client(&self, config: &SdkConfig, region: &str, fips: bool) -> aws_sdk_ecr::Client {
         let mut clients = self
             .clients
@@ -222,6 +250,7 @@ impl EcrCredentials {
 /// What an ECR registry host name says.
 #[derive(Debug, PartialEq, Eq)]
 struct EcrHost {
+    account: String,
     region: String,
     fips: bool,
 }
@@ -246,6 +275,7 @@ fn parse_host(host: &str) -> Option<EcrHost> {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && valid_region).then(
         || EcrHost {
+            account: account.to_owned(),
             region: region.to_owned(),
             fips,
         },
