@@ -7,6 +7,7 @@ use reqwest::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Request, RequestBuilder, Response, StatusCode};
 
 use super::auth::session::{Authenticator, CredentialSources};
+use super::ecr_quota::EcrAction;
 use super::error::RegistryError;
 use super::limits::{LimitConfig, Limits};
 use crate::http::retry::{
@@ -171,6 +172,11 @@ impl Client {
                     what: what(),
                     source,
                 })?;
+            if self.auth.is_ecr(host)
+                && let Some(action) = EcrAction::of(request.method(), request.url().path())
+            {
+                self.limits.pace(host, action).await;
+            }
             let (request, sent_auth) = self.authorize(request, host, &scopes).await?;
             let permit = self.limits.acquire(host).await;
             self.counts.total.fetch_add(1, Ordering::Relaxed);

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::ecr_quota::EcrAction;
+
 /// Requests per second per host for Google's registries (`gcr.io`, `*.gcr.io`, `*.pkg.dev`)
 /// when no rate is configured: Artifact Registry's per-project quota throttles past roughly
 /// this (the Kubernetes promoter settled on ~50 req/s).
@@ -22,9 +24,10 @@ pub const GOOGLE_REQUESTS_PER_SECOND: u32 = 50;
 /// Limits applied to each registry host.
 ///
 /// The rate limit is there to stay inside a registry's quota, and only quota'd registries have
-/// one by default: Google's (see [`GOOGLE_REQUESTS_PER_SECOND`]). Other hosts (ECR, Docker Hub
-/// mirrors, self-hosted registries) are limited only by `concurrency` unless a rate is set;
-/// their 429 answers are still honoured through `Retry-After`.
+/// one by default: Google's (see [`GOOGLE_REQUESTS_PER_SECOND`]). ECR meters each API action
+/// on its own, and is paced per action instead ([`Limits::pace`], [`super::ecr_quota`]). Other
+/// hosts (Docker Hub mirrors, self-hosted registries) are limited only by `concurrency` unless
+/// a rate is set; every 429 answer is still honoured through `Retry-After`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LimitConfig {
     /// Requests in flight per host.
@@ -66,6 +69,8 @@ struct HostLimit {
 pub struct Limits {
     config: LimitConfig,
     hosts: Mutex<HashMap<String, Arc<HostLimit>>>,
+    /// ECR's per-action rates, per host (see [`super::ecr_quota`]).
+    actions: Mutex<HashMap<(String, EcrAction), Arc<DefaultDirectRateLimiter>>>,
 }
 
 /// Permission to send one request to a host; dropping it frees the slot.
@@ -79,7 +84,23 @@ impl Limits {
         Limits {
             config,
             hosts: Mutex::new(HashMap::new()),
+            actions: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Waits for a token of ECR action `action`'s rate on `host` (its default quota, with a
+    /// burst of the same size).
+    pub async fn pace(&self, host: &str, action: EcrAction) {
+        let limiter = {
+            let mut actions = self
+                .actions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(actions.entry((host.to_owned(), action)).or_insert_with(|| {
+                Arc::new(RateLimiter::direct(Quota::per_second(action.per_second())))
+            }))
+        };
+        limiter.until_ready().await;
     }
 
     /// Waits for a concurrency slot and a rate token for `host`.
@@ -152,6 +173,24 @@ mod tests {
             ..config
         };
         assert_eq!(set.rate_for("127.0.0.1:5000").map(NonZeroU32::get), Some(7));
+    }
+
+    #[tokio::test]
+    async fn ecr_actions_are_paced_each_at_its_own_rate() {
+        let limits = Limits::new(LimitConfig::default());
+        let start = Instant::now();
+        // PutImage: 10/s with a burst of 10; 13 need about 0.3 s more.
+        for _ in 0..13 {
+            limits.pace("ecr:1", EcrAction::PutImage).await;
+        }
+        assert!(start.elapsed().as_millis() >= 250, "{:?}", start.elapsed());
+        // Another action, or the same one on another host, has its own budget.
+        let other = Instant::now();
+        for _ in 0..50 {
+            limits.pace("ecr:1", EcrAction::BatchGetImage).await;
+        }
+        limits.pace("ecr:2", EcrAction::PutImage).await;
+        assert!(other.elapsed().as_millis() < 50, "{:?}", other.elapsed());
     }
 
     #[tokio::test]

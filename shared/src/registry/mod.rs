@@ -9,6 +9,7 @@
 pub mod auth;
 mod blobs;
 mod client;
+pub mod ecr_quota;
 mod error;
 pub mod limits;
 mod listing;

@@ -222,7 +222,10 @@ async fn blob(
     entry: &Entry,
 ) -> Result<(Bytes, Option<u64>), SourceError> {
     let key = format!("sources/github/blobs/{}", entry.sha.to_ascii_lowercase());
-    if let Some(object) = cache.get(&key).await.map_err(|e| SourceError::Cache(Box::new(e)))?
+    if let Some(object) = cache
+        .get(&key)
+        .await
+        .map_err(|e| SourceError::Cache(Box::new(e)))?
         && git_blob_id(&object.bytes) == entry.sha.to_ascii_lowercase()
     {
         return Ok((object.bytes, None));

@@ -97,6 +97,11 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// True for hosts whose credentials are ECR tokens (ECR hosts, and the extra ones named).
+    pub fn is_ecr(&self, host: &str) -> bool {
+        self.sources.ecr.as_ref().is_some_and(|e| e.handles(host))
+    }
+
     /// Makes sure `repository` exists before it is written, on registries that do not create
     /// repositories on push (ECR: [`EcrCredentials::ensure_repository`]); nothing elsewhere.
     pub async fn ensure_repository(
