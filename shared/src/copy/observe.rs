@@ -1,12 +1,13 @@
 //! Observing one unit: the reads [`super::decide`] needs, and nothing else.
 //!
-//! Reads go in this order, each only when the answer can change the decision: the staging
-//! signature (when a key is required); each destination's tags and, unless a tag already names
-//! it, the digest; staging's manifest tree when a destination lacks the digest or a tag (an
-//! index's children are looked up only in the destinations lacking the index); staging's
-//! cosign artifacts (from one tag listing per repository and run) and referrers (from the
-//! referrers API, or its fallback tag where a registry has none), with what each destination
-//! holds of them. Nothing here writes.
+//! Reads are made only when the answer can change the decision: the staging signature (when a
+//! key is required) first; then, at the same time, (a) each destination's tags and, unless a
+//! tag already names it, the digest, then staging's manifest tree when a destination lacks the
+//! digest or a tag (an index's children are looked up only in the destinations lacking the
+//! index), (b) staging's cosign artifacts (from one tag listing per repository and run) with
+//! each destination's artifact tags, and (c) staging's referrers (from the referrers API, or its
+//! fallback tag where a registry has none) with what each destination holds of them. Nothing
+//! here writes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,6 +42,34 @@ impl Engine {
             ),
             None => None,
         };
+        let repositories: Vec<Repository> = unit
+            .destinations
+            .iter()
+            .map(|d| d.repository.clone())
+            .collect();
+        // The destinations (then staging's manifest tree where they need it), staging's cosign
+        // artifacts and its referrers are read at the same time: none needs another's answer,
+        // and a far registry costs a round trip per read made in turn.
+        let ((destinations, source), artifacts, referrers) = tokio::try_join!(
+            self.observe_destinations_and_tree(unit),
+            self.observe_artifacts(unit, &repositories),
+            self.observe_referrers(unit, &repositories),
+        )?;
+        Ok(Observed {
+            staging_signed,
+            destinations,
+            source,
+            artifacts,
+            referrers,
+        })
+    }
+
+    /// Each destination's state, and staging's manifest tree when a destination lacks the
+    /// digest or a tag.
+    async fn observe_destinations_and_tree(
+        &self,
+        unit: &Unit,
+    ) -> Result<(Vec<DestinationState>, Option<Option<Tree>>), CopyError> {
         let destinations = try_join_all(
             unit.destinations
                 .iter()
@@ -60,17 +89,7 @@ impl Engine {
         } else {
             None
         };
-        let repositories: Vec<Repository> =
-            destinations.iter().map(|d| d.repository.clone()).collect();
-        let artifacts = self.observe_artifacts(unit, &repositories).await?;
-        let referrers = self.observe_referrers(unit, &repositories).await?;
-        Ok(Observed {
-            staging_signed,
-            destinations,
-            source,
-            artifacts,
-            referrers,
-        })
+        Ok((destinations, source))
     }
 
     /// HEADs each tag of `destination` and, unless a tag already names the digest, the digest.
