@@ -299,3 +299,57 @@ fn reconcile_restores_what_was_removed_and_reports_what_was_added() {
     assert_eq!(again["summary"]["repairs"], 0, "{again}");
     assert!(again["repair"].is_null(), "{again}");
 }
+
+#[test]
+fn a_repair_that_fails_is_planned_again_by_the_next_promotion() {
+    let staging = TestRegistry::start();
+    let production = TestRegistry::start();
+    let seeder = Seeder::new(&staging);
+    let a = image::single(ManifestFormat::Oci, "again-a");
+    let b = image::single(ManifestFormat::Oci, "again-b");
+    seeder.push_image("staging/app", &a, None);
+    seeder.push_image("staging/app", &b, None);
+    let dir = tempfile::tempdir().expect("a folder");
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        format!(
+            "registries:\n- name: {}/staging\n  src: true\n- name: {}/us\nimages:\n- name: app\n  dmap:\n    \"{}\": [\"v1\"]\n    \"{}\": [\"v2\"]\n",
+            staging.host(),
+            production.host(),
+            a.digest,
+            b.digest
+        ),
+    )
+    .expect("write");
+    let promoted = promoter(dir.path(), &["promote", "m.yaml", "--revision", "r1"]);
+    assert!(
+        promoted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&promoted.stderr)
+    );
+
+    // `b` gone from production, and (for now) from staging too: its repair fails.
+    delete(&RawClient::for_registry(&production), "us/app", "v2");
+    delete(&RawClient::for_registry(&staging), "staging/app", &b.digest);
+    let failed = promoter(dir.path(), &["reconcile", "m.yaml", "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&failed.stdout).expect("JSON");
+    assert_eq!(failed.status.code(), Some(1), "{report}");
+    assert_eq!(report["summary"]["repairs"], 1, "{report}");
+    assert_ne!(report["repair"]["status"], "complete", "{report}");
+
+    // Staging has it again: the next incremental promotion plans it (the ledger no longer
+    // says it is promoted) and copies it.
+    seeder.push_image("staging/app", &b, None);
+    let again = promoter(
+        dir.path(),
+        &["promote", "m.yaml", "--revision", "r2", "--output", "json"],
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert!(again.status.success(), "{summary}");
+    assert_eq!(summary["summary"]["copied"], 1, "{summary}");
+    let client = RawClient::for_registry(&production);
+    assert_eq!(
+        resolve(&client, "us/app", "v2").as_deref(),
+        Some(b.digest.as_str())
+    );
+}

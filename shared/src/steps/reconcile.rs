@@ -7,7 +7,8 @@
 //!
 //! - records the drift report (`drift/<time>-<revision>.json`, [`DriftRecord`]) whenever there
 //!   is drift;
-//! - starts a **reconcile run** of the repairs ([`crate::drift::repairs`]: digests missing, tags
+//! - takes out of the promoted ledger what it found untrue (so a repair that fails is planned
+//!   again by the next merge too), then starts a **reconcile run** of the repairs ([`crate::drift::repairs`]: digests missing, tags
 //!   missing, digests present but unsigned, each unit with only the destinations and tags it
 //!   lacks) and enqueues it like any run, so copy-digest copies what is missing and the sign
 //!   step signs (a unit found present is only signed). The run's trigger is
@@ -27,9 +28,11 @@ use std::sync::atomic::Ordering;
 use serde::{Deserialize, Serialize};
 
 use crate::drift::{self, RepositoryDrift};
+use crate::plan::incremental::fingerprint;
 use crate::plan::{Destination, Unit, unit_id};
 use crate::reference::{Digest, Repository, Tag};
 use crate::state::claim::segment;
+use crate::state::ledger::promoted::forget_promoted;
 use crate::state::records::{self, DesiredIndex, Trigger, TriggerKind, now};
 
 use super::audit::current_desired;
@@ -163,6 +166,7 @@ pub async fn reconcile(
             repository: None,
             parent: None,
         };
+        forget_repaired(units, &repairs, &record.drifted, deps).await?;
         let outcome = enqueue_repairs(&repairs, trigger, deps).await?;
         if let ValidateOutcome::Accepted { run, .. } = &outcome {
             record.run = Some(run.clone());
@@ -196,6 +200,38 @@ pub async fn reconcile(
         key: Some(key),
         repair,
     })
+}
+
+/// Takes out of the promoted ledger what the reconcile found untrue of each unit it repairs
+/// (its drifted destinations, and its signatures where it is unsigned), so that a repair that
+/// fails is planned again by the next merge as well as by the next reconcile.
+async fn forget_repaired(
+    units: &[Unit],
+    repairs: &[Unit],
+    drifted: &[RepositoryDrift],
+    deps: &Deps,
+) -> Result<(), StepError> {
+    for repair in repairs {
+        let Some(unit) = units.iter().find(|u| u.id == repair.id) else {
+            continue;
+        };
+        let repositories: Vec<&str> = repair
+            .destinations
+            .iter()
+            .map(|d| d.repository.as_str())
+            .collect();
+        let fingerprints: Vec<String> = unit
+            .destinations
+            .iter()
+            .filter(|d| repositories.contains(&d.repository.as_str()))
+            .map(fingerprint)
+            .collect();
+        let unsigned = drifted.iter().any(|d| {
+            repositories.contains(&d.repository.as_str()) && d.unsigned.contains(&unit.digest)
+        });
+        forget_promoted(&deps.store, &unit.id, &fingerprints, unsigned).await?;
+    }
+    Ok(())
 }
 
 /// `YYYYMMDDTHHMMSSZ` of `seconds` since the epoch (UTC): RFC 3339's figures only, so the

@@ -86,6 +86,42 @@ pub async fn record_promoted(
     .map(drop)
 }
 
+/// Forgets what was recorded of unit `unit` and is no longer true: the destinations
+/// `fingerprints` name (found lacking the digest or a tag), and its signatures when
+/// `unsigned` (found unsigned somewhere). What a reconcile does before repairing, so that a
+/// repair that fails is planned again by the next run instead of being taken as promoted.
+pub async fn forget_promoted(
+    store: &StateStore,
+    unit: &str,
+    fingerprints: &[String],
+    unsigned: bool,
+) -> Result<(), StateError> {
+    cas::modify(store, &promoted_key(unit), "promoted shard", |shard| {
+        let Some(mut shard): Option<PromotedShard> = shard else {
+            return Ok(Decision::Keep(()));
+        };
+        let Some(entry) = shard.units.get_mut(unit) else {
+            return Ok(Decision::Keep(()));
+        };
+        let known = entry.destinations.len();
+        for fingerprint in fingerprints {
+            entry.destinations.remove(fingerprint);
+        }
+        let unsign = unsigned && (entry.signed || entry.attested);
+        if unsign {
+            entry.signed = false;
+            entry.attested = false;
+        }
+        Ok(if entry.destinations.len() == known && !unsign {
+            Decision::Keep(())
+        } else {
+            Decision::Write(shard)
+        })
+    })
+    .await
+    .map(drop)
+}
+
 /// The whole ledger: unit id → what was promoted of it (every shard read, in parallel).
 pub async fn load_promoted(
     store: &StateStore,
@@ -134,6 +170,15 @@ mod tests {
             .expect("nothing new");
         let all = load_promoted(&store).await.expect("loaded");
         assert_eq!(all.len(), 3);
+        forget_promoted(&store, "cd56", &["d9".into()], true)
+            .await
+            .expect("forgotten");
+        forget_promoted(&store, "ef00", &["d1".into()], true)
+            .await
+            .expect("nothing to forget");
+        let forgotten = &load_promoted(&store).await.expect("loaded")["cd56"];
+        assert!(forgotten.destinations.is_empty());
+        assert!(!forgotten.signed && !forgotten.attested);
         let ab12 = &all["ab12"];
         assert_eq!(ab12.destinations, ["d1".to_owned(), "d2".to_owned()].into());
         assert!(ab12.signed);
