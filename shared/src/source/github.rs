@@ -22,7 +22,7 @@ use super::extract::{Limits, extract_tar_gz};
 use super::{Fetched, SourceError, finish, subdir_path, temp_dir};
 
 /// The GitHub REST API version asked for.
-pub(super) const API_VERSION: &str = "2022-11-28";
+const API_VERSION: &str = "2022-11-28";
 
 /// Chunks of the download waiting for the extraction.
 const CHANNEL_CHUNKS: usize = 16;
@@ -76,17 +76,7 @@ pub async fn github_tarball(
     subdir: &str,
 ) -> Result<Fetched, SourceError> {
     let repository = repo.repository;
-    if !is_repository(repository) {
-        return Err(SourceError::InvalidRepository {
-            repository: repository.to_owned(),
-        });
-    }
-    if !is_revision(sha) {
-        return Err(SourceError::InvalidRevision {
-            revision: sha.to_owned(),
-        });
-    }
-    subdir_path(subdir)?;
+    check_inputs(repo, sha, subdir)?;
     let url = format!(
         "{}/repos/{repository}/tarball/{sha}",
         repo.api_base.trim_end_matches('/')
@@ -97,42 +87,13 @@ pub async fn github_tarball(
         source: source.without_url(),
     };
 
-    let mut request = http
-        .get(&url)
-        .header(ACCEPT, "application/vnd.github+json")
-        .header("X-GitHub-Api-Version", API_VERSION)
-        .header(USER_AGENT, concat!("promoter/", env!("CARGO_PKG_VERSION")));
-    if let Some(token) = repo.token {
-        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            SourceError::InvalidToken {
-                repository: repository.to_owned(),
-            }
-        })?;
-        value.set_sensitive(true);
-        request = request.header(AUTHORIZATION, value);
-    }
+    let request = api_request(http, repo, &url, "application/vnd.github+json")?;
     tracing::debug!(%url, authenticated = repo.token.is_some(), "downloading a tarball");
     let mut response = retry::send(&GITHUB_RETRY, request)
         .await
         .map_err(transport)?;
-    let status = response.status();
-    if !status.is_success() {
-        let rate_limited = matches!(
-            status,
-            StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
-        ) && (response.headers().contains_key(RETRY_AFTER)
-            || response
-                .headers()
-                .get("x-ratelimit-remaining")
-                .is_some_and(|v| v.as_bytes() == b"0"));
-        let message = error_message(response).await;
-        return Err(SourceError::Status {
-            repository: repository.to_owned(),
-            url,
-            status,
-            rate_limited,
-            message,
-        });
+    if !response.status().is_success() {
+        return Err(status_error(repository, &url, response).await);
     }
 
     let dir = temp_dir()?;
@@ -174,8 +135,77 @@ pub async fn github_tarball(
     finish(dir, &origin, subdir, extracted.files, extracted.bytes)
 }
 
+/// Refuses a repository, revision or subfolder that cannot be fetched, before any request.
+pub(super) fn check_inputs(
+    repo: &GithubRepo<'_>,
+    sha: &str,
+    subdir: &str,
+) -> Result<(), SourceError> {
+    if !is_repository(repo.repository) {
+        return Err(SourceError::InvalidRepository {
+            repository: repo.repository.to_owned(),
+        });
+    }
+    if !is_revision(sha) {
+        return Err(SourceError::InvalidRevision {
+            revision: sha.to_owned(),
+        });
+    }
+    subdir_path(subdir).map(drop)
+}
+
+/// `GET url` with GitHub's API headers, `accept`, and the token (marked sensitive) if any.
+pub(super) fn api_request(
+    http: &reqwest::Client,
+    repo: &GithubRepo<'_>,
+    url: &str,
+    accept: &'static str,
+) -> Result<reqwest::RequestBuilder, SourceError> {
+    let mut request = http
+        .get(url)
+        .header(ACCEPT, accept)
+        .header("X-GitHub-Api-Version", API_VERSION)
+        .header(USER_AGENT, concat!("promoter/", env!("CARGO_PKG_VERSION")));
+    if let Some(token) = repo.token {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            SourceError::InvalidToken {
+                repository: repo.repository.to_owned(),
+            }
+        })?;
+        value.set_sensitive(true);
+        request = request.header(AUTHORIZATION, value);
+    }
+    Ok(request)
+}
+
+/// The error of a non-success answer to `GET url`: its status, GitHub's message, and whether
+/// the rate limit is exhausted (a 403 or 429 with `retry-after` or no requests remaining).
+pub(super) async fn status_error(
+    repository: &str,
+    url: &str,
+    response: reqwest::Response,
+) -> SourceError {
+    let status = response.status();
+    let rate_limited = matches!(
+        status,
+        StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+    ) && (response.headers().contains_key(RETRY_AFTER)
+        || response
+            .headers()
+            .get("x-ratelimit-remaining")
+            .is_some_and(|v| v.as_bytes() == b"0"));
+    let message = error_message(response).await;
+    SourceError::Status {
+        repository: repository.to_owned(),
+        url: url.to_owned(),
+        status,
+        rate_limited,
+        message,
+    }
+}
+
 /// GitHub's `message`, or the start of the body, of an error answer.
-pub(super) async fn error_message(mut response: reqwest::Response) -> String {
+async fn error_message(mut response: reqwest::Response) -> String {
     let mut body = Vec::new();
     while body.len() < ERROR_BODY_BYTES {
         match response.chunk().await {
@@ -198,7 +228,7 @@ pub(super) async fn error_message(mut response: reqwest::Response) -> String {
 }
 
 /// `owner/name`, each made of ASCII letters, digits, `-`, `_` and `.` (not `.` or `..`).
-pub(super) fn is_repository(repository: &str) -> bool {
+fn is_repository(repository: &str) -> bool {
     let part = |p: &str| {
         !p.is_empty()
             && p != "."
@@ -212,7 +242,7 @@ pub(super) fn is_repository(repository: &str) -> bool {
 }
 
 /// A commit SHA or ref name that can stand in a URL path as it is.
-pub(super) fn is_revision(revision: &str) -> bool {
+fn is_revision(revision: &str) -> bool {
     !revision.is_empty()
         && revision.len() <= 255
         && !revision.starts_with('/')

@@ -24,12 +24,9 @@ use std::path::Path;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER, USER_AGENT};
 use serde::Deserialize;
 
-use super::github::{
-    API_VERSION, GITHUB_RETRY, GithubRepo, error_message, is_repository, is_revision,
-};
+use super::github::{GITHUB_RETRY, GithubRepo, api_request, check_inputs, status_error};
 use super::{
     Fetched, MAX_BYTES, MAX_FILES, SourceError, finish, safe_relative, subdir_path, temp_dir,
 };
@@ -91,16 +88,7 @@ pub async fn github_tree(
     cache: &StateStore,
 ) -> Result<TreeOutcome, SourceError> {
     let repository = repo.repository;
-    if !is_repository(repository) {
-        return Err(SourceError::InvalidRepository {
-            repository: repository.to_owned(),
-        });
-    }
-    if !is_revision(sha) {
-        return Err(SourceError::InvalidRevision {
-            revision: sha.to_owned(),
-        });
-    }
+    check_inputs(repo, sha, subdir)?;
     let below = subdir_path(subdir)?;
     let base = format!("{}/repos/{repository}", repo.api_base.trim_end_matches('/'));
     let mut cost = TreeFetch::default();
@@ -275,44 +263,15 @@ async fn get(
         url: url.to_owned(),
         source: source.without_url(),
     };
-    let mut request = http
-        .get(url)
-        .header(ACCEPT, accept)
-        .header("X-GitHub-Api-Version", API_VERSION)
-        .header(USER_AGENT, concat!("promoter/", env!("CARGO_PKG_VERSION")));
-    if let Some(token) = repo.token {
-        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            SourceError::InvalidToken {
-                repository: repository.to_owned(),
-            }
-        })?;
-        value.set_sensitive(true);
-        request = request.header(AUTHORIZATION, value);
-    }
+    let request = api_request(http, repo, url, accept)?;
     let mut response = retry::send(&GITHUB_RETRY, request)
         .await
         .map_err(transport)?;
-    let status = response.status();
-    if status == StatusCode::NOT_FOUND {
+    if response.status() == StatusCode::NOT_FOUND {
         return Ok(None);
     }
-    if !status.is_success() {
-        let rate_limited = matches!(
-            status,
-            StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
-        ) && (response.headers().contains_key(RETRY_AFTER)
-            || response
-                .headers()
-                .get("x-ratelimit-remaining")
-                .is_some_and(|v| v.as_bytes() == b"0"));
-        let message = error_message(response).await;
-        return Err(SourceError::Status {
-            repository: repository.to_owned(),
-            url: url.to_owned(),
-            status,
-            rate_limited,
-            message,
-        });
+    if !response.status().is_success() {
+        return Err(status_error(repository, url, response).await);
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(transport)? {
