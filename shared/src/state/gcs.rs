@@ -22,7 +22,6 @@ use super::{Object, StateError, Version};
 use crate::error_chain::error_chain;
 use crate::http::retry::RetryPolicy;
 use crate::registry::auth::challenge::encode_query_value;
-use crate::registry::auth::docker_config::Credential;
 use crate::registry::auth::google::GoogleCredentials;
 
 /// Google's storage endpoint.
@@ -56,8 +55,7 @@ impl GcsStore {
         {
             Some(host) => Self::with_endpoint(&host, location),
             None => {
-                let host = DEFAULT_ENDPOINT.trim_start_matches("https://").to_owned();
-                let credentials = GoogleCredentials::from_env(vec![host]);
+                let credentials = GoogleCredentials::from_env(Vec::new());
                 Self::build(DEFAULT_ENDPOINT, location, Some(credentials))
             }
         }
@@ -66,13 +64,17 @@ impl GcsStore {
     /// Opens `BUCKET[/PREFIX]` on `endpoint` (`host:port` meaning `http://host:port`, or a URL)
     /// without authentication: an emulator.
     pub fn with_endpoint(endpoint: &str, location: &str) -> Result<Self, StateError> {
-        let endpoint = endpoint.trim().trim_end_matches('/');
-        let endpoint = if endpoint.contains("://") {
-            endpoint.to_owned()
-        } else {
-            format!("http://{endpoint}")
-        };
-        Self::build(&endpoint, location, None)
+        Self::build(&endpoint_url(endpoint), location, None)
+    }
+
+    /// Opens `BUCKET[/PREFIX]` on `endpoint` (as in [`GcsStore::with_endpoint`]) with
+    /// `credentials`: a private endpoint, or a test of the credentials against an emulator.
+    pub fn with_endpoint_and_credentials(
+        endpoint: &str,
+        location: &str,
+        credentials: GoogleCredentials,
+    ) -> Result<Self, StateError> {
+        Self::build(&endpoint_url(endpoint), location, Some(credentials))
     }
 
     fn build(
@@ -148,12 +150,8 @@ impl GcsStore {
         let Some(credentials) = &self.credentials else {
             return Ok(request);
         };
-        let host = DEFAULT_ENDPOINT.trim_start_matches("https://");
-        match credentials.credential(host).await {
-            Ok(Credential::Basic { password, .. }) => Ok(request.bearer_auth(password)),
-            Ok(Credential::IdentityToken(_)) => {
-                Err(self.remote(operation, key, "Google credentials gave no access token"))
-            }
+        match credentials.access_token().await {
+            Ok(token) => Ok(request.bearer_auth(token)),
             Err(e) => Err(self.remote(
                 operation,
                 key,
@@ -429,6 +427,16 @@ impl GcsStore {
 }
 
 /// The `generation` of object metadata (a string in the JSON API; a number accepted too).
+/// `host:port` as `http://host:port`; a URL as it is; no trailing `/`.
+fn endpoint_url(endpoint: &str) -> String {
+    let endpoint = endpoint.trim().trim_end_matches('/');
+    if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("http://{endpoint}")
+    }
+}
+
 fn generation_of(metadata: &serde_json::Value) -> Option<String> {
     match metadata.get("generation")? {
         serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
