@@ -16,8 +16,12 @@ use promoter::registry::auth::ecr::{EcrCredentials, RepositorySettings};
 use promoter::registry::auth::google::GoogleCredentials;
 use promoter::registry::auth::session::CredentialSources;
 use promoter::registry::{Client, ClientConfig};
+use promoter::state::GcsStore;
+use promoter_tests::harness::federation::{self, Federation};
+use promoter_tests::harness::gcs::FakeGcs;
 use promoter_tests::harness::image::{ManifestFormat, push_single};
 use promoter_tests::harness::moto::MotoServer;
+use promoter_tests::harness::receiver::{Receiver, Reply};
 use promoter_tests::harness::registry::TestRegistry;
 use promoter_tests::harness::skopeo;
 
@@ -209,4 +213,134 @@ async fn google_access_token_from_the_metadata_server_opens_the_production_regis
         1,
         "the access token is cached"
     );
+}
+
+/// A recording proxy in front of `upstream` (blocking, one request at a time): what the
+/// promoter sends to GCS is seen, and fake-gcs-server (which checks no token) answers.
+fn recording_proxy(upstream: String) -> Receiver {
+    // Built on the receiver's thread: a blocking client may not be made or dropped in async code.
+    let http = std::sync::OnceLock::new();
+    Receiver::start(move |_, request| {
+        let http = http.get_or_init(reqwest::blocking::Client::new);
+        let method = reqwest::Method::from_bytes(request.method.as_bytes()).expect("method");
+        let mut forward = http.request(method, format!("{upstream}{}", request.path));
+        for (name, value) in &request.headers {
+            if !["host", "content-length", "connection"]
+                .contains(&name.to_ascii_lowercase().as_str())
+            {
+                forward = forward.header(name.as_str(), value.as_str());
+            }
+        }
+        let response = forward
+            .body(request.body.clone())
+            .send()
+            .expect("fake-gcs-server answers");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        let body = response.bytes().expect("body").to_vec();
+        Reply::new(status, body).header("Content-Type", &content_type)
+    })
+}
+
+/// Workload Identity Federation from AWS, as a promoter on AWS reaches Google: the role's
+/// credentials (from the metadata service, as on EC2; a Lambda has them in its environment,
+/// which `cli_google` covers) sign a `GetCallerIdentity` request, Google's STS exchanges it
+/// for a federated token, the IAM Credentials API for the service account's access token. The
+/// token opens a registry that accepts only it, and GCS state (fake-gcs-server behind a
+/// recording proxy) gets it on every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_identity_federation_from_aws_opens_google_registries_and_gcs_state() {
+    for name in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ] {
+        assert!(
+            std::env::var_os(name).is_none(),
+            "{name} is set: this test stands for an AWS workload whose role credentials come from \
+             the metadata service; run it without AWS credentials in the environment"
+        );
+    }
+    let federation = Federation::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let credential_file = federation.credential_file(dir.path());
+
+    let staging = TestRegistry::start();
+    let production = TestRegistry::with_htpasswd("oauth2accesstoken", federation::ACCESS_TOKEN);
+    let image = push_single(
+        &staging,
+        "staging/app",
+        ManifestFormat::Oci,
+        "wif-app",
+        None,
+    );
+    let google = GoogleCredentials::with_key_file(&credential_file, vec![production.host()]);
+    let sources = CredentialSources {
+        google: Some(google),
+        ..CredentialSources::default()
+    };
+    let unit = unit(
+        &format!("{}/staging/app", staging.host()),
+        &format!("{}/prod/app", production.host()),
+        &image.digest,
+    );
+    promote_with(sources, &unit).await;
+    let bytes = skopeo::inspect_raw(&production, "prod/app", "v1", production.credentials());
+    assert_eq!(bytes, image.bytes);
+    assert_eq!(
+        federation.sts.requests().len(),
+        1,
+        "one token exchange, cached"
+    );
+    assert_eq!(
+        federation.iam.requests().len(),
+        1,
+        "one impersonation, cached"
+    );
+    assert!(
+        federation
+            .aws
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/promoter-role")),
+        "the role's credentials came from the AWS credential source"
+    );
+
+    let gcs = FakeGcs::start(&["state"]);
+    let proxy = recording_proxy(gcs.endpoint());
+    let credentials = GoogleCredentials::with_key_file(&credential_file, vec![]);
+    let store = GcsStore::with_endpoint_and_credentials(&proxy.url(""), "state/wif", credentials)
+        .expect("store");
+    let created = store
+        .create("runs/r1.json", bytes::Bytes::from_static(b"{\"run\":1}"))
+        .await
+        .expect("create through the federated token");
+    assert!(created.is_some(), "created");
+    let object = store
+        .get("runs/r1.json")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(object.bytes.as_ref(), b"{\"run\":1}");
+    assert_eq!(
+        store.list("runs/").await.expect("list"),
+        vec!["runs/r1.json".to_owned()]
+    );
+    let requests = proxy.requests();
+    assert!(!requests.is_empty());
+    for request in &requests {
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {}", federation::ACCESS_TOKEN).as_str()),
+            "{} {}",
+            request.method,
+            request.path
+        );
+    }
 }

@@ -15,6 +15,7 @@
 pub mod child;
 pub mod fake_registry;
 pub mod fault_proxy;
+pub mod federation;
 pub mod gcs;
 pub mod http;
 pub mod image;
