@@ -4,6 +4,7 @@
 
 mod cli;
 mod cli_audit;
+mod cli_google;
 mod cli_incremental;
 mod cli_invoke;
 mod cli_manifest;

@@ -339,6 +339,7 @@ async fn resolve(source: &Source, token_url: Option<&str>) -> Result<Resolved, G
                     (builder.build_access_token_credentials(), None)
                 }
                 "external_account" => {
+                    let json = without_needless_imds_session(json);
                     let builder = external_account::Builder::new(json).with_scopes(scopes);
                     (builder.build_access_token_credentials(), None)
                 }
@@ -359,6 +360,32 @@ async fn resolve(source: &Source, token_url: Option<&str>) -> Result<Resolved, G
             })
         }
     }
+}
+
+/// An AWS-sourced `external_account` file without its `imdsv2_session_token_url` when the
+/// role's credentials and region are in the environment (as in AWS Lambda, which has no
+/// metadata service): Google's library asks for an IMDSv2 session token whenever the file names
+/// that URL, even when it then reads nothing from the metadata service, and in Lambda the
+/// request would hang until [`TOKEN_TIMEOUT`]. Google's Python and Go libraries skip it in this
+/// case too. (`gcloud iam workload-identity-pools create-cred-config --aws --enable-imdsv2`
+/// writes the URL.)
+fn without_needless_imds_session(mut json: serde_json::Value) -> serde_json::Value {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let in_environment = set("AWS_ACCESS_KEY_ID")
+        && set("AWS_SECRET_ACCESS_KEY")
+        && (set("AWS_REGION") || set("AWS_DEFAULT_REGION"));
+    if let Some(source) = json
+        .get_mut("credential_source")
+        .and_then(serde_json::Value::as_object_mut)
+        && in_environment
+        && source
+            .get("environment_id")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|id| id.starts_with("aws"))
+    {
+        source.remove("imdsv2_session_token_url");
+    }
+    json
 }
 
 #[cfg(test)]
