@@ -131,7 +131,7 @@ async fn sign_recorded_unit(
     // at once would each find nothing and each add a bundle. The second waits (its message
     // comes back) and then finds everything there.
     let lease_name = format!("sign/{}", unit.digest.hex());
-    let lease = match lease::acquire(
+    let mut lease = match lease::acquire(
         &deps.store,
         &lease_name,
         &message.run,
@@ -148,7 +148,14 @@ async fn sign_recorded_unit(
             });
         }
     };
-    let signed = signer.sign_unit(&deps.client, &unit, provenance).await;
+    // Renewed while signing: a sign slowed by retries must not let a second signer in.
+    let signed = lease
+        .hold_while(
+            &deps.store,
+            deps.settings.lease_ttl,
+            signer.sign_unit(&deps.client, &unit, provenance),
+        )
+        .await?;
     if let Err(error) = lease.release(&deps.store).await {
         tracing::warn!(error = %error_chain(&error), "the signing lease stays until it expires");
     }

@@ -146,6 +146,31 @@ impl Lease {
         }
     }
 
+    /// Runs `work` while renewing the lease every third of `ttl`, so that work taking longer
+    /// than `ttl` keeps it. A lease lost meanwhile (taken over as expired, e.g. after a long
+    /// pause) is logged and the work finishes anyway: every step under a lease is idempotent.
+    /// A state error while renewing ends the wait with that error (the work is dropped).
+    pub async fn hold_while<T>(
+        &mut self,
+        store: &StateStore,
+        ttl: Duration,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, StateError> {
+        tokio::pin!(work);
+        let mut renewals = tokio::time::interval(ttl / 3);
+        renewals.tick().await;
+        loop {
+            tokio::select! {
+                done = &mut work => return Ok(done),
+                _ = renewals.tick() => {
+                    if !self.renew(store, ttl).await? {
+                        tracing::warn!(lease = %self.unit, "lease lost while working; finishing anyway (every step is idempotent)");
+                    }
+                }
+            }
+        }
+    }
+
     /// Gives the lease up (if it is still this worker's).
     pub async fn release(self, store: &StateStore) -> Result<(), StateError> {
         let key = lease_key(&self.unit);

@@ -112,22 +112,13 @@ impl Work<'_> {
             error: None,
         };
         self.ledger().write_unit(&record).await?;
-        let report = {
-            let copy = self.engine.copy_unit(unit);
-            tokio::pin!(copy);
-            let mut renewals = tokio::time::interval(self.options.lease_ttl / 3);
-            renewals.tick().await;
-            loop {
-                tokio::select! {
-                    report = &mut copy => break report,
-                    _ = renewals.tick() => {
-                        if !lease.renew(self.store, self.options.lease_ttl).await? {
-                            tracing::warn!(unit = %unit.id, "lease lost while copying; finishing anyway (every step is idempotent)");
-                        }
-                    }
-                }
-            }
-        };
+        let report = lease
+            .hold_while(
+                self.store,
+                self.options.lease_ttl,
+                self.engine.copy_unit(unit),
+            )
+            .await?;
         record.status = if report.succeeded() {
             UnitStatus::Done
         } else {
