@@ -236,14 +236,20 @@ fn recording_proxy(upstream: String) -> Receiver {
             .send()
             .expect("fake-gcs-server answers");
         let status = response.status().as_u16();
-        let content_type = response
+        let headers: Vec<(String, String)> = response
             .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/octet-stream")
-            .to_owned();
+            .iter()
+            .filter(|(name, _)| {
+                !["content-length", "transfer-encoding", "connection"].contains(&name.as_str())
+            })
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .collect();
         let body = response.bytes().expect("body").to_vec();
-        Reply::new(status, body).header("Content-Type", &content_type)
+        headers
+            .iter()
+            .fold(Reply::new(status, body), |reply, (name, value)| {
+                reply.header(name, value)
+            })
     })
 }
 
@@ -316,6 +322,7 @@ async fn workload_identity_federation_from_aws_opens_google_registries_and_gcs_s
     let proxy = recording_proxy(gcs.endpoint());
     let credentials = GoogleCredentials::with_key_file(&credential_file, vec![]);
     let store = GcsStore::with_endpoint_and_credentials(&proxy.url(""), "state/wif", credentials)
+        .await
         .expect("store");
     let created = store
         .create("runs/r1.json", bytes::Bytes::from_static(b"{\"run\":1}"))

@@ -518,19 +518,23 @@ async fn moto_contract() {
 // GCS
 // ---------------------------------------------------------------------------------------------
 
-fn gcs_store(endpoint: &str, location: &str) -> StateStore {
-    StateStore::from(GcsStore::with_endpoint(endpoint, location).expect("open the GCS store"))
+async fn gcs_store(endpoint: &str, location: &str) -> StateStore {
+    StateStore::from(
+        GcsStore::with_endpoint(endpoint, location)
+            .await
+            .expect("open the GCS store"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fake_gcs_contract() {
     let server = FakeGcs::start(&[BUCKET, "promoter-prefixed"]);
     // `host:port`, as STORAGE_EMULATOR_HOST gives it.
-    let root = gcs_store(&server.host(), BUCKET);
+    let root = gcs_store(&server.host(), BUCKET).await;
     assert_eq!(root.url(), format!("gs://{BUCKET}"));
     contract(&root).await;
-    let other_root = gcs_store(&server.endpoint(), "promoter-prefixed");
-    let prefixed = gcs_store(&server.endpoint(), "promoter-prefixed/some/prefix");
+    let other_root = gcs_store(&server.endpoint(), "promoter-prefixed").await;
+    let prefixed = gcs_store(&server.endpoint(), "promoter-prefixed/some/prefix").await;
     prefix_isolation(&other_root, &prefixed).await;
     // Names with characters that need encoding.
     let odd = "runs/a b+c%d?e#f.json";
@@ -548,16 +552,15 @@ async fn fake_gcs_contract() {
             .expect("list")
             .contains(&odd.to_owned())
     );
-    missing_bucket(&gcs_store(&server.endpoint(), MISSING_BUCKET), false).await;
+    missing_bucket(&gcs_store(&server.endpoint(), MISSING_BUCKET).await, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fake_gcs_race() {
     let server = FakeGcs::start(&[BUCKET]);
-    race(Arc::new(gcs_store(
-        &server.endpoint(),
-        &format!("{BUCKET}/race"),
-    )))
+    race(Arc::new(
+        gcs_store(&server.endpoint(), &format!("{BUCKET}/race")).await,
+    ))
     .await;
 }
 
@@ -575,7 +578,7 @@ async fn gcs_refusal_is_denied() {
             let _ = request.respond(tiny_http::Response::from_string(body).with_status_code(403));
         }
     });
-    denied(&gcs_store(&format!("127.0.0.1:{port}"), BUCKET)).await;
+    denied(&gcs_store(&format!("127.0.0.1:{port}"), BUCKET).await).await;
     server.unblock();
     thread.join().expect("the refusing server stops");
 }
@@ -592,7 +595,7 @@ async fn gcs_server_errors_are_retried() {
             .header("x-goog-generation", "7")
             .body(b"record"),
     ]);
-    let store = gcs_store(&fake.host(), &format!("gs://{BUCKET}"));
+    let store = gcs_store(&fake.host(), &format!("gs://{BUCKET}")).await;
     let object = store
         .get("runs/r/run.json")
         .await

@@ -153,7 +153,9 @@ async fn sign_recorded_unit(
         .hold_while(
             &deps.store,
             deps.settings.lease_ttl,
-            signer.sign_unit(&deps.client, &unit, provenance),
+            // Boxed: the sign future is large, and nested inline it would grow every frame
+            // that polls it (debug builds' 2 MiB test threads overflowed).
+            Box::pin(signer.sign_unit(&deps.client, &unit, provenance)),
         )
         .await?;
     if let Err(error) = lease.release(&deps.store).await {

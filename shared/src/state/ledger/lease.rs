@@ -163,7 +163,9 @@ impl Lease {
             tokio::select! {
                 done = &mut work => return Ok(done),
                 _ = renewals.tick() => {
-                    if !self.renew(store, ttl).await? {
+                    // Boxed: a state write's future is large, and this one would otherwise
+                    // sit inline in every future holding a lease.
+                    if !Box::pin(self.renew(store, ttl)).await? {
                         tracing::warn!(lease = %self.unit, "lease lost while working; finishing anyway (every step is idempotent)");
                     }
                 }

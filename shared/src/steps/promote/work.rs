@@ -116,7 +116,8 @@ impl Work<'_> {
             .hold_while(
                 self.store,
                 self.options.lease_ttl,
-                self.engine.copy_unit(unit),
+                // Boxed, as it was pinned in place before: the copy future is large.
+                Box::pin(self.engine.copy_unit(unit)),
             )
             .await?;
         record.status = if report.succeeded() {

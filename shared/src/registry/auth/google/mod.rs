@@ -246,6 +246,17 @@ impl GoogleCredentials {
         self.fetch_token(resolved).await
     }
 
+    /// The credentials as Google's client libraries take them (GCS), sharing this value's
+    /// token cache.
+    pub async fn api_credentials(
+        &self,
+    ) -> Result<google_cloud_auth::credentials::Credentials, GoogleError> {
+        let resolved = self.resolved().await?;
+        Ok(google_cloud_auth::credentials::Credentials::from(
+            resolved.tokens.clone(),
+        ))
+    }
+
     async fn fetch_token(&self, resolved: &Resolved) -> Result<String, GoogleError> {
         let origin = || self.source.to_string();
         match tokio::time::timeout(TOKEN_TIMEOUT, resolved.tokens.access_token()).await {
@@ -260,7 +271,9 @@ impl GoogleCredentials {
 
     async fn resolved(&self) -> Result<&Resolved, GoogleError> {
         self.resolved
-            .get_or_try_init(|| resolve(&self.source, self.token_url.as_deref()))
+            // Boxed: Google's builders are large, and this future sits in every registry
+            // request's (debug builds' 2 MiB test threads overflowed).
+            .get_or_try_init(|| Box::pin(resolve(&self.source, self.token_url.as_deref())))
             .await
     }
 }
