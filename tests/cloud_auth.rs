@@ -4,6 +4,7 @@
 //! repository is created in moto's ECR before the first push (`IMMUTABLE` tags by default), as
 //! ECR does not create repositories on push.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Arc;
@@ -350,4 +351,138 @@ async fn workload_identity_federation_from_aws_opens_google_registries_and_gcs_s
             request.path
         );
     }
+}
+
+/// Image manifest number `n`, with a distinct layer: moto derives an image's digest from its
+/// layers (not from the manifest's bytes, as ECR does), so the digest is taken from its answer.
+fn ecr_manifest(n: usize) -> String {
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": format!("sha256:{n:064x}"),
+            "size": 2,
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": format!("sha256:{:064x}", n + 1),
+            "size": n + 1,
+        }],
+    })
+    .to_string()
+}
+
+/// Puts image `n` with `tag` into moto's ECR repository `prod/app`; returns its digest.
+async fn put_ecr_image(api: &aws_sdk_ecr::Client, n: usize, tag: Option<String>) -> String {
+    let put = api
+        .put_image()
+        .repository_name("prod/app")
+        .image_manifest(ecr_manifest(n))
+        .image_manifest_media_type("application/vnd.oci.image.manifest.v1+json")
+        .set_image_tag(tag)
+        .send()
+        .await
+        .expect("put the image");
+    put.image()
+        .and_then(|i| i.image_id())
+        .and_then(|id| id.image_digest())
+        .expect("a digest")
+        .to_owned()
+}
+
+/// Reconcile's inventory of ECR production: `DescribeImages` (moto's ECR API) names every image
+/// with its tags, untagged ones included, and answers what would otherwise be a `HEAD` per tag;
+/// no registry request is made. A repository that does not exist is empty. (moto answers every
+/// image on one page whatever `maxResults` says, so the SDK paginator's next-token loop is not
+/// exercised here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecr_inventory_is_describe_images_with_untagged_digests() {
+    let moto = MotoServer::start();
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto.endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(AwsCredentials::new("test", "test", None, None, "test"))
+        .load()
+        .await;
+    let api = aws_sdk_ecr::Client::new(&config);
+    api.create_repository()
+        .repository_name("prod/app")
+        .send()
+        .await
+        .expect("create the repository");
+    // 120 images: 119 tagged `v<n>` (the first also `latest`), one untagged.
+    const IMAGES: usize = 120;
+    let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for chunk in (0..IMAGES).collect::<Vec<_>>().chunks(50) {
+        let mut puts = tokio::task::JoinSet::new();
+        for &n in chunk {
+            let tag = (n + 1 < IMAGES).then(|| format!("v{n}"));
+            let api = api.clone();
+            puts.spawn(async move { (put_ecr_image(&api, n, tag.clone()).await, tag) });
+        }
+        for (digest, tag) in puts.join_all().await {
+            expected.entry(digest).or_default().extend(tag);
+        }
+    }
+    let first = put_ecr_image(&api, 0, Some("latest".to_owned())).await;
+    expected
+        .entry(first.clone())
+        .or_default()
+        .insert("latest".to_owned());
+
+    let host = "ecr.test:443";
+    let sources = CredentialSources {
+        ecr: Some(EcrCredentials::with_config(config, vec![host.to_owned()])),
+        ..CredentialSources::default()
+    };
+    let client = Client::new(ClientConfig::default(), sources).expect("client");
+    let repository = promoter_tests::repository(&format!("{host}/prod/app"));
+    let listing = client
+        .ecr_inventory(&repository)
+        .await
+        .expect("DescribeImages")
+        .expect("an ECR host");
+    assert!(listing.complete);
+    let listed: BTreeMap<String, BTreeSet<String>> = listing
+        .manifests
+        .iter()
+        .map(|(digest, m)| {
+            (
+                digest.to_string(),
+                m.tags.iter().map(ToString::to_string).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), IMAGES, "every image listed");
+    assert_eq!(listed, expected);
+    assert!(
+        listed.values().any(BTreeSet::is_empty),
+        "the untagged image is listed"
+    );
+
+    let wanted: promoter::drift::Held = BTreeMap::from([(
+        first.parse().expect("digest"),
+        BTreeSet::from(["latest".parse().expect("tag")]),
+    )]);
+    let (held, _) = promoter::drift::observe(&client, &repository, &wanted)
+        .await
+        .expect("observe");
+    assert_eq!(held.len(), IMAGES);
+    assert_eq!(
+        client
+            .counts
+            .total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no registry request: the inventory answered everything"
+    );
+
+    let missing = promoter_tests::repository(&format!("{host}/prod/none"));
+    let empty = client
+        .ecr_inventory(&missing)
+        .await
+        .expect("DescribeImages")
+        .expect("an ECR host");
+    assert!(empty.complete && empty.manifests.is_empty());
 }

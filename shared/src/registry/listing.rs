@@ -29,6 +29,9 @@ pub struct RepositoryListing {
     pub manifests: BTreeMap<Digest, ListedManifest>,
     /// Google's extension: the names of the repositories one level below.
     pub children: Vec<String>,
+    /// `manifests` names every digest of the repository, untagged ones included (Google's
+    /// listings and ECR's inventory); false where only tags are known.
+    pub complete: bool,
 }
 
 /// One digest of a Google `tags/list` answer.
@@ -89,6 +92,7 @@ impl Client {
                     listing.tags.push(tag);
                 }
             }
+            listing.complete |= page.manifest.is_some();
             for (digest, manifest) in page.manifest.unwrap_or_default() {
                 let Ok(digest) = digest.parse::<Digest>() else {
                     tracing::debug!(%repository, digest, "skipping a listed digest");
@@ -107,6 +111,38 @@ impl Client {
         })
         .await?;
         Ok(listing)
+    }
+
+    /// The inventory of `repository` from ECR's API (`DescribeImages`: every digest with its
+    /// tags and media type, untagged ones included) when its host is an ECR host; `None` for
+    /// other hosts, whose inventory is [`Client::list_repository`].
+    pub async fn ecr_inventory(
+        &self,
+        repository: &Repository,
+    ) -> Result<Option<RepositoryListing>, RegistryError> {
+        let Some(images) = self.auth().ecr_images(repository).await? else {
+            return Ok(None);
+        };
+        let mut listing = RepositoryListing {
+            complete: true,
+            ..RepositoryListing::default()
+        };
+        for image in images {
+            let Ok(digest) = image.digest.parse::<Digest>() else {
+                tracing::debug!(%repository, digest = image.digest, "skipping a listed digest");
+                continue;
+            };
+            let tags: Vec<Tag> = image
+                .tags
+                .iter()
+                .filter_map(|name| valid_tag(repository, name))
+                .collect();
+            listing.tags.extend(tags.iter().cloned());
+            let entry = listing.manifests.entry(digest).or_default();
+            entry.media_type = image.media_type;
+            entry.tags.extend(tags);
+        }
+        Ok(Some(listing))
     }
 
     /// The repositories of `host` whose path is `prefix` or below it (`/v2/_catalog`), sorted.

@@ -102,6 +102,26 @@ impl Authenticator {
         self.sources.ecr.as_ref().is_some_and(|e| e.handles(host))
     }
 
+    /// Every image of `repository` from ECR's API when its host is an ECR host (empty when the
+    /// repository does not exist); `None` for other hosts.
+    pub async fn ecr_images(
+        &self,
+        repository: &crate::reference::Repository,
+    ) -> Result<Option<Vec<super::ecr::EcrImage>>, RegistryError> {
+        let host = repository.host();
+        let Some(ecr) = self.sources.ecr.as_ref().filter(|e| e.handles(host)) else {
+            return Ok(None);
+        };
+        let images = ecr
+            .describe_images(host, repository.path())
+            .await
+            .map_err(|source| RegistryError::EcrCredentials {
+                host: host.to_owned(),
+                source: Box::new(source),
+            })?;
+        Ok(Some(images.unwrap_or_default()))
+    }
+
     /// Makes sure `repository` exists before it is written, on registries that do not create
     /// repositories on push (ECR: [`EcrCredentials::ensure_repository`]); nothing elsewhere.
     pub async fn ensure_repository(

@@ -25,8 +25,10 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::docker_config::Credential;
 
+mod images;
 mod repositories;
 
+pub use images::EcrImage;
 pub use repositories::RepositorySettings;
 
 /// How long before `expiresAt` a cached token is replaced.
