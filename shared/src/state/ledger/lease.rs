@@ -235,6 +235,44 @@ mod tests {
         ));
     }
 
+    /// Work outlasting the TTL keeps the lease (renewed every third of it); without renewal
+    /// the same wait would let another worker take it over. Real time: expiries are seconds.
+    #[tokio::test]
+    async fn work_longer_than_the_ttl_keeps_the_lease() {
+        let store = StateStore::from(MemoryStore::default());
+        let holder = Worker {
+            id: "elsewhere:1:1".to_owned(),
+        };
+        let ttl = Duration::from_secs(2);
+        let Claim::Acquired(mut lease) = acquire(&store, "u", "r", &holder, ttl)
+            .await
+            .expect("acquire")
+        else {
+            panic!("a free lease is acquired")
+        };
+        let work = tokio::time::sleep(Duration::from_millis(3_500));
+        lease
+            .hold_while(&store, ttl, Box::pin(work))
+            .await
+            .expect("renewed");
+        assert!(
+            matches!(acquire(&store, "u", "r", &Worker::current(), ttl).await, Ok(Claim::HeldBy(h)) if h.owner == holder.id),
+            "still held after 3.5 s of a 2 s lease"
+        );
+        // The same wait without renewal: expired, taken over.
+        let Claim::Acquired(_) = acquire(&store, "v", "r", &holder, ttl)
+            .await
+            .expect("acquire")
+        else {
+            panic!("free")
+        };
+        tokio::time::sleep(Duration::from_millis(3_500)).await;
+        assert!(matches!(
+            acquire(&store, "v", "r", &Worker::current(), ttl).await,
+            Ok(Claim::Acquired(_))
+        ));
+    }
+
     #[test]
     fn this_process_is_alive() {
         assert!(!Worker::is_dead(&Worker::current().id));
