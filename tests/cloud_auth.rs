@@ -184,21 +184,19 @@ fn start_metadata(token: &'static str) -> (String, Arc<std::sync::atomic::Atomic
     (host, requests)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn google_access_token_from_the_metadata_server_opens_the_production_registry() {
-    let (metadata, requests) = start_metadata("ya29.test-token");
+/// Promotes a fresh staging image into a production registry that accepts only
+/// `oauth2accesstoken` / `token`, with the Google credentials `google` makes for it, and checks
+/// production serves staging's exact bytes.
+async fn promote_into_a_google_registry(
+    token: &str,
+    (format, seed): (ManifestFormat, &str),
+    google: impl FnOnce(&TestRegistry) -> GoogleCredentials,
+) {
     let staging = TestRegistry::start();
-    let production = TestRegistry::with_htpasswd("oauth2accesstoken", "ya29.test-token");
-    let image = push_single(
-        &staging,
-        "staging/app",
-        ManifestFormat::Docker,
-        "gcp-app",
-        None,
-    );
-    let google = GoogleCredentials::with_metadata_host(metadata, vec![production.host()]);
+    let production = TestRegistry::with_htpasswd("oauth2accesstoken", token);
+    let image = push_single(&staging, "staging/app", format, seed, None);
     let sources = CredentialSources {
-        google: Some(google),
+        google: Some(google(&production)),
         ..CredentialSources::default()
     };
     let unit = unit(
@@ -208,7 +206,21 @@ async fn google_access_token_from_the_metadata_server_opens_the_production_regis
     );
     promote_with(sources, &unit).await;
     let bytes = skopeo::inspect_raw(&production, "prod/app", "v1", production.credentials());
-    assert_eq!(bytes, image.bytes);
+    assert_eq!(
+        bytes, image.bytes,
+        "production serves staging's exact bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_access_token_from_the_metadata_server_opens_the_production_registry() {
+    let (metadata, requests) = start_metadata("ya29.test-token");
+    promote_into_a_google_registry(
+        "ya29.test-token",
+        (ManifestFormat::Docker, "gcp-app"),
+        |production| GoogleCredentials::with_metadata_host(metadata, vec![production.host()]),
+    )
+    .await;
     assert_eq!(
         requests.load(std::sync::atomic::Ordering::SeqCst),
         1,
@@ -278,28 +290,12 @@ async fn workload_identity_federation_from_aws_opens_google_registries_and_gcs_s
     let dir = tempfile::tempdir().expect("temp dir");
     let credential_file = federation.credential_file(dir.path());
 
-    let staging = TestRegistry::start();
-    let production = TestRegistry::with_htpasswd("oauth2accesstoken", federation::ACCESS_TOKEN);
-    let image = push_single(
-        &staging,
-        "staging/app",
-        ManifestFormat::Oci,
-        "wif-app",
-        None,
-    );
-    let google = GoogleCredentials::with_key_file(&credential_file, vec![production.host()]);
-    let sources = CredentialSources {
-        google: Some(google),
-        ..CredentialSources::default()
-    };
-    let unit = unit(
-        &format!("{}/staging/app", staging.host()),
-        &format!("{}/prod/app", production.host()),
-        &image.digest,
-    );
-    promote_with(sources, &unit).await;
-    let bytes = skopeo::inspect_raw(&production, "prod/app", "v1", production.credentials());
-    assert_eq!(bytes, image.bytes);
+    promote_into_a_google_registry(
+        federation::ACCESS_TOKEN,
+        (ManifestFormat::Oci, "wif-app"),
+        |production| GoogleCredentials::with_key_file(&credential_file, vec![production.host()]),
+    )
+    .await;
     assert_eq!(
         federation.sts.requests().len(),
         1,

@@ -130,14 +130,9 @@ fn aws_metadata(request: &Recorded) -> Reply {
     }
 }
 
-/// The decoded `application/x-www-form-urlencoded` fields of a body (or JSON object fields).
-pub fn form_fields(body: &[u8]) -> BTreeMap<String, String> {
-    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(body) {
-        return map
-            .into_iter()
-            .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-            .collect();
-    }
+/// The decoded fields of an `application/x-www-form-urlencoded` body (how Google's library
+/// posts the token exchange).
+fn form_fields(body: &[u8]) -> BTreeMap<String, String> {
     String::from_utf8_lossy(body)
         .split('&')
         .filter_map(|pair| pair.split_once('='))
@@ -202,7 +197,7 @@ fn check_token_exchange(request: &Recorded) -> Result<(), String> {
 
 /// The subject token: JSON of a signed `POST` to STS `GetCallerIdentity`, its headers naming
 /// the audience as `x-goog-cloud-target-resource`, signed (SigV4) with the role's secret.
-pub fn check_aws_subject_token(json: &str) -> Result<(), String> {
+fn check_aws_subject_token(json: &str) -> Result<(), String> {
     let token: serde_json::Value =
         serde_json::from_str(json).map_err(|e| format!("subject token is not JSON: {e}"))?;
     let url = token["url"].as_str().ok_or("no url")?;
