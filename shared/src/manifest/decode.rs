@@ -28,11 +28,13 @@ pub struct Decoded {
     pub images: Vec<Image>,
     /// Where the deprecated `imagesPath` field was, if present.
     pub images_path: Option<Pos>,
+    /// A plain manifest's `policy` field: the policy file it names, and where.
+    pub policy: Option<(String, Pos)>,
 }
 
 const PLAIN_MANIFEST: Shape = Shape {
     what: "the manifest",
-    fields: &["registries", "images"],
+    fields: &["registries", "images", "policy"],
     deprecated: &[],
     refused: &[],
 };
@@ -80,10 +82,14 @@ pub fn plain(root: &Node, d: &mut FileDiagnostics<'_>) -> Decoded {
             Vec::new()
         }
     };
+    let policy = fields
+        .get("policy")
+        .and_then(|node| text(node, "policy", d).map(|file| (file.to_owned(), node.pos)));
     Decoded {
         registries,
         images,
         images_path: None,
+        policy,
     }
 }
 
@@ -105,6 +111,7 @@ pub fn thin_registries(root: &Node, d: &mut FileDiagnostics<'_>) -> Decoded {
         registries,
         images: Vec::new(),
         images_path,
+        policy: None,
     }
 }
 

@@ -88,6 +88,15 @@ impl<'a> FileDiagnostics<'a> {
         self.push(pos, Severity::Warning, message.into());
     }
 
+    /// How many errors have been recorded so far (in any file): compare before and after
+    /// reading something to know whether it had errors.
+    pub fn errors(&self) -> usize {
+        self.out
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
     fn push(&mut self, pos: Pos, severity: Severity, message: String) {
         self.out.push(Diagnostic {
             file: Arc::clone(&self.file),

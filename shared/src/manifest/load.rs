@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::decode::{self, Decoded};
 use super::diagnostic::{self, Diagnostic, FileDiagnostics};
+use super::policy::{self, POLICY_FILE, Policy};
 use super::read::{self, kind};
 use super::walk::{Found, find_files, refuse_linked_folder};
 use super::yaml::{self, Pos};
@@ -117,7 +118,7 @@ fn load_path(
     let found_any = if is_thin {
         load_thin_tree(path, &root, loaded, images_path_seen)?
     } else {
-        let yaml = |p: &Path| has_extension(p, &["yaml", "yml"]);
+        let yaml = |p: &Path| has_extension(p, &["yaml", "yml"]) && !is_policy_file(p);
         let files = find_files(path, &root, &yaml, &mut loaded.diagnostics)?;
         let found_any = !files.is_empty();
         for file in files {
@@ -132,6 +133,14 @@ fn load_path(
         });
     }
     Ok(())
+}
+
+/// True for a policy file among plain manifests (`policy.yaml`, `NAME.policy.yaml`): read
+/// through the manifest naming it, never as a manifest.
+fn is_policy_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == POLICY_FILE || n.ends_with(".policy.yaml"))
 }
 
 fn has_extension(path: &Path, extensions: &[&str]) -> bool {
@@ -193,15 +202,70 @@ fn load_plain(found: &Found, loaded: &mut Loaded) {
         Parsed::Failed => return,
     };
     let Decoded {
-        registries, images, ..
+        registries,
+        images,
+        policy,
+        ..
     } = decode::plain(&root, &mut d);
+    let policy = policy.and_then(|(named, pos)| plain_policy(&file, &named, pos, loaded));
     loaded.manifests.push(PromotionManifest {
         project: file.display().to_string(),
         registries_file: Arc::clone(&file),
         images_file: file,
         registries,
         images,
+        policy,
     });
+}
+
+/// The policy a plain manifest (`file`) names at `pos`: a file beside it or below its folder.
+fn plain_policy(
+    file: &Arc<Path>,
+    named: &str,
+    pos: Pos,
+    loaded: &mut Loaded,
+) -> Option<Arc<Policy>> {
+    let relative = Path::new(named);
+    let inside = relative
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if named.is_empty() || !inside {
+        let msg = format!(
+            "`policy` names a file beside the manifest or below its folder (a relative path without `..`), found `{named}`"
+        );
+        FileDiagnostics::new(Arc::clone(file), &mut loaded.diagnostics).error(pos, msg);
+        return None;
+    }
+    let path = file.parent().unwrap_or(Path::new("")).join(relative);
+    let real = match fs::canonicalize(&path) {
+        Ok(real) => real,
+        Err(e) => {
+            let msg = format!("`policy`: cannot read {}: {e}", path.display());
+            FileDiagnostics::new(Arc::clone(file), &mut loaded.diagnostics).error(pos, msg);
+            return None;
+        }
+    };
+    load_policy(
+        &Found {
+            path,
+            real: Some(real),
+        },
+        loaded,
+    )
+}
+
+/// Reads and checks one policy file.
+fn load_policy(found: &Found, loaded: &mut Loaded) -> Option<Arc<Policy>> {
+    let (file, root) = parse_file(found, &mut loaded.diagnostics);
+    let mut d = FileDiagnostics::new(file, &mut loaded.diagnostics);
+    match root {
+        Parsed::Tree(root) => policy::decode(&root, &mut d).map(Arc::new),
+        Parsed::Empty => {
+            empty_file_error(&mut d, "a policy needs at least one rule");
+            None
+        }
+        Parsed::Failed => None,
+    }
 }
 
 /// Reports a file with no YAML document in it.
@@ -239,6 +303,12 @@ fn load_thin_tree(
             projects.entry(project).or_default().0 = Some(file);
         }
     }
+    let mut policies: BTreeMap<String, Found> = BTreeMap::new();
+    for file in find_files(&manifests_dir, root, &named(POLICY_FILE), out)? {
+        if let Some(project) = project_of(&manifests_dir, &file.path) {
+            policies.insert(project, file);
+        }
+    }
     if images_dir.is_dir() {
         for file in find_files(&images_dir, root, &named(THIN_IMAGES_FILE), out)? {
             if let Some(project) = project_of(&images_dir, &file.path) {
@@ -248,7 +318,15 @@ fn load_thin_tree(
     }
     let found_any = !projects.is_empty();
     for (project, files) in projects {
-        load_thin_project(dir, project, files, loaded, images_path_seen);
+        let policy = policies.remove(&project);
+        let policy = policy.and_then(|found| load_policy(&found, loaded));
+        load_thin_project(dir, project, files, policy, loaded, images_path_seen);
+    }
+    for found in policies.into_values() {
+        let msg =
+            format!("a policy without a {THIN_MANIFEST_FILE} beside it: no project to apply it to");
+        FileDiagnostics::new(Arc::from(found.path.as_path()), &mut loaded.diagnostics)
+            .error(Pos { line: 1, col: 1 }, msg);
     }
     Ok(found_any)
 }
@@ -257,6 +335,7 @@ fn load_thin_project(
     dir: &Path,
     project: String,
     files: (Option<Found>, Option<Found>),
+    policy: Option<Arc<Policy>>,
     loaded: &mut Loaded,
     images_path_seen: &mut Vec<(Arc<Path>, Pos)>,
 ) {
@@ -289,6 +368,7 @@ fn load_thin_project(
                 images_file,
                 registries: decoded.registries,
                 images,
+                policy,
             });
         }
         (Some(manifest), None) => {

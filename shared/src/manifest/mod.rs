@@ -24,6 +24,7 @@ mod diagnostic;
 pub mod edit;
 mod fields;
 mod load;
+pub mod policy;
 mod read;
 mod seen;
 mod walk;
@@ -52,6 +53,8 @@ pub struct PromotionManifest {
     pub registries: Vec<Registry>,
     /// Every image, in file order.
     pub images: Vec<Image>,
+    /// The project's promotion policy, if it has one (see [`policy`]).
+    pub policy: Option<Arc<policy::Policy>>,
 }
 
 /// A registry entry of a manifest.
