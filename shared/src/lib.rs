@@ -15,6 +15,8 @@
 //! - [`copy`]: the transfer engine that copies planned units between registries;
 //! - [`events`]: decoders of the events that trigger the functions (webhooks, notifications);
 //! - [`sign`]: cosign-compatible signatures (keys, payloads, signature images);
+//! - [`policy`](mod@policy): checking staging digests against their project's policy
+//!   (signatures, SLSA provenance, vulnerability scans);
 //! - [`snapshot`]: what a registry holds under a prefix, in the `images.yaml` format or CSV;
 //! - [`queue`]: the queues chaining the steps (SQS, in-process);
 //! - [`state`]: runs, units, leases and the desired state, in object storage;
@@ -34,6 +36,7 @@ pub mod http;
 pub mod manifest;
 pub mod notify;
 pub mod plan;
+pub mod policy;
 pub mod queue;
 pub mod reference;
 pub mod registry;

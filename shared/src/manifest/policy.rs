@@ -204,6 +204,94 @@ impl Severity {
     }
 }
 
+/// A policy's rule, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rule {
+    /// [`SignatureRule`].
+    Signature,
+    /// [`ProvenanceRule`].
+    Provenance,
+    /// [`VulnerabilityRule`].
+    Vulnerabilities,
+}
+
+impl Rule {
+    /// The rule's name in policy files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Signature => "signature",
+            Rule::Provenance => "provenance",
+            Rule::Vulnerabilities => "vulnerabilities",
+        }
+    }
+}
+
+/// What checking one rule against one staging digest found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The rule.
+    pub rule: Rule,
+    /// Its mode.
+    pub mode: Mode,
+    /// True when the digest passes the rule.
+    pub passed: bool,
+    /// What was found, or why it fails (e.g. the highest severity and its CVE ids).
+    pub detail: String,
+}
+
+impl Verdict {
+    /// `pass`, `warn` (failed a `warn` rule) or `fail` (failed a `require` rule).
+    pub fn status(&self) -> &'static str {
+        match (self.passed, self.mode) {
+            (true, _) | (false, Mode::Off) => "pass",
+            (false, Mode::Warn) => "warn",
+            (false, Mode::Require) => "fail",
+        }
+    }
+}
+
+/// Every rule of a policy checked against one staging digest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// The policy file.
+    pub policy: String,
+    /// One verdict per rule that is not `off`.
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Report {
+    /// True when a `require` rule failed: the digest must not be promoted.
+    pub fn refuses(&self) -> bool {
+        self.verdicts.iter().any(|v| v.status() == "fail")
+    }
+
+    /// The `warn` rules that failed.
+    pub fn warnings(&self) -> impl Iterator<Item = &Verdict> {
+        self.verdicts.iter().filter(|v| v.status() == "warn")
+    }
+
+    /// The verdict of `rule`, if it was checked.
+    pub fn verdict(&self, rule: Rule) -> Option<&Verdict> {
+        self.verdicts.iter().find(|v| v.rule == rule)
+    }
+
+    /// One line: each failed rule and why, or that every rule passed.
+    pub fn summary(&self) -> String {
+        let failed: Vec<String> = self
+            .verdicts
+            .iter()
+            .filter(|v| !v.passed)
+            .map(|v| format!("{} ({}): {}", v.rule.as_str(), v.mode.as_str(), v.detail))
+            .collect();
+        if failed.is_empty() {
+            format!("every rule of {} passed", self.policy)
+        } else {
+            format!("{}: {}", self.policy, failed.join("; "))
+        }
+    }
+}
+
 const POLICY: Shape = Shape {
     what: "a policy",
     fields: &["keys", "signature", "provenance", "vulnerabilities"],

@@ -10,6 +10,7 @@
 //! signing again with the same key adds nothing. [`verify`](mod@verify) reads either format;
 //! [`keys`] and [`kms`] hold the keys.
 
+pub mod att;
 pub mod attest;
 pub mod bundle;
 pub mod cosign;
@@ -35,8 +36,11 @@ use cosign::{
 };
 use keys::{KeyError, SigningKey, VerifyingKey};
 
-/// Largest payload read back when verifying (payloads are a few hundred bytes).
+/// Largest signature payload read back when verifying (payloads are a few hundred bytes).
 const MAX_PAYLOAD: usize = 64 * 1024;
+/// Largest bundle or attestation envelope read back (a vulnerability scan's statement can hold
+/// thousands of findings).
+const MAX_ATTESTATION: usize = 4 * 1024 * 1024;
 
 /// Why signing or verifying failed.
 #[derive(Debug, thiserror::Error)]
@@ -164,17 +168,18 @@ async fn stored_image(
             tag: tag.to_string(),
             reason: format!("layer digest `{}`: {e}", layer.digest),
         })?;
-        let payload = blob_bytes(client, repository, &layer_digest).await?;
+        let payload = blob_bytes(client, repository, &layer_digest, MAX_PAYLOAD).await?;
         out.push((layer, payload));
     }
     Ok(Some((manifest.digest, out)))
 }
 
-/// A small blob, whole, verified against its digest.
+/// A small blob (at most `max` bytes), whole, verified against its digest.
 async fn blob_bytes(
     client: &Client,
     repository: &Repository,
     digest: &Digest,
+    max: usize,
 ) -> Result<Bytes, SignError> {
     let mut download = client.blob_get(repository, digest).await?;
     let mut bytes = Vec::new();
@@ -184,11 +189,11 @@ async fn blob_bytes(
             source,
         })?;
         bytes.extend_from_slice(&chunk);
-        if bytes.len() > MAX_PAYLOAD {
+        if bytes.len() > max {
             return Err(SignError::Malformed {
                 repository: repository.to_string(),
                 tag: digest.to_string(),
-                reason: format!("signature payload larger than {MAX_PAYLOAD} bytes"),
+                reason: format!("signature payload larger than {max} bytes"),
             });
         }
     }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::bundle::BUNDLE_MEDIA_TYPE;
-use super::{SignError, blob_bytes};
+use super::{MAX_ATTESTATION, SignError, blob_bytes};
 use crate::reference::{Digest, Repository};
 use crate::registry::{Client, Manifest, media_type};
 
@@ -286,7 +286,7 @@ pub async fn read_bundle(
     {
         return Ok(None);
     }
-    let bundle = blob_bytes(client, repository, &layer.digest).await?;
+    let bundle = blob_bytes(client, repository, &layer.digest, MAX_ATTESTATION).await?;
     Ok(Some((manifest, bundle)))
 }
 
