@@ -36,12 +36,15 @@ const LAYERS: &[(&str, u8)] = &[
     // How production differs from the manifests (`promoter reconcile`; signature tags as
     // `snapshot` recognises them).
     ("drift", 4),
-    // The transfer engine (verifies required staging signatures and merges cosign signature
-    // images through `sign`'s format); judging pushes against the desired state.
-    ("copy", 4),
+    // Judging pushes against the desired state; checking staging digests against their
+    // project's policy (reads signatures and attestations through `sign`).
     ("audit", 4),
+    ("policy", 4),
+    // The transfer engine (verifies required staging signatures, applies the policy, and
+    // merges cosign signature images through `sign`'s format).
+    ("copy", 5),
     // The step handlers: everything above.
-    ("steps", 5),
+    ("steps", 6),
 ];
 
 fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -82,6 +82,7 @@ fn desired(repository: &str, entries: &[(&str, &[&str])]) -> DesiredIndex {
     DesiredIndex {
         schema: "promoter.desired/v1".into(),
         sources: BTreeMap::new(),
+        policies: BTreeMap::new(),
         revision: "rev-1".into(),
         repositories: BTreeMap::from([(
             repository.to_owned(),

@@ -73,6 +73,7 @@ fn unit_to(
                 tags: Arc::from(vec!["v1".parse().expect("tag")]),
             })
             .collect(),
+        policy: None,
     }
 }
 

@@ -621,6 +621,7 @@ async fn audit(world: &World) -> Message {
     let desired = DesiredIndex {
         schema: "promoter.desired/v1".to_owned(),
         sources: BTreeMap::new(),
+        policies: BTreeMap::new(),
         revision: "audit-revision".to_owned(),
         repositories: BTreeMap::from([(
             ecr_repository.clone(),

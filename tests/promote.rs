@@ -53,6 +53,7 @@ fn unit(source: &str, digest: &str, destinations: &[(String, &[&str])]) -> Unit 
                     .into(),
             })
             .collect(),
+        policy: None,
     }
 }
 

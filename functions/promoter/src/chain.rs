@@ -202,6 +202,7 @@ impl Rows<'_> {
                 actions: Vec::new(),
                 error: Some(error),
                 seconds: 0.0,
+                policy: None,
             }),
             None => Row::Failed {
                 id: unit.clone(),

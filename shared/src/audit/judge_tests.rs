@@ -12,6 +12,7 @@ fn desired() -> DesiredIndex {
     DesiredIndex {
         schema: "promoter.desired/v1".into(),
         sources: BTreeMap::new(),
+        policies: BTreeMap::new(),
         revision: "r1".into(),
         repositories: BTreeMap::from([
             (

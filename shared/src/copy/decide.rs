@@ -98,6 +98,13 @@ pub fn decide(unit: &Unit, observed: &Observed) -> Result<Vec<Step>, CopyError> 
             digest: unit.digest.clone(),
         });
     }
+    if let Some(report) = observed.policy.as_ref().filter(|r| r.refuses()) {
+        return Err(CopyError::Policy {
+            repository: unit.source.clone(),
+            digest: unit.digest.clone(),
+            summary: report.summary(),
+        });
+    }
     refuse_tag_moves(unit, observed)?;
     let mut steps = Vec::new();
     let needing: Vec<Repository> = observed

@@ -82,8 +82,18 @@ pub enum CopyError {
         /// The digest.
         digest: Digest,
     },
-    /// Reading staging's signatures (to check the required one) failed.
-    #[error("reading staging's signatures")]
+    /// The project's policy has a `require` rule the staging digest fails.
+    #[error("refused by policy: {repository}@{digest}: {summary}; nothing was promoted")]
+    Policy {
+        /// The source repository.
+        repository: Repository,
+        /// The digest.
+        digest: Digest,
+        /// The failed rules and why.
+        summary: String,
+    },
+    /// Reading staging's signatures or attestations (to check the policy) failed.
+    #[error("reading staging's signatures or attestations")]
     StagingSignatures(#[from] crate::sign::SignError),
 }
 
@@ -100,7 +110,8 @@ impl CopyError {
             | CopyError::BlobDigestMismatch { .. }
             | CopyError::BlobSizeMismatch { .. }
             | CopyError::Document { .. }
-            | CopyError::Unsigned { .. } => false,
+            | CopyError::Unsigned { .. }
+            | CopyError::Policy { .. } => false,
         }
     }
 }

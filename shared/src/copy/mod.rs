@@ -145,6 +145,9 @@ pub struct UnitReport {
     pub error: Option<CopyError>,
     /// Wall time spent on the unit.
     pub seconds: f64,
+    /// The unit's policy checked against the staging digest, when it has one (boxed: most
+    /// units have none, and reports travel in enums).
+    pub policy: Option<Box<crate::manifest::policy::Report>>,
 }
 
 impl UnitReport {
@@ -270,10 +273,15 @@ impl Engine {
     pub async fn copy_unit(&self, unit: &Unit) -> UnitReport {
         let started = Instant::now();
         let run = execute::UnitRun::new(self);
+        let checked = std::sync::Mutex::new(None);
         // Boxed: the observation and execution futures are deep, and a caller's future (a
         // queue batch of units) would otherwise be too deep for the compiler's layout limit.
         let result = retry_unit(CopyError::is_worth_retrying_now, || async {
             let observed = Box::pin(self.observe(unit)).await?;
+            *checked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                observed.policy.clone().map(Box::new);
             let steps = decide(unit, &observed)?;
             Box::pin(run.execute(steps)).await
         })
@@ -291,6 +299,9 @@ impl Engine {
             actions: run.into_actions(),
             error: result.err(),
             seconds: started.elapsed().as_secs_f64(),
+            policy: checked
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
         }
     }
 

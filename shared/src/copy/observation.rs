@@ -11,6 +11,8 @@ use crate::registry::Manifest;
 pub struct Observed {
     /// Whether staging holds a valid signature by the required key (`None`: no key required).
     pub staging_signed: Option<bool>,
+    /// The unit's policy checked against the staging digest (`None`: no policy).
+    pub policy: Option<crate::manifest::policy::Report>,
     /// Each destination of the unit, in the unit's order.
     pub destinations: Vec<DestinationState>,
     /// The unit's manifest tree in staging, when a destination lacks the digest or a tag;

@@ -42,6 +42,18 @@ impl Engine {
             ),
             None => None,
         };
+        let policy = match unit.policy.as_deref().filter(|p| !p.is_off()) {
+            Some(policy) => Some(
+                Box::pin(crate::policy::check(
+                    &self.client,
+                    &unit.source,
+                    &unit.digest,
+                    policy,
+                ))
+                .await?,
+            ),
+            None => None,
+        };
         let repositories: Vec<Repository> = unit
             .destinations
             .iter()
@@ -57,6 +69,7 @@ impl Engine {
         )?;
         Ok(Observed {
             staging_signed,
+            policy,
             destinations,
             source,
             artifacts,

@@ -310,6 +310,7 @@ mod tests {
                     tags: tags.iter().map(|x| t(x)).collect(),
                 })
                 .collect(),
+            policy: None,
         }
     }
 

@@ -9,6 +9,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::desired::Desired;
 use super::{Destination, ImageChange, Plan, ProjectChanges, Removal, Unit};
+use crate::manifest::policy::Policy;
 use crate::manifest::yaml::Pos;
 use crate::manifest::{self, Diagnostic, FileDiagnostics, PromotionManifest};
 use crate::reference::{Digest, Repository, Tag};
@@ -72,10 +73,11 @@ fn plan_manifest(
                 added.push(Destination { repository, tags });
             }
             let count = added.len();
-            units.add(&source_repository, &entry.digest, added);
+            units.add(&source_repository, &entry.digest, added, &manifest.policy);
             if count > 0 {
                 changes.images.push(ImageChange {
                     image: image.name.clone(),
+                    source: source_repository.clone(),
                     digest: entry.digest.clone(),
                     tags: tags_added.into_iter().collect(),
                     destinations: count,
@@ -186,22 +188,40 @@ fn tag_suffix(tags: &[Tag], before: &str, after: &str) -> String {
     format!("{before}{}{after}", list.join(", "))
 }
 
+/// Destinations of one unit, and the policy of the first manifest that named it.
+type UnitParts = (Vec<Destination>, Option<Arc<Policy>>);
+
 /// Groups destinations into units by (source repository, digest).
 #[derive(Default)]
 struct UnitsBuilder {
-    units: HashMap<(Repository, Digest), Vec<Destination>>,
+    units: HashMap<(Repository, Digest), UnitParts>,
 }
 
 impl UnitsBuilder {
-    /// Adds destinations to the unit of (`source`, `digest`), one lookup for them all.
-    fn add(&mut self, source: &Repository, digest: &Digest, destinations: Vec<Destination>) {
+    /// Adds destinations to the unit of (`source`, `digest`), one lookup for them all. Two
+    /// manifests promoting one staging digest share the unit: the first policy found applies
+    /// (projects share a staging repository only by mistake, and one check per digest keeps
+    /// the copy a single unit).
+    fn add(
+        &mut self,
+        source: &Repository,
+        digest: &Digest,
+        destinations: Vec<Destination>,
+        policy: &Option<Arc<Policy>>,
+    ) {
         if destinations.is_empty() {
             return;
         }
         match self.units.entry((source.clone(), digest.clone())) {
-            Entry::Occupied(mut unit) => unit.get_mut().extend(destinations),
+            Entry::Occupied(mut unit) => {
+                let (known, known_policy) = unit.get_mut();
+                known.extend(destinations);
+                if known_policy.is_none() {
+                    known_policy.clone_from(policy);
+                }
+            }
             Entry::Vacant(slot) => {
-                slot.insert(destinations);
+                slot.insert((destinations, policy.clone()));
             }
         }
     }
@@ -211,11 +231,12 @@ impl UnitsBuilder {
         let mut units: Vec<Unit> = self
             .units
             .into_iter()
-            .map(|((source, digest), destinations)| Unit {
+            .map(|((source, digest), (destinations, policy))| Unit {
                 id: unit_id(&source, &digest),
                 source,
                 digest,
                 destinations: merge_destinations(destinations),
+                policy,
             })
             .collect();
         units.sort_by(|a, b| (&a.source, &a.digest).cmp(&(&b.source, &b.digest)));

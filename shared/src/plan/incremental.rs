@@ -105,6 +105,7 @@ mod tests {
                 .parse()
                 .expect("digest"),
             destinations,
+            policy: None,
         }
     }
 

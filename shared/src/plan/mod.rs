@@ -24,6 +24,7 @@ use serde::Serialize;
 pub use build::{build, removal_diagnostics, unit_id};
 pub use desired::Desired;
 
+use crate::manifest::policy::Policy;
 use crate::manifest::yaml::Pos;
 use crate::reference::{Digest, ImageName, Repository, Tag};
 
@@ -50,6 +51,10 @@ pub struct Unit {
     pub digest: Digest,
     /// Every destination repository, sorted, with the tags to set there.
     pub destinations: Vec<Destination>,
+    /// The project's policy, checked against the staging digest before anything is written
+    /// (none: no policy, nothing checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Arc<Policy>>,
 }
 
 /// One destination of a unit.
@@ -96,6 +101,8 @@ pub struct ProjectChanges {
 pub struct ImageChange {
     /// The image name (below the registries).
     pub image: ImageName,
+    /// The staging repository it is promoted from.
+    pub source: Repository,
     /// The digest.
     pub digest: Digest,
     /// Tags added anywhere.

@@ -194,6 +194,10 @@ pub struct UnitRecord {
     pub bytes: u64,
     /// Why the last attempt failed.
     pub error: Option<UnitFailure>,
+    /// The project's policy checked against the staging digest by the last attempt (its
+    /// `warn` results are kept here; a failed `require` rule is also the unit's error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::manifest::policy::Report>,
 }
 
 /// `leases/<unit-id>`: one worker copies a unit at a time.
@@ -226,6 +230,10 @@ pub struct DesiredIndex {
     /// pushed, and notified, before the index itself).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, String>,
+    /// Staging repository → its project's policy: a reconcile repairing a digest checks it
+    /// as the promotion did (a digest refused by policy is not copied by a repair either).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, crate::manifest::policy::Policy>,
 }
 
 /// Reads and parses `key`; a record that does not parse is [`StateError::Corrupt`].

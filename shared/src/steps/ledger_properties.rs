@@ -71,6 +71,7 @@ fn unit_record(id: &str, status: UnitStatus) -> UnitRecord {
         writes: 1,
         bytes: 1,
         error: None,
+        policy: None,
     }
 }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::audit::AuditRecord;
 use crate::error_chain::error_chain;
+use crate::manifest::policy::Verdict;
 use crate::notify::{CommitState, CommitStatus, Delivery, Notice, NoticeKind};
 use crate::state::claim::{self, Claim};
 use crate::state::ledger::RunLedger;
@@ -143,6 +144,29 @@ pub fn summarize(record: &RunRecord, units: &[UnitRecord]) -> Notice {
         let why = unit.error.as_ref().map_or("", |e| e.message.as_str());
         text.push_str(&format!("\n- {}@{}: {why}", unit.source, unit.digest));
     }
+    let warned: Vec<serde_json::Value> = units
+        .iter()
+        .filter_map(|u| {
+            let report = u.policy.as_ref()?;
+            let warnings: Vec<&Verdict> = report.warnings().collect();
+            if warnings.is_empty() {
+                return None;
+            }
+            for w in &warnings {
+                text.push_str(&format!(
+                    "\n- policy warning, {}@{}: {}: {}",
+                    u.source,
+                    u.digest,
+                    w.rule.as_str(),
+                    w.detail
+                ));
+            }
+            Some(serde_json::json!({
+                "unit": u.id, "source": u.source, "digest": u.digest,
+                "policy": report.policy, "warnings": warnings,
+            }))
+        })
+        .collect();
     let commit = record
         .trigger
         .repository
@@ -167,6 +191,14 @@ pub fn summarize(record: &RunRecord, units: &[UnitRecord]) -> Notice {
             })
         })
         .collect();
+    let mut details = serde_json::json!({
+        "schema": "promoter.notice.run/v1",
+        "run": record,
+        "failures": failures,
+    });
+    if !warned.is_empty() {
+        details["policy_warnings"] = serde_json::Value::Array(warned);
+    }
     Notice {
         kind: NoticeKind::RunSummary,
         // A run notified as failed and completed by a later retry is notified again.
@@ -179,11 +211,7 @@ pub fn summarize(record: &RunRecord, units: &[UnitRecord]) -> Notice {
         ),
         title,
         text,
-        details: serde_json::json!({
-            "schema": "promoter.notice.run/v1",
-            "run": record,
-            "failures": failures,
-        }),
+        details,
         commit,
     }
 }

@@ -23,6 +23,7 @@
 //! against the manifests it is given.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
@@ -271,6 +272,7 @@ pub fn units_of(desired: &DesiredIndex) -> Result<Vec<Unit>, StepError> {
                     source: source.clone(),
                     digest: digest.clone(),
                     destinations: Vec::new(),
+                    policy: desired.policies.get(source.as_str()).cloned().map(Arc::new),
                 })
                 .destinations
                 .push(Destination {
@@ -320,6 +322,7 @@ mod tests {
                     "staging.example/app".to_owned(),
                 ),
             ]),
+            policies: BTreeMap::new(),
         };
         let units = units_of(&desired).expect("valid");
         assert_eq!(units.len(), 1);

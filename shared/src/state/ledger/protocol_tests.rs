@@ -40,6 +40,7 @@ fn unit_record(id: &str, status: UnitStatus) -> UnitRecord {
         writes: 0,
         bytes: 0,
         error: None,
+        policy: None,
     }
 }
 

@@ -3,6 +3,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+use crate::manifest::policy::Policy;
 use crate::plan::{Plan, Unit};
 use crate::state::ledger::RunLedger;
 use crate::state::records::{Counts, RunRecord, RunStatus, Trigger, TriggerKind, now};
@@ -50,13 +51,19 @@ struct DesiredView<'a> {
     repositories: BTreeMap<&'a str, BTreeMap<&'a str, Vec<&'a str>>>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     sources: BTreeMap<&'a str, &'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    policies: BTreeMap<&'a str, &'a Policy>,
 }
 
 impl<'a> DesiredView<'a> {
     fn of(revision: &'a str, plan: &'a Plan) -> Self {
         let mut repositories: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
         let mut sources = BTreeMap::new();
+        let mut policies = BTreeMap::new();
         for unit in &plan.units {
+            if let Some(policy) = &unit.policy {
+                policies.insert(unit.source.as_str(), policy.as_ref());
+            }
             for d in &unit.destinations {
                 sources.insert(d.repository.as_str(), unit.source.as_str());
                 repositories
@@ -72,6 +79,7 @@ impl<'a> DesiredView<'a> {
             revision,
             repositories,
             sources,
+            policies,
         }
     }
 }

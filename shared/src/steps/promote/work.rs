@@ -110,6 +110,7 @@ impl Work<'_> {
             writes: 0,
             bytes: 0,
             error: None,
+            policy: None,
         };
         self.ledger().write_unit(&record).await?;
         let report = lease
@@ -152,6 +153,7 @@ impl Work<'_> {
             message: error_chain(e),
             retryable: e.is_retryable(),
         });
+        record.policy = report.policy.as_deref().cloned();
         self.ledger().write_unit(&record).await?;
         lease.release(self.store).await?;
         Ok(report)
