@@ -39,11 +39,16 @@ pub enum Command {
         paths: Vec<PathBuf>,
     },
     /// Show what a promotion would copy: one unit per source digest, with every destination
-    /// repository and the tags it gets there. Contacts no registry.
+    /// repository and the tags it gets there. Contacts no registry, unless a project has a
+    /// policy (manifests/<project>/policy.yaml).
     ///
     /// With --base (the manifests before the change, e.g. a checkout of the target branch),
     /// only what the change adds is planned, and removing anything the base promoted is refused
     /// unless --allow-removal is given (the promoter never deletes from production).
+    ///
+    /// Each new digest of a project with a policy is checked in staging (signature, provenance,
+    /// vulnerabilities: pass, warn or fail, and why); exit code 1 when one fails a `require`
+    /// rule (the presubmit).
     ///
     /// Example: promoter plan examples/thin --base /tmp/main/examples/thin --output markdown
     Plan {
@@ -59,6 +64,9 @@ pub enum Command {
         /// How to print the plan.
         #[arg(long, short, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Registries (staging, read to check policies).
+        #[command(flatten)]
+        registries: RegistryArgs,
     },
     /// Copy every planned digest from the source registry to every destination, exactly, and
     /// add its tags. Already promoted digests are skipped; a tag already pointing at another

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use promoter::manifest::{self, Loaded};
-use promoter::plan::{self, render};
+use promoter::plan::{self, Checked, render};
 
-use crate::cli::{Cli, Command, Output};
+use crate::cli::{Cli, Command, Output, RegistryArgs};
 use crate::exit::{INVALID, print_diagnostics};
 
 /// Runs the command; `Err` is a usage error (exit 2).
@@ -20,7 +20,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             base,
             allow_removal,
             output,
-        } => plan(path, base, allow_removal, output),
+            registries,
+        } => plan(path, base, allow_removal, output, &registries),
         Command::Promote(args) => crate::promote::run(args),
         Command::Runs(command) => crate::runs::run(command),
         Command::Invoke { function, event } => crate::functions::invoke(function, &event),
@@ -100,6 +101,7 @@ fn plan(
     base: Option<PathBuf>,
     allow_removal: bool,
     output: Output,
+    registries: &RegistryArgs,
 ) -> anyhow::Result<ExitCode> {
     let current = manifest::load(&[path])?;
     print_diagnostics(&current.diagnostics);
@@ -115,11 +117,12 @@ fn plan(
         Some(Err(code)) => return Ok(*code),
         None => None,
     };
-    let plan = plan::build(&current.manifests, base);
+    let mut plan = plan::build(&current.manifests, base);
     if !allow_removal && !plan.removals.is_empty() {
         print_diagnostics(&plan::removal_diagnostics(&plan.removals));
         return Ok(INVALID);
     }
+    plan.checked = check_policies(&plan, registries)?;
     let format = match output {
         Output::Text => render::Format::Text,
         Output::Json => render::Format::Json,
@@ -129,8 +132,41 @@ fn plan(
     match render::render(&plan, format, &mut stdout).and_then(|()| stdout.flush()) {
         // A reader that stopped early (`| head`) is not an error.
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("writing the plan"),
+        _ if plan.policy_refuses() => Ok(INVALID),
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Checks each new digest of a project with a policy in staging (none: no registry is read).
+fn check_policies(plan: &plan::Plan, registries: &RegistryArgs) -> anyhow::Result<Vec<Checked>> {
+    let units: Vec<&plan::Unit> = plan.units_to_check().collect();
+    if units.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = crate::config::client(registries).await?;
+        let mut checked = Vec::with_capacity(units.len());
+        for unit in units {
+            let Some(policy) = unit.policy.as_deref() else {
+                continue;
+            };
+            let report = promoter::policy::check(&client, &unit.source, &unit.digest, policy)
+                .await
+                .with_context(|| {
+                    format!(
+                        "checking {}@{} against {}",
+                        unit.source, unit.digest, policy.file
+                    )
+                })?;
+            checked.push(Checked {
+                source: unit.source.clone(),
+                digest: unit.digest.clone(),
+                report,
+            });
+        }
+        anyhow::Ok(checked)
+    })
 }
 
 /// Loads the base manifests; `Err(exit code)` when they are invalid (reported on stderr).

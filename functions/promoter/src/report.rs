@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use promoter::copy::{Action, Engine, UnitReport};
 use promoter::error_chain::error_chain;
+use promoter::manifest::policy::Report;
 use promoter::registry::Client;
 use promoter::state::StateStore;
 use promoter::steps::copy::UnitResult;
@@ -92,6 +93,14 @@ impl Row {
             Row::Copied(report) => UnitResult::of_report(report),
             Row::Done { status, .. } => *status,
             Row::Failed { .. } => UnitResult::Failed,
+        }
+    }
+
+    /// The unit's policy report, when this worker checked one.
+    pub fn policy(&self) -> Option<&Report> {
+        match self {
+            Row::Copied(report) => report.policy.as_deref(),
+            _ => None,
         }
     }
 
@@ -203,6 +212,8 @@ struct Summary {
     requests: u64,
     requests_retried: u64,
     seconds: f64,
+    /// Units whose policy had a `warn` rule fail (promoted, and reported).
+    policy_warnings: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     run: Option<RunInfo>,
 }
@@ -235,6 +246,10 @@ impl Summary {
             requests: client.counts.total.load(Ordering::Relaxed),
             requests_retried: client.counts.retried.load(Ordering::Relaxed),
             seconds: elapsed.as_secs_f64(),
+            policy_warnings: rows
+                .iter()
+                .filter(|r| r.policy().is_some_and(|p| p.warnings().next().is_some()))
+                .count(),
             run,
         }
     }
@@ -251,6 +266,8 @@ struct UnitJson<'r> {
     #[serde(skip_serializing_if = "Option::is_none")]
     seconds: Option<f64>,
     actions: &'r [Action],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<&'r Report>,
 }
 
 fn write_json(
@@ -276,6 +293,7 @@ fn write_json(
                 error,
                 seconds,
                 actions: row.actions(),
+                policy: row.policy(),
             }
         })
         .collect();
@@ -345,6 +363,14 @@ fn write_text(out: &mut dyn Write, dry_run: bool, s: &Summary, rows: &[Row]) -> 
         };
         if let Some(error) = error {
             writeln!(out, "FAILED {source}@{digest}: {}", clean(&error))?;
+        }
+        for warning in row.policy().into_iter().flat_map(Report::warnings) {
+            writeln!(
+                out,
+                "POLICY WARNING {source}@{digest}: {}: {}",
+                warning.rule.as_str(),
+                clean(&warning.detail)
+            )?;
         }
     }
     Ok(())

@@ -36,6 +36,7 @@ pub fn build(current: &[PromotionManifest], base: Option<&[PromotionManifest]>) 
         units: units.finish(),
         removals,
         projects,
+        checked: Vec::new(),
     }
 }
 

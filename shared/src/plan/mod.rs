@@ -38,6 +38,50 @@ pub struct Plan {
     /// Per project, what the change adds (for people: the Markdown summary).
     #[serde(skip)]
     pub projects: Vec<ProjectChanges>,
+    /// New staging digests checked against their project's policy (by the presubmit, which
+    /// reads staging; empty when nothing was checked).
+    #[serde(skip)]
+    pub checked: Vec<Checked>,
+}
+
+/// A staging digest checked against its project's policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checked {
+    /// The staging repository.
+    pub source: Repository,
+    /// The digest.
+    pub digest: Digest,
+    /// What each rule found.
+    pub report: crate::manifest::policy::Report,
+}
+
+impl Plan {
+    /// The units whose digest is new to a destination and whose project has a policy that is
+    /// not `off`: what the presubmit checks in staging.
+    pub fn units_to_check(&self) -> impl Iterator<Item = &Unit> {
+        let new: std::collections::HashSet<(&Repository, &Digest)> = self
+            .projects
+            .iter()
+            .flat_map(|p| &p.images)
+            .filter(|c| c.new_digest)
+            .map(|c| (&c.source, &c.digest))
+            .collect();
+        self.units.iter().filter(move |u| {
+            u.policy.as_ref().is_some_and(|p| !p.is_off()) && new.contains(&(&u.source, &u.digest))
+        })
+    }
+
+    /// The check of `source@digest`, if it was checked.
+    pub fn check_of(&self, source: &Repository, digest: &Digest) -> Option<&Checked> {
+        self.checked
+            .iter()
+            .find(|c| c.source == *source && c.digest == *digest)
+    }
+
+    /// True when a checked digest fails a `require` rule.
+    pub fn policy_refuses(&self) -> bool {
+        self.checked.iter().any(|c| c.report.refuses())
+    }
 }
 
 /// One source digest and everywhere it goes.

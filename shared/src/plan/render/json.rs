@@ -25,12 +25,15 @@
 //! - With `--base`, `tags` lists only the tags the change adds; a destination whose digest and
 //!   tags the base already had does not appear.
 //! - `removals` is empty unless `--base` is given with `--allow-removal`.
+//! - `policy` (present only when new digests were checked against their project's policy):
+//!   `[{ "source", "digest", "report": { "policy": FILE, "verdicts": [{ "rule", "mode",
+//!   "passed", "detail" }] } }]`.
 
 use std::io::{self, BufWriter, Write};
 
 use serde::Serialize;
 
-use crate::plan::{Plan, Removal, Summary, Unit};
+use crate::plan::{Checked, Plan, Removal, Summary, Unit};
 
 /// The value of the `schema` field.
 pub const SCHEMA: &str = "promoter.plan/v1";
@@ -41,6 +44,8 @@ struct Document<'p> {
     summary: Summary,
     units: &'p [Unit],
     removals: &'p [Removal],
+    #[serde(skip_serializing_if = "<[Checked]>::is_empty")]
+    policy: &'p [Checked],
 }
 
 /// Writes the plan as one compact JSON document followed by a newline, streaming (no copy of
@@ -52,6 +57,7 @@ pub fn write(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
         summary: plan.summary(),
         units: &plan.units,
         removals: &plan.removals,
+        policy: &plan.checked,
     };
     serde_json::to_writer(&mut out, &document)?;
     out.write_all(b"\n")?;

@@ -6,7 +6,8 @@
 use std::io::{self, BufWriter, Write};
 
 use super::{count, tag_list};
-use crate::plan::Plan;
+use crate::manifest::policy::Rule;
+use crate::plan::{Checked, ImageChange, Plan, ProjectChanges};
 
 /// Rows shown per table before "… and N more".
 pub const MAX_ROWS: usize = 50;
@@ -50,6 +51,7 @@ pub fn write(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
             )?;
         }
         more(&mut out, project.images.len())?;
+        policy_table(plan, project, &mut out)?;
     }
     if !plan.removals.is_empty() {
         writeln!(out, "\n#### ⚠️ No longer in the manifests\n")?;
@@ -71,7 +73,59 @@ pub fn write(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
         }
         more(&mut out, plan.removals.len())?;
     }
+    if plan.policy_refuses() {
+        writeln!(
+            out,
+            "\n❌ **A digest fails a `require` rule of its project's policy: it will not be promoted.**"
+        )?;
+    }
     out.flush()
+}
+
+/// The project's new digests checked against its policy: one row per digest, one column per
+/// rule (pass, warn or fail, and what was found).
+fn policy_table(plan: &Plan, project: &ProjectChanges, out: &mut dyn Write) -> io::Result<()> {
+    let checked: Vec<(&ImageChange, &Checked)> = project
+        .images
+        .iter()
+        .filter_map(|c| Some((c, plan.check_of(&c.source, &c.digest)?)))
+        .collect();
+    let Some((_, first)) = checked.first() else {
+        return Ok(());
+    };
+    let refused = checked.iter().filter(|(_, c)| c.report.refuses()).count();
+    writeln!(
+        out,
+        "\n**Policy** (`{}`): {} checked, {} refused.\n",
+        first.report.policy,
+        count(checked.len(), "digest", "digests"),
+        refused
+    )?;
+    writeln!(out, "| image | digest | signature | provenance | vulnerabilities |")?;
+    writeln!(out, "|---|---|---|---|---|")?;
+    for (change, c) in checked.iter().take(MAX_ROWS) {
+        let cell = |rule| match c.report.verdict(rule) {
+            None => "—".to_owned(),
+            Some(v) => {
+                let mark = match v.status() {
+                    "pass" => "✅ pass",
+                    "warn" => "⚠️ warn",
+                    _ => "❌ fail",
+                };
+                format!("{mark}: {}", v.detail.replace('|', "\\|"))
+            }
+        };
+        writeln!(
+            out,
+            "| `{}` | `{}` | {} | {} | {} |",
+            change.image,
+            change.digest.short(),
+            cell(Rule::Signature),
+            cell(Rule::Provenance),
+            cell(Rule::Vulnerabilities)
+        )?;
+    }
+    more(out, checked.len())
 }
 
 fn more(out: &mut dyn Write, rows: usize) -> io::Result<()> {

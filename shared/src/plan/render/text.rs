@@ -26,6 +26,17 @@ pub fn write(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
         for d in &unit.destinations {
             writeln!(out, "  -> {}  tags: {}", d.repository, tag_list(&d.tags))?;
         }
+        if let Some(checked) = plan.check_of(&unit.source, &unit.digest) {
+            for v in &checked.report.verdicts {
+                writeln!(
+                    out,
+                    "  policy {}: {} ({})",
+                    v.rule.as_str(),
+                    v.status(),
+                    v.detail
+                )?;
+            }
+        }
     }
     if !plan.removals.is_empty() {
         writeln!(
