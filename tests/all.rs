@@ -17,6 +17,7 @@ mod invalid_manifests;
 mod manifest_source;
 mod manifest_tree;
 mod notify;
+mod policy;
 mod promote;
 mod queue;
 mod registry_client;

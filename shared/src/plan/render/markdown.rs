@@ -101,7 +101,10 @@ fn policy_table(plan: &Plan, project: &ProjectChanges, out: &mut dyn Write) -> i
         count(checked.len(), "digest", "digests"),
         refused
     )?;
-    writeln!(out, "| image | digest | signature | provenance | vulnerabilities |")?;
+    writeln!(
+        out,
+        "| image | digest | signature | provenance | vulnerabilities |"
+    )?;
     writeln!(out, "|---|---|---|---|---|")?;
     for (change, c) in checked.iter().take(MAX_ROWS) {
         let cell = |rule| match c.report.verdict(rule) {

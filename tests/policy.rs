@@ -1,0 +1,440 @@
+//! Per-project policy against a real registry (CNCF distribution 2.8): attestations made by an
+//! independent maker (`tests/support/make_attestation.py`: Python's `cryptography` over DSSE,
+//! not the promoter's signing code), attached to staging digests as sigstore bundle referrers
+//! (cosign 3) and as cosign 2's `.att` image; one unit passing, one warned (promoted, the
+//! warning kept), one refused (nothing of it written); and the presubmit's Markdown.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use promoter::copy::{CopyError, CopyOptions, Engine};
+use promoter::manifest;
+use promoter::manifest::policy::Rule;
+use promoter::plan::{self, Checked, render};
+use promoter::reference::{CosignArtifact, Digest, Repository};
+use promoter::registry::auth::session::CredentialSources;
+use promoter::registry::{Client, ClientConfig, Manifest, media_type};
+use promoter::sign::attest::rfc3339;
+use promoter::sign::bundle::BUNDLE_MEDIA_TYPE;
+use promoter::sign::referrer::{self, BundleReferrer, EmptyConfigs, Subject};
+use promoter_tests::harness::image::{ManifestFormat, push_single};
+use promoter_tests::harness::registry::TestRegistry;
+use promoter_tests::harness::server::VENV;
+use serde_json::{Value, json};
+
+const BUILDER: &str =
+    "https://github.com/example/builder/.github/workflows/release.yml@refs/tags/v1";
+const SOURCE: &str = "https://github.com/example/app";
+const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
+const VULNS: &str = "https://in-toto.io/attestation/vulns/v0.1";
+
+/// Runs the independent attestation maker; its standard output.
+fn maker(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/make_attestation.py");
+    let output = Command::new(Path::new(VENV).join("bin/python"))
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run the Python attestation maker (infra/local/test.sh installs its venv)");
+    assert!(
+        output.status.success(),
+        "maker: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// A DSSE envelope of a statement about `digest`, signed by `key` (a PEM file).
+fn envelope(
+    dir: &Path,
+    key: &Path,
+    digest: &str,
+    predicate_type: &str,
+    predicate: &Value,
+) -> Bytes {
+    let file = dir.join(format!(
+        "predicate-{}.json",
+        Digest::of(predicate.to_string().as_bytes()).hex()
+    ));
+    std::fs::write(&file, predicate.to_string()).expect("write the predicate");
+    let text = maker(&[
+        "sign",
+        key.to_str().expect("path"),
+        digest,
+        predicate_type,
+        file.to_str().expect("path"),
+    ]);
+    Bytes::from(text.trim().to_owned())
+}
+
+fn provenance(builder: &str) -> Value {
+    json!({
+        "buildDefinition": {
+            "buildType": "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1",
+            "externalParameters": {"workflow": {"ref": "refs/tags/v1", "repository": SOURCE, "path": ".github/workflows/release.yml"}},
+            "resolvedDependencies": [{"uri": format!("git+{SOURCE}@refs/tags/v1"), "digest": {"gitCommit": "0123abcd"}}]
+        },
+        "runDetails": {"builder": {"id": builder}, "metadata": {"invocationId": "run-1"}}
+    })
+}
+
+fn scan(findings: Value) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let finished = now - 25 * 3600;
+    json!({
+        "scanner": {"uri": "pkg:github/aquasecurity/trivy@0.58.0", "version": "0.58.0", "result": findings},
+        "metadata": {"scanStartedOn": rfc3339(finished - 60), "scanFinishedOn": rfc3339(finished)}
+    })
+}
+
+fn finding(id: &str, score: &str) -> Value {
+    json!({"id": id, "severity": [{"method": "nvd", "score": score}]})
+}
+
+/// Attaches each envelope as a sigstore bundle referrer (cosign 3's layout, through the
+/// referrers fallback tag: distribution 2.8 has no referrers API).
+async fn attach_as_bundles(
+    client: &Client,
+    repository: &Repository,
+    digest: &Digest,
+    envelopes: &[(&str, Bytes)],
+) {
+    let subject = client
+        .manifest_get(repository, digest)
+        .await
+        .expect("read the subject")
+        .expect("the subject exists");
+    let referrers: Vec<BundleReferrer> = envelopes
+        .iter()
+        .map(|(predicate_type, envelope)| {
+            let envelope: Value = serde_json::from_slice(envelope).expect("an envelope");
+            let bundle = json!({
+                "mediaType": BUNDLE_MEDIA_TYPE,
+                "verificationMaterial": {"publicKey": {"hint": "python-maker"}},
+                "dsseEnvelope": envelope,
+            });
+            BundleReferrer::new(
+                Bytes::from(bundle.to_string()),
+                predicate_type,
+                &Subject::of(&subject),
+                "2026-12-05T00:00:00Z",
+            )
+        })
+        .collect();
+    let refs: Vec<&BundleReferrer> = referrers.iter().collect();
+    referrer::push(
+        client,
+        repository,
+        digest,
+        &refs,
+        false,
+        &EmptyConfigs::default(),
+    )
+    .await
+    .expect("attach the bundles");
+}
+
+/// Attaches the envelopes as cosign 2 does: one `sha256-<hex>.att` image, a layer each.
+async fn attach_as_att_image(
+    client: &Client,
+    repository: &Repository,
+    digest: &Digest,
+    envelopes: &[(&str, Bytes)],
+) {
+    let config = Bytes::from_static(b"{}");
+    let config_digest = Digest::of(&config);
+    client
+        .upload_bytes(repository, &config_digest, config.clone())
+        .await
+        .expect("config");
+    let mut layers = Vec::new();
+    for (predicate_type, envelope) in envelopes {
+        let layer_digest = Digest::of(envelope);
+        client
+            .upload_bytes(repository, &layer_digest, envelope.clone())
+            .await
+            .expect("layer");
+        layers.push(json!({
+            "mediaType": "application/vnd.dsse.envelope.v1+json",
+            "digest": layer_digest,
+            "size": envelope.len(),
+            "annotations": {"predicateType": predicate_type},
+        }));
+    }
+    let bytes = Bytes::from(
+        json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": layers,
+        })
+        .to_string(),
+    );
+    let manifest = Manifest {
+        media_type: media_type::OCI_MANIFEST.to_owned(),
+        digest: Digest::of(&bytes),
+        bytes,
+    };
+    client
+        .manifest_put(
+            repository,
+            &digest.cosign_tag(CosignArtifact::Attestation),
+            &manifest,
+        )
+        .await
+        .expect("attach the .att image");
+}
+
+/// A thin-manifest tree promoting the three images from `staging` to `production`, with the
+/// policy (provenance required, vulnerabilities warned) trusting `public_key`.
+fn manifests(
+    dir: &Path,
+    staging: &str,
+    production: &str,
+    digests: &[(&str, &str)],
+    public_key: &str,
+) -> PathBuf {
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("manifests/app")).expect("mkdir");
+    std::fs::create_dir_all(tree.join("images/app")).expect("mkdir");
+    std::fs::write(
+        tree.join("manifests/app/promoter-manifest.yaml"),
+        format!("registries:\n- name: {staging}/staging\n  src: true\n- name: {production}/prod\n"),
+    )
+    .expect("write");
+    let images: String = digests
+        .iter()
+        .map(|(name, digest)| format!("- name: {name}\n  dmap:\n    \"{digest}\": [\"v1\"]\n"))
+        .collect();
+    std::fs::write(tree.join("images/app/images.yaml"), images).expect("write");
+    let key: String = public_key.lines().map(|l| format!("    {l}\n")).collect();
+    std::fs::write(
+        tree.join("manifests/app/policy.yaml"),
+        format!(
+            "keys:\n  release-ci: |\n{key}provenance:\n  mode: require\n  keys: [release-ci]\n  builders: [\"{BUILDER}\"]\n  sourceRepositories: [\"{SOURCE}\"]\nvulnerabilities:\n  mode: warn\n  keys: [release-ci]\n  maxAgeDays: 7\n  failOn: high\n"
+        ),
+    )
+    .expect("write");
+    tree
+}
+
+const PRESUBMIT: &str = "### Promotion plan
+
+**3 digests** to promote from 1 project: 3 copies into 3 repositories, 3 tags to set.
+
+#### `app` → 1 destination
+
+| image | digest | tags | change | destinations |
+|---|---|---|---|---|
+| `pass` | `PASS` | v1 | new | 1 |
+| `warn` | `WARN` | v1 | new | 1 |
+| `refuse` | `REFUSE` | v1 | new | 1 |
+
+**Policy** (`POLICY`): 3 digests checked, 1 refused.
+
+| image | digest | signature | provenance | vulnerabilities |
+|---|---|---|---|---|
+| `pass` | `PASS` | — | ✅ pass: built by `BUILDER` from `https://github.com/example/app`, signed by `release-ci` | ✅ pass: scanned 1 day(s) ago, 1 finding(s), highest medium; signed by `release-ci` |
+| `warn` | `WARN` | — | ✅ pass: built by `BUILDER` from `https://github.com/example/app`, signed by `release-ci` | ⚠️ warn: 2 finding(s) at or above high; highest critical: CVE-2026-0002 |
+| `refuse` | `REFUSE` | — | ❌ fail: builder `https://evil.example/builder` is not allowed | ✅ pass: scanned 1 day(s) ago, 0 finding(s), no findings; signed by `release-ci` |
+
+❌ **A digest fails a `require` rule of its project's policy: it will not be promoted.**
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_passes_warns_and_refuses_units_and_shows_on_the_pull_request() {
+    let staging = TestRegistry::start();
+    let production = TestRegistry::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    maker(&["keygen", dir.path().join("ci").to_str().expect("path")]);
+    let key = dir.path().join("ci.key");
+    let public_key = std::fs::read_to_string(dir.path().join("ci.pub")).expect("public key");
+    let client = Arc::new(
+        Client::new(ClientConfig::default(), CredentialSources::default()).expect("client"),
+    );
+
+    let mut digests = Vec::new();
+    for name in ["pass", "warn", "refuse"] {
+        let pushed = push_single(
+            &staging,
+            &format!("staging/{name}"),
+            ManifestFormat::Oci,
+            &format!("policy-{name}"),
+            Some("v1"),
+        );
+        digests.push((name, pushed.digest));
+    }
+    let staged =
+        |name: &str| promoter_tests::repository(&format!("{}/staging/{name}", staging.host()));
+    let good = provenance(BUILDER);
+    // pass: provenance and a clean-enough scan, as bundles (cosign 3).
+    let d = &digests[0].1;
+    let envelopes = [
+        (SLSA_V1, envelope(dir.path(), &key, d, SLSA_V1, &good)),
+        (
+            VULNS,
+            envelope(
+                dir.path(),
+                &key,
+                d,
+                VULNS,
+                &scan(json!([finding("CVE-2026-0001", "5.3")])),
+            ),
+        ),
+    ];
+    attach_as_bundles(
+        &client,
+        &staged("pass"),
+        &d.parse().expect("digest"),
+        &envelopes,
+    )
+    .await;
+    // warn: provenance, and a scan with a critical and a high finding, as cosign 2's .att image.
+    let d = &digests[1].1;
+    let findings = json!([
+        finding("CVE-2026-0002", "9.8"),
+        finding("CVE-2026-0003", "7.5")
+    ]);
+    let envelopes = [
+        (SLSA_V1, envelope(dir.path(), &key, d, SLSA_V1, &good)),
+        (VULNS, envelope(dir.path(), &key, d, VULNS, &scan(findings))),
+    ];
+    attach_as_att_image(
+        &client,
+        &staged("warn"),
+        &d.parse().expect("digest"),
+        &envelopes,
+    )
+    .await;
+    // refuse: a clean scan, but provenance from a builder the policy does not allow.
+    let d = &digests[2].1;
+    let envelopes = [
+        (
+            SLSA_V1,
+            envelope(
+                dir.path(),
+                &key,
+                d,
+                SLSA_V1,
+                &provenance("https://evil.example/builder"),
+            ),
+        ),
+        (
+            VULNS,
+            envelope(dir.path(), &key, d, VULNS, &scan(json!([]))),
+        ),
+    ];
+    attach_as_bundles(
+        &client,
+        &staged("refuse"),
+        &d.parse().expect("digest"),
+        &envelopes,
+    )
+    .await;
+
+    let names: Vec<(&str, &str)> = digests.iter().map(|(n, d)| (*n, d.as_str())).collect();
+    let tree = manifests(
+        dir.path(),
+        &staging.host(),
+        &production.host(),
+        &names,
+        &public_key,
+    );
+    let loaded = manifest::load(&[tree]).expect("load");
+    assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+    let mut plan = plan::build(&loaded.manifests, None);
+
+    // The presubmit: each new digest checked in staging, shown on the pull request.
+    for unit in plan.units_to_check().cloned().collect::<Vec<_>>() {
+        let policy = unit.policy.as_deref().expect("a policy");
+        let report = promoter::policy::check(&client, &unit.source, &unit.digest, policy)
+            .await
+            .expect("check");
+        plan.checked.push(Checked {
+            source: unit.source.clone(),
+            digest: unit.digest.clone(),
+            report,
+        });
+    }
+    assert!(plan.policy_refuses());
+    let mut markdown = Vec::new();
+    render::render(&plan, render::Format::Markdown, &mut markdown).expect("render");
+    let mut markdown = String::from_utf8(markdown).expect("UTF-8");
+    let policy_file = plan.checked[0].report.policy.clone();
+    markdown = markdown
+        .replace(&policy_file, "POLICY")
+        .replace(BUILDER, "BUILDER");
+    for (name, digest) in &digests {
+        let digest: Digest = digest.parse().expect("digest");
+        markdown = markdown.replace(&digest.short().to_string(), &name.to_uppercase());
+    }
+    assert_eq!(markdown, PRESUBMIT);
+
+    // The promotion: pass and warn copied (the warning kept), refuse refused before any write.
+    let engine = Engine::new(Arc::clone(&client), CopyOptions::default());
+    let reports = engine.promote(&plan.units).await;
+    let by_name = |name: &str| {
+        let source = staged(name);
+        reports
+            .iter()
+            .find(|r| r.source == source)
+            .expect("a report")
+    };
+    let prod =
+        |name: &str| promoter_tests::repository(&format!("{}/prod/{name}", production.host()));
+    let pass = by_name("pass");
+    assert!(pass.succeeded(), "{:?}", pass.error);
+    assert!(
+        pass.policy
+            .as_ref()
+            .expect("checked")
+            .verdicts
+            .iter()
+            .all(|v| v.passed)
+    );
+    let warn = by_name("warn");
+    assert!(warn.succeeded(), "{:?}", warn.error);
+    let warnings: Vec<_> = warn
+        .policy
+        .as_ref()
+        .expect("checked")
+        .warnings()
+        .cloned()
+        .collect();
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].rule, Rule::Vulnerabilities);
+    let refuse = by_name("refuse");
+    match &refuse.error {
+        Some(CopyError::Policy { summary, .. }) => assert!(
+            summary.contains(
+                "provenance (require): builder `https://evil.example/builder` is not allowed"
+            ),
+            "{summary}"
+        ),
+        other => panic!("expected a policy refusal, got {other:?}"),
+    }
+    assert!(refuse.actions.is_empty(), "{:?}", refuse.actions);
+    for (name, digest) in &digests {
+        let digest: Digest = digest.parse().expect("digest");
+        let held = client
+            .manifest_head(&prod(name), &digest)
+            .await
+            .expect("HEAD")
+            .is_some();
+        assert_eq!(held, *name != "refuse", "{name} in production");
+        let tagged = client
+            .manifest_head(
+                &prod(name),
+                &"v1".parse::<promoter::reference::Tag>().expect("tag"),
+            )
+            .await
+            .expect("HEAD")
+            .is_some();
+        assert_eq!(tagged, *name != "refuse", "{name}:v1 in production");
+    }
+}
