@@ -221,6 +221,19 @@ pub enum ManifestCommand {
         /// was added.
         #[arg(long)]
         commit: bool,
+        /// Open a pull request with the change through GitHub's API (as `kpromo pr`): a new
+        /// branch off the base, one commit, the pull request. The token is PROMOTER_GITHUB_TOKEN
+        /// or GITHUB_TOKEN; the API PROMOTER_GITHUB_API (default https://api.github.com). The
+        /// base branch must hold the file as it was before the edit.
+        #[arg(long)]
+        pull_request: bool,
+        /// The GitHub repository (OWNER/NAME) of --pull-request; default: from `git remote
+        /// get-url origin`.
+        #[arg(long, value_name = "OWNER/NAME", requires = "pull_request")]
+        github_repository: Option<String>,
+        /// The base branch of --pull-request; default: the repository's default branch.
+        #[arg(long, value_name = "BRANCH", requires = "pull_request")]
+        base_branch: Option<String>,
         /// Registries.
         #[command(flatten)]
         registries: RegistryArgs,

@@ -39,6 +39,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             all_new,
             tag_pattern,
             commit,
+            pull_request,
+            github_repository,
+            base_branch,
             registries,
         }) => crate::manifest_add::run(&crate::manifest_add::Request {
             path,
@@ -48,6 +51,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             digest,
             new_tags: all_new.then_some(tag_pattern).flatten(),
             commit,
+            pull_request: pull_request.then_some(crate::manifest_add::PullRequest {
+                repository: github_repository,
+                base: base_branch,
+            }),
             registries,
         }),
         Command::Verify {

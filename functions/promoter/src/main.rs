@@ -11,6 +11,7 @@ mod exit;
 mod functions;
 mod manifest_add;
 mod promote;
+mod pull_request;
 mod reconcile;
 mod report;
 mod runs;

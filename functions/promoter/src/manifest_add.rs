@@ -31,8 +31,18 @@ pub struct Request {
     pub new_tags: Option<String>,
     /// `--commit`: commit the change with git.
     pub commit: bool,
+    /// `--pull-request`: open a pull request with the change.
+    pub pull_request: Option<PullRequest>,
     /// How to reach staging.
     pub registries: RegistryArgs,
+}
+
+/// Where `--pull-request` opens its pull request.
+pub struct PullRequest {
+    /// `--github-repository`; default: the `origin` remote's.
+    pub repository: Option<String>,
+    /// `--base-branch`; default: the repository's default branch.
+    pub base: Option<String>,
 }
 
 /// Runs `promoter manifest add`: exit 0 when added (or already there), 1 when refused (a tag
@@ -109,6 +119,11 @@ pub fn run(request: &Request) -> anyhow::Result<ExitCode> {
     if request.commit {
         commit(&file, &image, &added)?;
     }
+    if let Some(pull) = &request.pull_request {
+        let edited = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        crate::pull_request::open(pull, &file, &image, &tags, &added, &original, &edited)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -116,10 +131,7 @@ pub fn run(request: &Request) -> anyhow::Result<ExitCode> {
 fn commit(file: &Path, image: &ImageName, added: &[String]) -> anyhow::Result<()> {
     let dir = file.parent().unwrap_or(Path::new("."));
     let name = file.file_name().context("the edited file has a name")?;
-    let mut message = format!("Promote {image}\n\nAdded by `promoter manifest add`:\n\n");
-    for line in added {
-        message.push_str(&format!("- {line}\n"));
-    }
+    let message = commit_message(image, added);
     let git = |args: &[&std::ffi::OsStr]| -> anyhow::Result<()> {
         let out = std::process::Command::new("git")
             .current_dir(dir)
@@ -149,6 +161,15 @@ fn commit(file: &Path, image: &ImageName, added: &[String]) -> anyhow::Result<()
     ])?;
     println!("Committed {}.", file.display());
     Ok(())
+}
+
+/// The commit message of an addition: what was added, one line each.
+pub fn commit_message(image: &ImageName, added: &[String]) -> String {
+    let mut message = format!("Promote {image}\n\nAdded by `promoter manifest add`:\n\n");
+    for line in added {
+        message.push_str(&format!("- {line}\n"));
+    }
+    message
 }
 
 /// The manifests at `path`, or `None` (diagnostics printed) when they are invalid already.

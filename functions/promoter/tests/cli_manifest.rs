@@ -356,3 +356,198 @@ fn commit_records_the_addition_with_git() {
     );
     assert_ne!(images_yaml(dir.path(), PROJECT), original);
 }
+
+/// A fake of the parts of GitHub's API `--pull-request` uses, for `org/manifests` whose `main`
+/// holds `path` as `served`; answers only the token `test-token`.
+fn fake_github(path: &str, served: &str) -> promoter_tests::harness::receiver::Receiver {
+    use base64::Engine as _;
+    use promoter_tests::harness::receiver::{Receiver, Reply};
+    let encoded = base64::engine::general_purpose::STANDARD.encode(served);
+    // GitHub wraps the base64 content at 60 characters.
+    let wrapped: Vec<String> = encoded
+        .as_bytes()
+        .chunks(60)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let contents =
+        serde_json::json!({"sha": "blob-1", "encoding": "base64", "content": wrapped.join("\n")});
+    let path = path.to_owned();
+    Receiver::start(move |_, request| {
+        if request.header("Authorization") != Some("Bearer test-token") {
+            return Reply::new(401, r#"{"message": "Bad credentials"}"#);
+        }
+        let repo = "/repos/org/manifests";
+        let json = |status: u16, value: serde_json::Value| Reply::new(status, value.to_string());
+        match (request.method.as_str(), request.path.as_str()) {
+            ("GET", p) if p == repo => json(200, serde_json::json!({"default_branch": "main"})),
+            ("GET", p) if p == format!("{repo}/contents/{path}?ref=main") => {
+                json(200, contents.clone())
+            }
+            ("GET", p) if p == format!("{repo}/git/ref/heads/main") => {
+                json(200, serde_json::json!({"object": {"sha": "c0ffee"}}))
+            }
+            ("POST", p) if p == format!("{repo}/git/refs") => {
+                json(201, serde_json::json!({"ref": "ok"}))
+            }
+            ("PUT", p) if p == format!("{repo}/contents/{path}") => json(
+                200,
+                serde_json::json!({"content": {"sha": "blob-2"}, "commit": {"sha": "c0ffee2"}}),
+            ),
+            ("POST", p) if p == format!("{repo}/pulls") => json(
+                201,
+                serde_json::json!({"number": 7, "html_url": "https://github.example/org/manifests/pull/7"}),
+            ),
+            _ => Reply::new(404, r#"{"message": "Not Found"}"#),
+        }
+    })
+}
+
+/// A git repository holding the corpus project, its `origin` on GitHub; the images file.
+fn repository_with_origin(dir: &Path) -> String {
+    let original = corpus_project(dir, PROJECT);
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "remote",
+            "add",
+            "origin",
+            "git@github.com:org/manifests.git",
+        ],
+        &["add", "."],
+        &[
+            "-c",
+            "user.name=R",
+            "-c",
+            "user.email=r@example.org",
+            "commit",
+            "-qm",
+            "corpus",
+        ],
+    ] {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    original
+}
+
+fn add_with_pull_request(dir: &Path, api: &str) -> Output {
+    let digest = format!("sha256:{}", "e".repeat(64));
+    Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .args([
+            "manifest",
+            "add",
+            ".",
+            "--project",
+            PROJECT,
+            "--image",
+            "etcd-dump",
+            "--tag",
+            "v3.2.0",
+            "--digest",
+            &digest,
+            "--pull-request",
+        ])
+        .env("GITHUB_TOKEN", "test-token")
+        .env_remove("PROMOTER_GITHUB_TOKEN")
+        .env("PROMOTER_GITHUB_API", api)
+        .current_dir(dir)
+        .output()
+        .expect("run the promoter")
+}
+
+#[test]
+fn pull_request_opens_through_the_github_api() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().expect("a folder");
+    let original = repository_with_origin(dir.path());
+    let path = format!("images/{PROJECT}/images.yaml");
+    let github = fake_github(&path, &original);
+    let out = add_with_pull_request(dir.path(), &github.url(""));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Opened pull request #7: https://github.example/org/manifests/pull/7"),
+        "{stdout}"
+    );
+    let edited = images_yaml(dir.path(), PROJECT);
+    assert_ne!(edited, original);
+
+    let requests = github.requests();
+    let calls: Vec<String> = requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "GET /repos/org/manifests".to_owned(),
+            format!("GET /repos/org/manifests/contents/{path}?ref=main"),
+            "GET /repos/org/manifests/git/ref/heads/main".to_owned(),
+            "POST /repos/org/manifests/git/refs".to_owned(),
+            format!("PUT /repos/org/manifests/contents/{path}"),
+            "POST /repos/org/manifests/pulls".to_owned(),
+        ]
+    );
+    let branch_ref = requests[3].json();
+    assert_eq!(
+        branch_ref["sha"], "c0ffee",
+        "the branch starts at the base commit"
+    );
+    let branch = branch_ref["ref"]
+        .as_str()
+        .expect("ref")
+        .trim_start_matches("refs/heads/")
+        .to_owned();
+    assert!(branch.starts_with("promote/etcd-dump-v3.2.0-"), "{branch}");
+    let put = requests[4].json();
+    assert_eq!(put["branch"], branch.as_str());
+    assert_eq!(put["sha"], "blob-1", "the update names the base's blob");
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(put["content"].as_str().expect("content"))
+        .expect("base64");
+    assert_eq!(
+        String::from_utf8(content).expect("UTF-8"),
+        edited,
+        "the commit holds the edited file"
+    );
+    let pull = requests[5].json();
+    assert_eq!(pull["head"], branch.as_str());
+    assert_eq!(pull["base"], "main");
+    assert_eq!(pull["title"], "Promote etcd-dump v3.2.0");
+    let body = pull["body"].as_str().expect("body");
+    assert!(
+        body.contains(&format!("Adds to `{path}`")) && body.contains("v3.2.0"),
+        "{body}"
+    );
+}
+
+#[test]
+fn pull_request_is_refused_when_the_base_differs_from_the_checkout() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let original = repository_with_origin(dir.path());
+    let path = format!("images/{PROJECT}/images.yaml");
+    let github = fake_github(&path, &format!("{original}# changed on main since\n"));
+    let out = add_with_pull_request(dir.path(), &github.url(""));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("differs from the file edited here: update your checkout"),
+        "{stderr}"
+    );
+    assert!(
+        github.requests().iter().all(|r| r.method == "GET"),
+        "nothing written on GitHub"
+    );
+}

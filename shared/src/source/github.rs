@@ -161,8 +161,19 @@ pub(super) fn api_request(
     url: &str,
     accept: &'static str,
 ) -> Result<reqwest::RequestBuilder, SourceError> {
+    api_call(http, repo, reqwest::Method::GET, url, accept)
+}
+
+/// A `method` request to GitHub's API at `url`, with the API's headers and the token.
+pub(super) fn api_call(
+    http: &reqwest::Client,
+    repo: &GithubRepo<'_>,
+    method: reqwest::Method,
+    url: &str,
+    accept: &'static str,
+) -> Result<reqwest::RequestBuilder, SourceError> {
     let mut request = http
-        .get(url)
+        .request(method, url)
         .header(ACCEPT, accept)
         .header("X-GitHub-Api-Version", API_VERSION)
         .header(USER_AGENT, concat!("promoter/", env!("CARGO_PKG_VERSION")));
@@ -205,7 +216,7 @@ pub(super) async fn status_error(
 }
 
 /// GitHub's `message`, or the start of the body, of an error answer.
-async fn error_message(mut response: reqwest::Response) -> String {
+pub(super) async fn error_message(mut response: reqwest::Response) -> String {
     let mut body = Vec::new();
     while body.len() < ERROR_BODY_BYTES {
         match response.chunk().await {
@@ -225,6 +236,17 @@ async fn error_message(mut response: reqwest::Response) -> String {
         message.push('…');
     }
     message
+}
+
+/// Refuses a repository name that is not `owner/name`.
+pub(super) fn check_repository(repository: &str) -> Result<(), SourceError> {
+    if is_repository(repository) {
+        Ok(())
+    } else {
+        Err(SourceError::InvalidRepository {
+            repository: repository.to_owned(),
+        })
+    }
 }
 
 /// `owner/name`, each made of ASCII letters, digits, `-`, `_` and `.` (not `.` or `..`).

@@ -26,6 +26,7 @@ mod extract;
 mod github;
 mod github_tree;
 mod objects;
+pub mod pull_request;
 
 use std::path::{Component, Path, PathBuf};
 
