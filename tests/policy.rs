@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use promoter::copy::{CopyError, CopyOptions, Engine};
@@ -19,6 +20,9 @@ use promoter::registry::{Client, ClientConfig, Manifest, media_type};
 use promoter::sign::attest::rfc3339;
 use promoter::sign::bundle::BUNDLE_MEDIA_TYPE;
 use promoter::sign::referrer::{self, BundleReferrer, EmptyConfigs, Subject};
+use promoter::state::StateStore;
+use promoter::state::records::{Trigger, TriggerKind, UnitStatus};
+use promoter::steps::promote::{self, RunOptions};
 use promoter_tests::harness::image::{ManifestFormat, push_single};
 use promoter_tests::harness::registry::TestRegistry;
 use promoter_tests::harness::server::VENV;
@@ -437,4 +441,84 @@ async fn policy_passes_warns_and_refuses_units_and_shows_on_the_pull_request() {
             .is_some();
         assert_eq!(tagged, *name != "refuse", "{name}:v1 in production");
     }
+
+    // A recorded run (what `promote` and copy-digest do): each unit's record keeps its policy
+    // report, the refused one failed for good with the reason.
+    let store = StateStore::open(&format!("file://{}", dir.path().join("state").display()))
+        .await
+        .expect("state");
+    let trigger = Trigger {
+        kind: TriggerKind::Cli,
+        revision: "policy-test".to_owned(),
+        repository: None,
+        parent: None,
+    };
+    promote::record_run(&store, &plan.units, &plan, &trigger)
+        .await
+        .expect("record the run");
+    let run = promote::run_id(&trigger);
+    let options = RunOptions {
+        trigger,
+        lease_ttl: Duration::from_secs(30),
+        units_in_parallel: 1,
+        poll: Duration::from_millis(100),
+    };
+    for unit in &plan.units {
+        promote::work_unit(&store, &engine, &run, unit, &options)
+            .await
+            .expect("work the unit");
+    }
+    let records = promote::list_unit_records(&store, &run)
+        .await
+        .expect("unit records")
+        .records;
+    let record = |name: &str| {
+        let source = staged(name).to_string();
+        records
+            .iter()
+            .find(|r| r.source == source)
+            .expect("a record")
+    };
+    let warned = record("warn").policy.as_ref().expect("the policy report");
+    assert_eq!(warned.warnings().count(), 1);
+    assert_eq!(record("warn").status, UnitStatus::Done);
+    let refused = record("refuse");
+    assert_eq!(refused.status, UnitStatus::Failed);
+    assert!(refused.policy.as_ref().is_some_and(|p| p.refuses()));
+    let failure = refused.error.as_ref().expect("the failure");
+    assert!(!failure.retryable);
+    assert!(
+        failure.message.starts_with("refused by policy: "),
+        "{}",
+        failure.message
+    );
+}
+
+/// A folder of plain manifests: the one naming `app.policy.yaml` gets that policy, and the
+/// policy file is not read as a manifest.
+#[test]
+fn a_plain_manifest_names_its_policy_beside_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("app.yaml"),
+        "registries:\n- name: staging.example/app\n  src: true\n- name: prod.example/app\nimages:\n- name: app\n  dmap:\n    \"sha256:93cf793ad44839594db937c0a59f4129d915285e503971dbdc81f70f2a9f4b1a\": [\"v1\"]\npolicy: app.policy.yaml\n",
+    )
+    .expect("write");
+    let public_key = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEiW34gPIrS21iT/JMlk+QO6qolagZ\n1QlbApMud+3UZ/NzwDTMDvEsrkLEUKIvOTZ8sKfTV6diWojidtUGFtVhZw==\n-----END PUBLIC KEY-----\n";
+    let key: String = public_key.lines().map(|l| format!("    {l}\n")).collect();
+    std::fs::write(
+        dir.path().join("app.policy.yaml"),
+        format!("keys:\n  ci: |\n{key}signature:\n  mode: warn\n  keys: [ci]\n"),
+    )
+    .expect("write");
+    let loaded = manifest::load(&[dir.path().to_path_buf()]).expect("load");
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    assert_eq!(loaded.manifests.len(), 1);
+    let policy = loaded.manifests[0].policy.as_ref().expect("the policy");
+    assert!(policy.file.ends_with("app.policy.yaml"), "{}", policy.file);
+    let plan = plan::build(&loaded.manifests, None);
+    assert!(
+        plan.units[0].policy.is_some(),
+        "the unit carries the policy"
+    );
 }

@@ -167,7 +167,7 @@ fn plan_of_invalid_manifests_prints_no_plan() {
     assert_eq!(
         stderr(&out),
         "m.yaml:1:1: `registries` is empty: list the staging registry (with `src: true`) and the production registries\n\
-         m.yaml:3:1: unknown field `extra` in the manifest; expected `registries` or `images`\n2 errors\n"
+         m.yaml:3:1: unknown field `extra` in the manifest; expected `registries`, `images` or `policy`\n2 errors\n"
     );
 }
 
