@@ -1,8 +1,9 @@
-//! Per-project policy against a real registry (CNCF distribution 2.8): attestations made by an
-//! independent maker (`tests/support/make_attestation.py`: Python's `cryptography` over DSSE,
-//! not the promoter's signing code), attached to staging digests as sigstore bundle referrers
-//! (cosign 3) and as cosign 2's `.att` image; one unit passing, one warned (promoted, the
-//! warning kept), one refused (nothing of it written); and the presubmit's Markdown.
+//! Per-project policy against a real registry (CNCF distribution 2.8): signatures and
+//! attestations made by an independent maker (`tests/support/make_attestation.py`: Python's
+//! `cryptography`, over DSSE and cosign's simple-signing payload, not the promoter's signing
+//! code), attached to staging digests as sigstore bundle referrers (cosign 3) and as cosign 2's
+//! `.sig` and `.att` images; one unit passing, one warned (promoted, the warning kept), one
+//! refused (nothing of it written); the presubmit's Markdown; the recorded run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,7 +18,7 @@ use promoter::plan::{self, Checked, render};
 use promoter::reference::{CosignArtifact, Digest, Repository};
 use promoter::registry::auth::session::CredentialSources;
 use promoter::registry::{Client, ClientConfig, Manifest, media_type};
-use promoter::sign::attest::rfc3339;
+use promoter::sign::attest::{SIGNATURE_PREDICATE, rfc3339};
 use promoter::sign::bundle::BUNDLE_MEDIA_TYPE;
 use promoter::sign::referrer::{self, BundleReferrer, EmptyConfigs, Subject};
 use promoter::state::StateStore;
@@ -143,6 +144,58 @@ async fn attach_as_bundles(
     .expect("attach the bundles");
 }
 
+/// Signs `digest` as cosign 2 does (the maker signs): a `sha256-<hex>.sig` image whose layer is
+/// the simple-signing payload, its signature in the layer's annotation.
+async fn attach_legacy_signature(
+    client: &Client,
+    key: &Path,
+    repository: &Repository,
+    digest: &Digest,
+) {
+    let signed: Value = serde_json::from_str(&maker(&[
+        "sign-image",
+        key.to_str().expect("path"),
+        repository.as_str(),
+        digest.as_str(),
+    ]))
+    .expect("the maker prints JSON");
+    let payload = Bytes::from(signed["payload"].as_str().expect("payload").to_owned());
+    let config = Bytes::from_static(b"{}");
+    for blob in [&payload, &config] {
+        client
+            .upload_bytes(repository, &Digest::of(blob), blob.clone())
+            .await
+            .expect("blob");
+    }
+    let bytes = Bytes::from(
+        json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": Digest::of(&config), "size": config.len()},
+            "layers": [{
+                "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                "digest": Digest::of(&payload),
+                "size": payload.len(),
+                "annotations": {"dev.cosignproject.cosign/signature": signed["signature"]},
+            }],
+        })
+        .to_string(),
+    );
+    let manifest = Manifest {
+        media_type: media_type::OCI_MANIFEST.to_owned(),
+        digest: Digest::of(&bytes),
+        bytes,
+    };
+    client
+        .manifest_put(
+            repository,
+            &digest.cosign_tag(CosignArtifact::Signature),
+            &manifest,
+        )
+        .await
+        .expect("attach the .sig image");
+}
+
 /// Attaches the envelopes as cosign 2 does: one `sha256-<hex>.att` image, a layer each.
 async fn attach_as_att_image(
     client: &Client,
@@ -220,7 +273,7 @@ fn manifests(
     std::fs::write(
         tree.join("manifests/app/policy.yaml"),
         format!(
-            "keys:\n  release-ci: |\n{key}provenance:\n  mode: require\n  keys: [release-ci]\n  builders: [\"{BUILDER}\"]\n  sourceRepositories: [\"{SOURCE}\"]\nvulnerabilities:\n  mode: warn\n  keys: [release-ci]\n  maxAgeDays: 7\n  failOn: high\n"
+            "keys:\n  release-ci: |\n{key}signature:\n  mode: require\n  keys: [release-ci]\nprovenance:\n  mode: require\n  keys: [release-ci]\n  builders: [\"{BUILDER}\"]\n  sourceRepositories: [\"{SOURCE}\"]\nvulnerabilities:\n  mode: warn\n  keys: [release-ci]\n  maxAgeDays: 7\n  failOn: high\n"
         ),
     )
     .expect("write");
@@ -243,9 +296,9 @@ const PRESUBMIT: &str = "### Promotion plan
 
 | image | digest | signature | provenance | vulnerabilities |
 |---|---|---|---|---|
-| `pass` | `PASS` | — | ✅ pass: built by `BUILDER` from `https://github.com/example/app`, signed by `release-ci` | ✅ pass: scanned 1 day(s) ago, 1 finding(s), highest medium; signed by `release-ci` |
-| `warn` | `WARN` | — | ✅ pass: built by `BUILDER` from `https://github.com/example/app`, signed by `release-ci` | ⚠️ warn: 2 finding(s) at or above high; highest critical: CVE-2026-0002 |
-| `refuse` | `REFUSE` | — | ❌ fail: builder `https://evil.example/builder` is not allowed | ✅ pass: scanned 1 day(s) ago, 0 finding(s), no findings; signed by `release-ci` |
+| `pass` | `PASS` | ✅ pass: signed by `release-ci` (bundle) | ✅ pass: built by `BUILDER` from `https://github.com/example/app`, signed by `release-ci` | ✅ pass: scanned 1 day(s) ago, 1 finding(s), highest medium; signed by `release-ci` |
+| `warn` | `WARN` | ✅ pass: signed by `release-ci` (legacy) | ✅ pass: built by `BUILDER` from `https://github.com/example/app`, signed by `release-ci` | ⚠️ warn: 2 finding(s) at or above high; highest critical: CVE-2026-0002 |
+| `refuse` | `REFUSE` | ❌ fail: no signature by `release-ci` | ❌ fail: builder `https://evil.example/builder` is not allowed | ✅ pass: scanned 1 day(s) ago, 0 finding(s), no findings; signed by `release-ci` |
 
 ❌ **A digest fails a `require` rule of its project's policy: it will not be promoted.**
 ";
@@ -279,6 +332,10 @@ async fn policy_passes_warns_and_refuses_units_and_shows_on_the_pull_request() {
     // pass: provenance and a clean-enough scan, as bundles (cosign 3).
     let d = &digests[0].1;
     let envelopes = [
+        (
+            SIGNATURE_PREDICATE,
+            envelope(dir.path(), &key, d, SIGNATURE_PREDICATE, &json!({})),
+        ),
         (SLSA_V1, envelope(dir.path(), &key, d, SLSA_V1, &good)),
         (
             VULNS,
@@ -315,6 +372,8 @@ async fn policy_passes_warns_and_refuses_units_and_shows_on_the_pull_request() {
         &envelopes,
     )
     .await;
+    // ... and cosign 2's legacy signature.
+    attach_legacy_signature(&client, &key, &staged("warn"), &d.parse().expect("digest")).await;
     // refuse: a clean scan, but provenance from a builder the policy does not allow.
     let d = &digests[2].1;
     let envelopes = [
@@ -479,6 +538,14 @@ async fn policy_passes_warns_and_refuses_units_and_shows_on_the_pull_request() {
             .find(|r| r.source == source)
             .expect("a record")
     };
+    let (_, recorded) = promote::load_run(&store, &run)
+        .await
+        .expect("load the run")
+        .expect("the run");
+    assert!(
+        recorded.iter().all(|u| u.policy.is_some()),
+        "the run's plan in state carries the policy (copy-digest reads it there)"
+    );
     let warned = record("warn").policy.as_ref().expect("the policy report");
     assert_eq!(warned.warnings().count(), 1);
     assert_eq!(record("warn").status, UnitStatus::Done);

@@ -3,6 +3,10 @@
 Usage:
   make_attestation.py keygen PREFIX
       Writes PREFIX.key (PKCS#8 PEM) and PREFIX.pub (SubjectPublicKeyInfo PEM), ECDSA P-256.
+  make_attestation.py sign-image KEY REPOSITORY DIGEST
+      Prints cosign 2's legacy signature of DIGEST as JSON: {"payload": the simple-signing
+      payload, "signature": base64 ECDSA P-256 SHA-256 of the payload's bytes}, for a
+      `sha256-<hex>.sig` image layer.
   make_attestation.py sign KEY DIGEST PREDICATE_TYPE PREDICATE_JSON_FILE
       Prints a DSSE envelope (JSON) around an in-toto v1 statement about DIGEST
       (`sha256:<hex>`) with the given predicate, signed with Python's `cryptography`: ECDSA
@@ -39,14 +43,32 @@ def keygen(prefix):
         )
 
 
+def load_key(key_file):
+    with open(key_file, "rb") as f:
+        return serialization.load_pem_private_key(f.read(), password=None)
+
+
+def sign_image(key_file, repository, digest):
+    payload = {
+        "critical": {
+            "identity": {"docker-reference": repository},
+            "image": {"docker-manifest-digest": digest},
+            "type": "cosign container image signature",
+        },
+        "optional": None,
+    }
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    signature = load_key(key_file).sign(body, ec.ECDSA(hashes.SHA256()))
+    print(json.dumps({"payload": body.decode(), "signature": base64.b64encode(signature).decode()}))
+
+
 def pae(payload_type, body):
     head = "DSSEv1 %d %s %d " % (len(payload_type.encode()), payload_type, len(body))
     return head.encode() + body
 
 
 def sign(key_file, digest, predicate_type, predicate_file):
-    with open(key_file, "rb") as f:
-        key = serialization.load_pem_private_key(f.read(), password=None)
+    key = load_key(key_file)
     with open(predicate_file) as f:
         predicate = json.load(f)
     algorithm, hex_digest = digest.split(":", 1)
@@ -69,6 +91,8 @@ def sign(key_file, digest, predicate_type, predicate_file):
 if __name__ == "__main__":
     if sys.argv[1:2] == ["keygen"] and len(sys.argv) == 3:
         keygen(sys.argv[2])
+    elif sys.argv[1:2] == ["sign-image"] and len(sys.argv) == 5:
+        sign_image(*sys.argv[2:])
     elif sys.argv[1:2] == ["sign"] and len(sys.argv) == 6:
         sign(*sys.argv[2:])
     else:
