@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -415,9 +416,23 @@ async fn policy_passes_warns_and_refuses_units_and_shows_on_the_pull_request() {
     // The presubmit: each new digest checked in staging, shown on the pull request.
     for unit in plan.units_to_check().cloned().collect::<Vec<_>>() {
         let policy = unit.policy.as_deref().expect("a policy");
+        let before = client.counts.total.load(Ordering::Relaxed);
         let report = promoter::policy::check(&client, &unit.source, &unit.digest, policy)
             .await
             .expect("check");
+        let requests = client.counts.total.load(Ordering::Relaxed) - before;
+        eprintln!(
+            "policy check of {}: {requests} registry requests",
+            unit.source
+        );
+        // Signatures (the `.sig` tag, the referrers fallback tag and each bundle), then every
+        // attachment (the fallback tag again, each bundle, the `.att` image and its layers):
+        // bounded by what is attached, whatever the policy's size.
+        assert!(
+            requests <= 16,
+            "{requests} requests to check {}",
+            unit.source
+        );
         plan.checked.push(Checked {
             source: unit.source.clone(),
             digest: unit.digest.clone(),

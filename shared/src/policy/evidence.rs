@@ -1,13 +1,19 @@
 //! What staging holds about one digest, read once: which of the policy's keys signed it, and
 //! every DSSE envelope attached to it (bundle referrers and the legacy `.att` image).
+//!
+//! Requests per digest: the referrers listing (the API, else its fallback tag), a manifest and
+//! a blob per bundle (at most 64), the `.att` image and its layers, and (for the signature
+//! rule) the `.sig` image and its layers; each read once whatever the number of keys and
+//! rules.
 
 use crate::manifest::policy::{Mode, Policy, PublicKey};
 use crate::reference::{Digest, Repository};
 use crate::registry::Client;
+use crate::sign::attest::SIGNATURE_PREDICATE;
 use crate::sign::bundle::Bundle;
 use crate::sign::intoto::{Envelope, Statement};
 use crate::sign::keys::VerifyingKey;
-use crate::sign::{SignError, att, referrer, verify_any};
+use crate::sign::{LegacySignatures, SignError, att, referrer};
 
 /// Most bundle referrers read per digest (a hostile listing stays bounded).
 const MAX_BUNDLES: usize = 64;
@@ -31,25 +37,23 @@ impl Evidence {
         policy: &Policy,
     ) -> Result<Self, SignError> {
         let mut evidence = Evidence::default();
+        if policy.is_off() {
+            return Ok(evidence);
+        }
+        // Every attachment once (bundle referrers and the `.att` image): bundles hold cosign 3's
+        // signature statements as well as the attestations.
+        evidence.envelopes = Box::pin(attached_envelopes(client, repository, digest)).await?;
         if let Some(rule) = policy.signature.as_ref().filter(|r| r.mode != Mode::Off) {
+            let legacy = LegacySignatures::read(client, repository, digest).await?;
+            let signed = evidence.statements(digest, &rule.keys, &[SIGNATURE_PREDICATE]);
             for key in &rule.keys {
                 let verifying = VerifyingKey::from_spki_der(key.spki_der());
-                let found = Box::pin(verify_any(client, repository, digest, &verifying)).await?;
-                if let Some(first) = found.first() {
-                    evidence.signed_by.push((key.name.clone(), first.format()));
+                if legacy.signed_by(&verifying) {
+                    evidence.signed_by.push((key.name.clone(), "legacy"));
+                } else if signed.iter().any(|(name, _)| *name == key.name) {
+                    evidence.signed_by.push((key.name.clone(), "bundle"));
                 }
             }
-        }
-        let attestations_needed = policy
-            .provenance
-            .as_ref()
-            .is_some_and(|r| r.mode != Mode::Off)
-            || policy
-                .vulnerabilities
-                .as_ref()
-                .is_some_and(|r| r.mode != Mode::Off);
-        if attestations_needed {
-            evidence.envelopes = attached_envelopes(client, repository, digest).await?;
         }
         Ok(evidence)
     }

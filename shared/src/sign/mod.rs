@@ -22,7 +22,7 @@ mod unit;
 pub mod verify;
 
 pub use unit::{Artifact, Provenance, SignedAt};
-pub use verify::{Found, FoundBundle, verify_any};
+pub use verify::{Found, FoundBundle, LegacySignatures, verify_any};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

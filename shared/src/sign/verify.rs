@@ -114,6 +114,37 @@ pub(super) async fn read_checked(
     Ok(Some((manifest, bytes, statement)))
 }
 
+/// The legacy signatures of `digest` in `repository` (the `.sig` image's digest and each
+/// layer with its payload), read once to be checked against several keys with
+/// [`LegacySignatures::signed_by`].
+pub struct LegacySignatures {
+    digest: Digest,
+    image: Option<(Digest, Vec<(super::cosign::Layer, Bytes)>)>,
+}
+
+impl LegacySignatures {
+    /// Reads the `.sig` image of `digest` (none: no legacy signature).
+    pub async fn read(
+        client: &Client,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<Self, SignError> {
+        Ok(LegacySignatures {
+            digest: digest.clone(),
+            image: stored_image(client, repository, digest).await?,
+        })
+    }
+
+    /// True when one of the signatures is `key`'s, of this digest.
+    pub fn signed_by(&self, key: &VerifyingKey) -> bool {
+        self.image.as_ref().is_some_and(|(_, layers)| {
+            layers
+                .iter()
+                .any(|(layer, payload)| is_valid(layer, payload, key, &self.digest).is_some())
+        })
+    }
+}
+
 /// The valid signatures of `digest` by `key` in `repository`, in either format: legacy
 /// signatures from the `.sig` image, and bundles holding cosign's signature statement.
 pub async fn verify_any(
