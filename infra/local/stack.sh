@@ -130,7 +130,7 @@ EOF
         exec setsid docker-registry serve "$dir/config.yml" >>"$dir/registry.log" 2>&1 </dev/null
     ) &
     echo $! >"$dir/registry.pid"
-    for _ in $(seq 100); do
+    for _ in $(seq 300); do  # 30 s: a loaded 2-core CI machine can be slow to start it
         status=$(probe "$port")
         if [[ $status == 200 || $status == 401 ]]; then
             log "started $name on 127.0.0.1:$port (pid $(<"$dir/registry.pid"), GET /v2/ -> $status)"
