@@ -73,7 +73,7 @@ fn unit_to(
                 tags: Arc::from(vec!["v1".parse().expect("tag")]),
             })
             .collect(),
-        policy: None,
+        policies: Vec::new(),
     }
 }
 

@@ -39,7 +39,7 @@ fn unit(source: &str, destination: &str, digest: &str) -> Unit {
             repository: promoter_tests::repository(destination),
             tags: Arc::from(vec!["v1".parse().expect("tag")]),
         }],
-        policy: None,
+        policies: Vec::new(),
     }
 }
 

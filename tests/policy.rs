@@ -52,13 +52,49 @@ fn maker(args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("UTF-8")
 }
 
-/// A DSSE envelope of a statement about `digest`, signed by `key` (a PEM file).
+/// A DSSE envelope of an in-toto v1 statement about `digest`, signed by `key` (a PEM file).
 fn envelope(
     dir: &Path,
     key: &Path,
     digest: &str,
     predicate_type: &str,
     predicate: &Value,
+) -> Bytes {
+    envelope_of(
+        dir,
+        key,
+        digest,
+        predicate_type,
+        predicate,
+        "https://in-toto.io/Statement/v1",
+    )
+}
+
+/// The same with an in-toto v0.1 statement, as `cosign attest` writes them.
+fn cosign2_envelope(
+    dir: &Path,
+    key: &Path,
+    digest: &str,
+    predicate_type: &str,
+    predicate: &Value,
+) -> Bytes {
+    envelope_of(
+        dir,
+        key,
+        digest,
+        predicate_type,
+        predicate,
+        "https://in-toto.io/Statement/v0.1",
+    )
+}
+
+fn envelope_of(
+    dir: &Path,
+    key: &Path,
+    digest: &str,
+    predicate_type: &str,
+    predicate: &Value,
+    statement_type: &str,
 ) -> Bytes {
     let file = dir.join(format!(
         "predicate-{}.json",
@@ -71,6 +107,7 @@ fn envelope(
         digest,
         predicate_type,
         file.to_str().expect("path"),
+        statement_type,
     ]);
     Bytes::from(text.trim().to_owned())
 }
@@ -356,15 +393,22 @@ async fn policy_passes_warns_and_refuses_units_and_shows_on_the_pull_request() {
         &envelopes,
     )
     .await;
-    // warn: provenance, and a scan with a critical and a high finding, as cosign 2's .att image.
+    // warn: provenance, and a scan with a critical and a high finding, as cosign 2's .att image
+    // (in-toto v0.1 statements, as `cosign attest` writes).
     let d = &digests[1].1;
     let findings = json!([
         finding("CVE-2026-0002", "9.8"),
         finding("CVE-2026-0003", "7.5")
     ]);
     let envelopes = [
-        (SLSA_V1, envelope(dir.path(), &key, d, SLSA_V1, &good)),
-        (VULNS, envelope(dir.path(), &key, d, VULNS, &scan(findings))),
+        (
+            SLSA_V1,
+            cosign2_envelope(dir.path(), &key, d, SLSA_V1, &good),
+        ),
+        (
+            VULNS,
+            cosign2_envelope(dir.path(), &key, d, VULNS, &scan(findings)),
+        ),
     ];
     attach_as_att_image(
         &client,
@@ -415,11 +459,12 @@ async fn policy_passes_warns_and_refuses_units_and_shows_on_the_pull_request() {
 
     // The presubmit: each new digest checked in staging, shown on the pull request.
     for unit in plan.units_to_check().cloned().collect::<Vec<_>>() {
-        let policy = unit.policy.as_deref().expect("a policy");
         let before = client.counts.total.load(Ordering::Relaxed);
-        let report = promoter::policy::check(&client, &unit.source, &unit.digest, policy)
-            .await
-            .expect("check");
+        let report =
+            promoter::policy::check_all(&client, &unit.source, &unit.digest, &unit.policies)
+                .await
+                .expect("check")
+                .expect("a policy is on");
         let requests = client.counts.total.load(Ordering::Relaxed) - before;
         eprintln!(
             "policy check of {}: {requests} registry requests",
@@ -558,7 +603,7 @@ async fn policy_passes_warns_and_refuses_units_and_shows_on_the_pull_request() {
         .expect("load the run")
         .expect("the run");
     assert!(
-        recorded.iter().all(|u| u.policy.is_some()),
+        recorded.iter().all(|u| u.policies.len() == 1),
         "the run's plan in state carries the policy (copy-digest reads it there)"
     );
     let warned = record("warn").policy.as_ref().expect("the policy report");
@@ -599,8 +644,74 @@ fn a_plain_manifest_names_its_policy_beside_it() {
     let policy = loaded.manifests[0].policy.as_ref().expect("the policy");
     assert!(policy.file.ends_with("app.policy.yaml"), "{}", policy.file);
     let plan = plan::build(&loaded.manifests, None);
-    assert!(
-        plan.units[0].policy.is_some(),
+    assert_eq!(
+        plan.units[0].policies.len(),
+        1,
         "the unit carries the policy"
+    );
+    let revision = promote::plan_revision(&plan);
+
+    // Another project promoting the same staging digest under a policy of its own: the shared
+    // unit carries both (one project cannot lower the other's bar), and the local run's
+    // revision changes with the policies.
+    let other = std::fs::read_to_string(dir.path().join("app.yaml"))
+        .expect("read")
+        .replace("prod.example/app", "mirror.example/app")
+        .replace("app.policy.yaml", "other.policy.yaml");
+    std::fs::write(dir.path().join("other.yaml"), other).expect("write");
+    std::fs::write(
+        dir.path().join("other.policy.yaml"),
+        format!("keys:\n  ci: |\n{key}signature:\n  mode: require\n  keys: [ci]\n"),
+    )
+    .expect("write");
+    let loaded = manifest::load(&[dir.path().to_path_buf()]).expect("load");
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let plan = plan::build(&loaded.manifests, None);
+    assert_eq!(plan.units.len(), 1);
+    assert_eq!(plan.units[0].policies.len(), 2, "both projects' policies");
+    assert!(plan.units[0].policies.iter().any(|p| p.requires_any()));
+    assert_ne!(promote::plan_revision(&plan), revision);
+}
+
+/// A plain manifest's `policy` may not lead out of its folder, nor name a file the folder's
+/// walk would read as a manifest.
+#[test]
+fn a_plain_manifest_policy_outside_its_folder_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tree = dir.path().join("manifests");
+    std::fs::create_dir(&tree).expect("mkdir");
+    std::fs::write(dir.path().join("secret.policy.yaml"), "token: s3cr3t\n").expect("write");
+    std::os::unix::fs::symlink(
+        dir.path().join("secret.policy.yaml"),
+        tree.join("app.policy.yaml"),
+    )
+    .expect("symlink");
+    let manifest = |policy: &str| {
+        format!(
+            "registries:\n- name: staging.example/app\n  src: true\n- name: prod.example/app\nimages:\n- name: app\n  dmap:\n    \"sha256:93cf793ad44839594db937c0a59f4129d915285e503971dbdc81f70f2a9f4b1a\": [\"v1\"]\npolicy: {policy}\n"
+        )
+    };
+    std::fs::write(tree.join("app.yaml"), manifest("app.policy.yaml")).expect("write");
+    let loaded = manifest::load(&[tree.join("app.yaml")]).expect("load");
+    let messages: Vec<&str> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].contains("leads out of the manifest's folder"),
+        "{}",
+        messages[0]
+    );
+    assert!(!messages[0].contains("s3cr3t"));
+    std::fs::write(tree.join("app.yaml"), manifest("rules.yaml")).expect("write");
+    let loaded = manifest::load(&[tree.join("app.yaml")]).expect("load");
+    assert!(
+        loaded.diagnostics[0]
+            .message
+            .contains("names `policy.yaml` or `NAME.policy.yaml`"),
+        "{:?}",
+        loaded.diagnostics
     );
 }

@@ -53,7 +53,7 @@ fn unit(source: &str, digest: &str, destinations: &[(String, &[&str])]) -> Unit 
                     .into(),
             })
             .collect(),
-        policy: None,
+        policies: Vec::new(),
     }
 }
 

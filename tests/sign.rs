@@ -312,7 +312,7 @@ async fn staging_signatures_and_attestations_reach_every_mirror() {
                 tags: Arc::from(vec!["v1".parse().expect("tag")]),
             })
             .collect(),
-        policy: None,
+        policies: Vec::new(),
     };
     let engine = Engine::new(Arc::clone(&client), CopyOptions::default());
     let report = engine.copy_unit(&unit).await;
@@ -448,7 +448,7 @@ async fn kms_keys_sign_and_the_signature_verifies_independently() {
             repository: promoter_tests::repository(&format!("{}/prod/app", production.host())),
             tags: Arc::from(vec!["v1".parse().expect("tag")]),
         }],
-        policy: None,
+        policies: Vec::new(),
     };
     let client = Arc::new(
         Client::new(ClientConfig::default(), CredentialSources::default()).expect("client"),
@@ -526,7 +526,7 @@ async fn index_children_are_signed_when_asked() {
             repository: promoter_tests::repository(&format!("{}/prod/multi", production.host())),
             tags: Arc::from(vec!["v1".parse().expect("tag")]),
         }],
-        policy: None,
+        policies: Vec::new(),
     };
     let signer = Signer::new(KeySource::File(key), Vec::new())
         .await
@@ -650,7 +650,7 @@ async fn oci_referrers_reach_every_mirror_through_the_fallback_tag() {
                 tags: Arc::from(Vec::new()),
             })
             .collect(),
-        policy: None,
+        policies: Vec::new(),
     };
     let report = Engine::new(Arc::clone(&client), CopyOptions::default())
         .copy_unit(&unit)

@@ -7,11 +7,12 @@ Usage:
       Prints cosign 2's legacy signature of DIGEST as JSON: {"payload": the simple-signing
       payload, "signature": base64 ECDSA P-256 SHA-256 of the payload's bytes}, for a
       `sha256-<hex>.sig` image layer.
-  make_attestation.py sign KEY DIGEST PREDICATE_TYPE PREDICATE_JSON_FILE
+  make_attestation.py sign KEY DIGEST PREDICATE_TYPE PREDICATE_JSON_FILE [STATEMENT_TYPE]
       Prints a DSSE envelope (JSON) around an in-toto v1 statement about DIGEST
       (`sha256:<hex>`) with the given predicate, signed with Python's `cryptography`: ECDSA
       P-256 SHA-256 over the DSSE pre-authentication encoding
-      `DSSEv1 <len(type)> <type> <len(body)> <body>`, as cosign does.
+      `DSSEv1 <len(type)> <type> <len(body)> <body>`, as cosign does. STATEMENT_TYPE defaults
+      to https://in-toto.io/Statement/v1 (`cosign attest` writes .../v0.1).
 """
 
 import base64
@@ -67,13 +68,14 @@ def pae(payload_type, body):
     return head.encode() + body
 
 
-def sign(key_file, digest, predicate_type, predicate_file):
+def sign(key_file, digest, predicate_type, predicate_file,
+         statement_type="https://in-toto.io/Statement/v1"):
     key = load_key(key_file)
     with open(predicate_file) as f:
         predicate = json.load(f)
     algorithm, hex_digest = digest.split(":", 1)
     statement = {
-        "_type": "https://in-toto.io/Statement/v1",
+        "_type": statement_type,
         "subject": [{"name": "", "digest": {algorithm: hex_digest}}],
         "predicateType": predicate_type,
         "predicate": predicate,
@@ -93,7 +95,7 @@ if __name__ == "__main__":
         keygen(sys.argv[2])
     elif sys.argv[1:2] == ["sign-image"] and len(sys.argv) == 5:
         sign_image(*sys.argv[2:])
-    elif sys.argv[1:2] == ["sign"] and len(sys.argv) == 6:
+    elif sys.argv[1:2] == ["sign"] and len(sys.argv) in (6, 7):
         sign(*sys.argv[2:])
     else:
         sys.exit(__doc__)

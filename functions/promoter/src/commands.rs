@@ -155,22 +155,22 @@ fn check_policies(plan: &plan::Plan, registries: &RegistryArgs) -> anyhow::Resul
         let client = crate::config::client(registries).await?;
         let mut checked = Vec::with_capacity(units.len());
         for unit in units {
-            let Some(policy) = unit.policy.as_deref() else {
-                continue;
-            };
-            let report = promoter::policy::check(&client, &unit.source, &unit.digest, policy)
-                .await
-                .with_context(|| {
-                    format!(
-                        "checking {}@{} against {}",
-                        unit.source, unit.digest, policy.file
-                    )
-                })?;
-            checked.push(Checked {
-                source: unit.source.clone(),
-                digest: unit.digest.clone(),
-                report,
-            });
+            let report =
+                promoter::policy::check_all(&client, &unit.source, &unit.digest, &unit.policies)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "checking {}@{} against its policy",
+                            unit.source, unit.digest
+                        )
+                    })?;
+            if let Some(report) = report {
+                checked.push(Checked {
+                    source: unit.source.clone(),
+                    digest: unit.digest.clone(),
+                    report,
+                });
+            }
         }
         anyhow::Ok(checked)
     })

@@ -77,7 +77,7 @@ fn unit(top: &Manifest) -> Unit {
         source: repo(STAGING),
         digest: top.digest.clone(),
         destinations: vec![destination(US), destination(EU)],
-        policy: None,
+        policies: Vec::new(),
     }
 }
 

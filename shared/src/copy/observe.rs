@@ -42,17 +42,16 @@ impl Engine {
             ),
             None => None,
         };
-        let policy = match unit.policy.as_deref().filter(|p| !p.is_off()) {
-            Some(policy) => Some(
-                Box::pin(crate::policy::check(
-                    &self.client,
-                    &unit.source,
-                    &unit.digest,
-                    policy,
-                ))
-                .await?,
-            ),
-            None => None,
+        let policy = if unit.policies.is_empty() {
+            None
+        } else {
+            Box::pin(crate::policy::check_all(
+                &self.client,
+                &unit.source,
+                &unit.digest,
+                &unit.policies,
+            ))
+            .await?
         };
         let repositories: Vec<Repository> = unit
             .destinations

@@ -310,7 +310,7 @@ mod tests {
                     tags: tags.iter().map(|x| t(x)).collect(),
                 })
                 .collect(),
-            policy: None,
+            policies: Vec::new(),
         }
     }
 

@@ -225,24 +225,41 @@ fn plain_policy(
     pos: Pos,
     loaded: &mut Loaded,
 ) -> Option<Arc<Policy>> {
+    let mut refuse = |msg: String| {
+        FileDiagnostics::new(Arc::clone(file), &mut loaded.diagnostics).error(pos, msg);
+        None
+    };
     let relative = Path::new(named);
     let inside = relative
         .components()
         .all(|c| matches!(c, std::path::Component::Normal(_)));
     if named.is_empty() || !inside {
-        let msg = format!(
+        return refuse(format!(
             "`policy` names a file beside the manifest or below its folder (a relative path without `..`), found `{named}`"
-        );
-        FileDiagnostics::new(Arc::clone(file), &mut loaded.diagnostics).error(pos, msg);
-        return None;
+        ));
     }
-    let path = file.parent().unwrap_or(Path::new("")).join(relative);
-    let real = match fs::canonicalize(&path) {
-        Ok(real) => real,
-        Err(e) => {
-            let msg = format!("`policy`: cannot read {}: {e}", path.display());
-            FileDiagnostics::new(Arc::clone(file), &mut loaded.diagnostics).error(pos, msg);
-            return None;
+    if !is_policy_file(relative) {
+        return refuse(format!(
+            "`policy` names `policy.yaml` or `NAME.policy.yaml` (files a folder of manifests is not read as manifests), found `{named}`"
+        ));
+    }
+    let folder = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let path = folder.join(relative);
+    // Resolved, the file must still be below the manifest's folder: a link out of it (to a
+    // credentials file, say) is refused as the walk refuses one.
+    let real = match (fs::canonicalize(&path), fs::canonicalize(folder)) {
+        (Ok(real), Ok(root)) if real.starts_with(&root) => real,
+        (Ok(_), Ok(_)) => {
+            return refuse(format!(
+                "`policy`: {} leads out of the manifest's folder: refused, not read",
+                path.display()
+            ));
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            return refuse(format!("`policy`: cannot read {}: {e}", path.display()));
         }
     };
     load_policy(

@@ -62,6 +62,21 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// True when a rule is `require`.
+    pub fn requires_any(&self) -> bool {
+        self.signature
+            .as_ref()
+            .is_some_and(|r| r.mode == Mode::Require)
+            || self
+                .provenance
+                .as_ref()
+                .is_some_and(|r| r.mode == Mode::Require)
+            || self
+                .vulnerabilities
+                .as_ref()
+                .is_some_and(|r| r.mode == Mode::Require)
+    }
+
     /// True when no rule is checked (every rule absent or `off`).
     pub fn is_off(&self) -> bool {
         self.signature.as_ref().is_none_or(|r| r.mode == Mode::Off)
@@ -271,9 +286,18 @@ impl Report {
         self.verdicts.iter().filter(|v| v.status() == "warn")
     }
 
-    /// The verdict of `rule`, if it was checked.
+    /// The verdict of `rule`, if it was checked: the worst (fail, then warn, then pass) when
+    /// several policies checked it.
     pub fn verdict(&self, rule: Rule) -> Option<&Verdict> {
-        self.verdicts.iter().find(|v| v.rule == rule)
+        let rank = |v: &&Verdict| match v.status() {
+            "fail" => 2,
+            "warn" => 1,
+            _ => 0,
+        };
+        self.verdicts
+            .iter()
+            .filter(|v| v.rule == rule)
+            .max_by_key(rank)
     }
 
     /// One line: each failed rule and why, or that every rule passed.

@@ -189,8 +189,8 @@ fn tag_suffix(tags: &[Tag], before: &str, after: &str) -> String {
     format!("{before}{}{after}", list.join(", "))
 }
 
-/// Destinations of one unit, and the policy of the first manifest that named it.
-type UnitParts = (Vec<Destination>, Option<Arc<Policy>>);
+/// Destinations of one unit, and the policies of the manifests that name it.
+type UnitParts = (Vec<Destination>, Vec<Arc<Policy>>);
 
 /// Groups destinations into units by (source repository, digest).
 #[derive(Default)]
@@ -199,10 +199,9 @@ struct UnitsBuilder {
 }
 
 impl UnitsBuilder {
-    /// Adds destinations to the unit of (`source`, `digest`), one lookup for them all. Two
-    /// manifests promoting one staging digest share the unit: the first policy found applies
-    /// (projects share a staging repository only by mistake, and one check per digest keeps
-    /// the copy a single unit).
+    /// Adds destinations to the unit of (`source`, `digest`), one lookup for them all, with
+    /// the manifest's policy. Two manifests promoting one staging digest share the unit, and
+    /// the unit carries both policies (each is checked).
     fn add(
         &mut self,
         source: &Repository,
@@ -215,14 +214,16 @@ impl UnitsBuilder {
         }
         match self.units.entry((source.clone(), digest.clone())) {
             Entry::Occupied(mut unit) => {
-                let (known, known_policy) = unit.get_mut();
+                let (known, policies) = unit.get_mut();
                 known.extend(destinations);
-                if known_policy.is_none() {
-                    known_policy.clone_from(policy);
+                if let Some(policy) = policy
+                    && !policies.iter().any(|p| p == policy)
+                {
+                    policies.push(Arc::clone(policy));
                 }
             }
             Entry::Vacant(slot) => {
-                slot.insert((destinations, policy.clone()));
+                slot.insert((destinations, policy.iter().cloned().collect()));
             }
         }
     }
@@ -232,12 +233,12 @@ impl UnitsBuilder {
         let mut units: Vec<Unit> = self
             .units
             .into_iter()
-            .map(|((source, digest), (destinations, policy))| Unit {
+            .map(|((source, digest), (destinations, policies))| Unit {
                 id: unit_id(&source, &digest),
                 source,
                 digest,
                 destinations: merge_destinations(destinations),
-                policy,
+                policies,
             })
             .collect();
         units.sort_by(|a, b| (&a.source, &a.digest).cmp(&(&b.source, &b.digest)));

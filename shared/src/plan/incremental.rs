@@ -105,7 +105,7 @@ mod tests {
                 .parse()
                 .expect("digest"),
             destinations,
-            policy: None,
+            policies: Vec::new(),
         }
     }
 

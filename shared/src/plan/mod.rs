@@ -67,7 +67,7 @@ impl Plan {
             .map(|c| (&c.source, &c.digest))
             .collect();
         self.units.iter().filter(move |u| {
-            u.policy.as_ref().is_some_and(|p| !p.is_off()) && new.contains(&(&u.source, &u.digest))
+            u.policies.iter().any(|p| !p.is_off()) && new.contains(&(&u.source, &u.digest))
         })
     }
 
@@ -95,10 +95,11 @@ pub struct Unit {
     pub digest: Digest,
     /// Every destination repository, sorted, with the tags to set there.
     pub destinations: Vec<Destination>,
-    /// The project's policy, checked against the staging digest before anything is written
-    /// (none: no policy, nothing checked).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<Arc<Policy>>,
+    /// The policies of the projects promoting this digest (usually one; none: nothing is
+    /// checked), each checked against the staging digest before anything is written: a unit
+    /// two projects share must pass both, so one project cannot lower another's bar.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<Arc<Policy>>,
 }
 
 /// One destination of a unit.

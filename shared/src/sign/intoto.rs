@@ -14,6 +14,9 @@ use crate::reference::Digest;
 
 /// `_type` of an in-toto statement, version 1.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+/// `_type` of an in-toto statement, version 0.1: what `cosign attest` and the SLSA GitHub
+/// generator (provenance v0.2) write. Read, never written.
+pub const STATEMENT_TYPE_V01: &str = "https://in-toto.io/Statement/v0.1";
 /// The subject digest algorithm (the promoter handles sha256 digests only).
 const DIGEST_ALGORITHM: &str = "sha256";
 /// The DSSE payload type of an in-toto statement.
@@ -131,7 +134,7 @@ impl Envelope {
     }
 
     /// The statement inside, when any signature verifies under `verifies(message, signature)`
-    /// and the payload is an in-toto statement.
+    /// and the payload is an in-toto statement (version 1 or 0.1: the same fields).
     pub fn verified_statement(&self, verifies: impl Fn(&[u8], &[u8]) -> bool) -> Option<Statement> {
         if self.payload_type != PAYLOAD_TYPE {
             return None;
@@ -147,7 +150,9 @@ impl Envelope {
             return None;
         }
         let statement: Statement = serde_json::from_slice(&body).ok()?;
-        (statement.kind == STATEMENT_TYPE).then_some(statement)
+        [STATEMENT_TYPE, STATEMENT_TYPE_V01]
+            .contains(&statement.kind.as_str())
+            .then_some(statement)
     }
 }
 
@@ -182,6 +187,32 @@ mod tests {
             .expect("verifies");
         assert!(verified.names_digest(&digest));
         assert!(!verified.names_digest(&Digest::of(b"other")));
+        let mut older = statement.clone();
+        older.kind = STATEMENT_TYPE_V01.to_owned();
+        let body_v01 = serde_json::to_vec(&older).expect("serialize");
+        let signed_v01 = Envelope::new(
+            &body_v01,
+            &pre_authentication_encoding(PAYLOAD_TYPE, &body_v01),
+        );
+        assert_eq!(
+            signed_v01
+                .verified_statement(|message, signature| message == signature)
+                .map(|s| s.kind),
+            Some(STATEMENT_TYPE_V01.to_owned()),
+            "cosign attest's v0.1 statements are read"
+        );
+        let mut other = statement.clone();
+        other.kind = "https://example/Statement".to_owned();
+        let body_other = serde_json::to_vec(&other).expect("serialize");
+        let signed_other = Envelope::new(
+            &body_other,
+            &pre_authentication_encoding(PAYLOAD_TYPE, &body_other),
+        );
+        assert!(
+            signed_other
+                .verified_statement(|message, signature| message == signature)
+                .is_none()
+        );
         let mut retyped = envelope.clone();
         retyped.payload_type = "application/json".to_owned();
         assert!(

@@ -230,10 +230,11 @@ pub struct DesiredIndex {
     /// pushed, and notified, before the index itself).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, String>,
-    /// Staging repository → its project's policy: a reconcile repairing a digest checks it
-    /// as the promotion did (a digest refused by policy is not copied by a repair either).
+    /// Staging repository → the policies of the projects promoting from it: a reconcile
+    /// repairing a digest checks them as the promotion did (a digest refused by policy is not
+    /// copied by a repair either). Absent from indexes written before policies existed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub policies: BTreeMap<String, crate::manifest::policy::Policy>,
+    pub policies: BTreeMap<String, Vec<crate::manifest::policy::Policy>>,
 }
 
 /// Reads and parses `key`; a record that does not parse is [`StateError::Corrupt`].

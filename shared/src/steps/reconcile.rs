@@ -272,7 +272,14 @@ pub fn units_of(desired: &DesiredIndex) -> Result<Vec<Unit>, StepError> {
                     source: source.clone(),
                     digest: digest.clone(),
                     destinations: Vec::new(),
-                    policy: desired.policies.get(source.as_str()).cloned().map(Arc::new),
+                    policies: desired
+                        .policies
+                        .get(source.as_str())
+                        .into_iter()
+                        .flatten()
+                        .cloned()
+                        .map(Arc::new)
+                        .collect(),
                 })
                 .destinations
                 .push(Destination {

@@ -52,7 +52,7 @@ struct DesiredView<'a> {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     sources: BTreeMap<&'a str, &'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    policies: BTreeMap<&'a str, &'a Policy>,
+    policies: BTreeMap<&'a str, Vec<&'a Policy>>,
 }
 
 impl<'a> DesiredView<'a> {
@@ -61,8 +61,13 @@ impl<'a> DesiredView<'a> {
         let mut sources = BTreeMap::new();
         let mut policies = BTreeMap::new();
         for unit in &plan.units {
-            if let Some(policy) = &unit.policy {
-                policies.insert(unit.source.as_str(), policy.as_ref());
+            if !unit.policies.is_empty() {
+                let known: &mut Vec<&Policy> = policies.entry(unit.source.as_str()).or_default();
+                for policy in &unit.policies {
+                    if !known.contains(&policy.as_ref()) {
+                        known.push(policy.as_ref());
+                    }
+                }
             }
             for d in &unit.destinations {
                 sources.insert(d.repository.as_str(), unit.source.as_str());

@@ -78,8 +78,9 @@ pub fn run_id(trigger: &Trigger) -> String {
 }
 
 /// A revision for a plan that has none of its own (a local run): 16 hex digits of a hash of
-/// every unit's source, digest, destinations and tags. The same manifests give the same
-/// revision, so rerunning them resumes the same run.
+/// every unit's source, digest, destinations, tags and policies. The same manifests give the
+/// same revision, so rerunning them resumes the same run; a changed policy starts a new run
+/// (a rerun of the recorded one would apply the old policy).
 pub fn plan_revision(plan: &Plan) -> String {
     let mut hash = Sha256::new();
     for unit in &plan.units {
@@ -90,6 +91,9 @@ pub fn plan_revision(plan: &Plan) -> String {
             for tag in d.tags.iter() {
                 hash.update(tag.as_str().as_bytes());
             }
+        }
+        for policy in &unit.policies {
+            hash.update(serde_json::to_vec(policy.as_ref()).unwrap_or_default());
         }
         hash.update(b"\n");
     }
