@@ -373,7 +373,8 @@ pub fn decode(root: &Node, d: &mut FileDiagnostics<'_>) -> Option<Policy> {
             Fields::read(node, &PROVENANCE, d).or_else(|| not_a_rule(node, "provenance", d))?;
         let (mode, keys) = (mode(&rule, d), rule_keys(&rule, &keys, d));
         let builders = texts(&rule, "builders", true, d);
-        let sources = texts(&rule, "sourceRepositories", false, d);
+        let sources = texts(&rule, "sourceRepositories", false, d)
+            .and_then(|sources| without_refs(&rule, sources, d));
         Some(ProvenanceRule {
             mode: mode?,
             keys: keys?,
@@ -561,6 +562,37 @@ fn texts(
         }
     }
     (out.len() == items.len()).then_some(out)
+}
+
+/// `sourceRepositories` name repositories, not refs: an `@ref` would look like pinning a branch
+/// while the comparison ignores refs.
+fn without_refs(
+    rule: &Fields<'_>,
+    sources: Vec<String>,
+    d: &mut FileDiagnostics<'_>,
+) -> Option<Vec<String>> {
+    let items = rule
+        .get("sourceRepositories")
+        .map_or(&[][..], |n| match &n.value {
+            Value::Seq(items) => items.as_slice(),
+            _ => &[],
+        });
+    let mut ok = true;
+    for (source, item) in sources.iter().zip(items) {
+        let path = source
+            .split_once("://")
+            .map_or(source.as_str(), |(_, rest)| rest);
+        if path.contains('@') {
+            d.error(
+                item.pos,
+                format!(
+                    "`{source}`: name the repository without a ref (`@…`): refs are not compared"
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(sources)
 }
 
 /// `maxAgeDays`: a whole number of days from 1.

@@ -17,6 +17,9 @@ use crate::sign::{LegacySignatures, SignError, att, referrer};
 
 /// Most bundle referrers read per digest (a hostile listing stays bounded).
 const MAX_BUNDLES: usize = 64;
+/// Most bytes of bundles and attestations read per digest (each is at most 4 MiB): what is
+/// held in memory for one unit's check stays bounded whatever staging attaches.
+const MAX_EVIDENCE_BYTES: usize = 32 * 1024 * 1024;
 
 /// What staging holds about one digest.
 #[derive(Clone, Debug, Default)]
@@ -94,6 +97,7 @@ async fn attached_envelopes(
 ) -> Result<Vec<Envelope>, SignError> {
     let listing = Box::pin(referrer::list(client, repository, digest, true)).await?;
     let mut out = Vec::new();
+    let mut budget = MAX_EVIDENCE_BYTES;
     for entry in listing
         .entries
         .iter()
@@ -105,10 +109,15 @@ async fn attached_envelopes(
         else {
             continue;
         };
+        if bytes.len() > budget {
+            tracing::warn!(%repository, %digest, "bundles past the read budget left out");
+            break;
+        }
+        budget -= bytes.len();
         if let Some(envelope) = Bundle::parse(&bytes).ok().and_then(|b| b.dsse_envelope) {
             out.push(envelope);
         }
     }
-    out.extend(att::envelopes(client, repository, digest).await?);
+    out.extend(att::envelopes(client, repository, digest, &mut budget).await?);
     Ok(out)
 }

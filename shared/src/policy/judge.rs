@@ -35,6 +35,8 @@ pub const INTOTO_VULNS: &str = "https://in-toto.io/attestation/vulns/v0.1";
 /// Most finding ids named in a verdict.
 const MAX_IDS: usize = 5;
 const DAY: u64 = 24 * 60 * 60;
+/// How far ahead of this clock a scan's time may be.
+const CLOCK_SKEW: u64 = 5 * 60;
 
 /// Every rule of `policy` that is not `off`, judged for `digest` from `evidence` at `now`
 /// (seconds since the epoch).
@@ -167,39 +169,50 @@ fn builder_id(predicate: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
-/// Every source URI a SLSA v1 or v0.2 predicate names, the workflow's repository first.
+/// The source a SLSA v1 or v0.2 predicate says it built from: the workflow's repository (v1,
+/// GitHub builders) or the config source (v0.2) when given, else the first resolved dependency
+/// or material (by the SLSA specifications, the source comes first). Only that one: a build of
+/// another repository that merely depends on the allowed one must not pass.
 fn sources(predicate: &Value) -> Vec<&str> {
-    let mut out: Vec<&str> = [
+    let primary: Vec<&str> = [
         "/buildDefinition/externalParameters/workflow/repository",
         "/invocation/configSource/uri",
     ]
     .iter()
     .filter_map(|p| predicate.pointer(p).and_then(Value::as_str))
     .collect();
-    for list in ["/buildDefinition/resolvedDependencies", "/materials"] {
-        if let Some(items) = predicate.pointer(list).and_then(Value::as_array) {
-            out.extend(
-                items
-                    .iter()
-                    .filter_map(|i| i.get("uri").and_then(Value::as_str)),
-            );
-        }
+    if !primary.is_empty() {
+        return primary;
     }
-    out
+    [
+        "/buildDefinition/resolvedDependencies/0/uri",
+        "/materials/0/uri",
+    ]
+    .iter()
+    .filter_map(|p| predicate.pointer(p).and_then(Value::as_str))
+    .take(1)
+    .collect()
 }
 
-/// A source URI without `git+`, `@ref`, `.git` or a trailing `/`.
+/// A source URI without `git+`, `@ref`, `.git` or a trailing `/`, in lower case (GitHub's
+/// owners and repositories are case-insensitive).
 fn normalized_source(uri: &str) -> String {
     let uri = uri.strip_prefix("git+").unwrap_or(uri);
-    // `@` after the host and path marks a ref (`…/repo@refs/heads/main`); one in the
-    // authority (`user@host`) is not one.
+    // The first `@` after the path starts marks a ref (`…/repo@refs/heads/main`, a ref may hold
+    // `@` itself); one in the authority (`user@host`) is not one.
     let path_start = uri.find("://").map_or(0, |i| i + 3);
-    let uri = match uri[path_start..].rfind('@') {
-        Some(at) if uri[path_start..path_start + at].contains('/') => &uri[..path_start + at],
-        _ => uri,
+    let uri = match uri[path_start..].find('/') {
+        Some(slash) => {
+            let path = path_start + slash;
+            match uri[path..].find('@') {
+                Some(at) => &uri[..path + at],
+                None => uri,
+            }
+        }
+        None => uri,
     };
     let uri = uri.trim_end_matches('/');
-    uri.strip_suffix(".git").unwrap_or(uri).to_owned()
+    uri.strip_suffix(".git").unwrap_or(uri).to_lowercase()
 }
 
 /// One finding of a scan.
@@ -218,9 +231,11 @@ pub fn vulnerabilities(
     now: u64,
 ) -> Verdict {
     let fail = |detail| verdict(Rule::Vulnerabilities, rule.mode, false, detail);
+    // A scan dated ahead of now (beyond a clock's skew) is not believed: it would stay "newest".
     let newest = statements
         .iter()
         .filter_map(|(key, s)| scan_time(s).map(|t| (t, key, s)))
+        .filter(|(t, _, _)| *t <= now + CLOCK_SKEW)
         .max_by_key(|(t, _, _)| *t);
     let Some((finished, key, statement)) = newest else {
         return fail(if statements.is_empty() {
@@ -229,17 +244,24 @@ pub fn vulnerabilities(
                 key_names(rule.keys.iter().map(|k| k.name.as_str()))
             )
         } else {
-            "no scan says when it finished (`metadata.scanFinishedOn`)".to_owned()
+            "no scan says when it finished (`metadata.scanFinishedOn`, not in the future)"
+                .to_owned()
         });
     };
-    let age_days = now.saturating_sub(finished) / DAY;
-    if age_days > u64::from(rule.max_age_days) {
+    let age = now.saturating_sub(finished);
+    let age_days = age / DAY;
+    if age > u64::from(rule.max_age_days) * DAY {
         return fail(format!(
             "the newest scan is {age_days} days old (at most {} allowed)",
             rule.max_age_days
         ));
     }
-    let found = findings(statement);
+    let Some(found) = findings(statement) else {
+        return fail(
+            "the scan's result is in no format the promoter reads (in-toto's list, Trivy or Grype JSON)"
+                .to_owned(),
+        );
+    };
     let failing: Vec<&Finding> = found
         .iter()
         .filter(|f| f.severity >= rule.fail_on)
@@ -293,11 +315,15 @@ fn scan_time(statement: &Statement) -> Option<u64> {
     u64::try_from(at.unix_timestamp()).ok()
 }
 
-/// Every finding a scan statement lists.
-pub fn findings(statement: &Statement) -> Vec<Finding> {
-    let Some(result) = statement.predicate.pointer("/scanner/result") else {
-        return Vec::new();
-    };
+/// Every finding a scan statement lists; `None` when its result is in no format read here (a
+/// scan that cannot be read must not pass as clean).
+pub fn findings(statement: &Statement) -> Option<Vec<Finding>> {
+    let result = statement.predicate.pointer("/scanner/result")?;
+    let known =
+        result.is_array() || result.get("Results").is_some() || result.get("matches").is_some();
+    if !known {
+        return None;
+    }
     let mut out = Vec::new();
     // in-toto's vulns predicate: a list of {id, severity: [{method, score}]}.
     if let Some(items) = result.as_array() {
@@ -358,7 +384,7 @@ pub fn findings(statement: &Statement) -> Vec<Finding> {
             ));
         }
     }
-    out
+    Some(out)
 }
 
 fn finding(id: &str, severity: Severity) -> Finding {

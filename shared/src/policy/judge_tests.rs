@@ -198,7 +198,7 @@ fn cosign_scans_carry_trivy_or_grype_reports() {
             {"VulnerabilityID": "CVE-A", "Severity": "HIGH"},
             {"VulnerabilityID": "CVE-B", "Severity": "LOW"}]}]}}}),
     );
-    let found = findings(&trivy.1);
+    let found = findings(&trivy.1).expect("Trivy's report");
     assert_eq!(found.len(), 2);
     assert_eq!(found[0].severity, Severity::High);
     let grype = statement(
@@ -206,10 +206,56 @@ fn cosign_scans_carry_trivy_or_grype_reports() {
         json!({"scanner": {"result": {"matches": [{"vulnerability": {"id": "GHSA-x", "severity": "Critical"}}]}}}),
     );
     assert_eq!(
-        findings(&grype.1),
+        findings(&grype.1).expect("Grype's report"),
         [Finding {
             id: "GHSA-x".into(),
             severity: Severity::Critical
         }]
+    );
+}
+
+#[test]
+fn a_scan_in_an_unknown_format_or_from_the_future_does_not_pass() {
+    let sarif = statement(
+        COSIGN_VULN,
+        json!({"scanner": {"result": {"runs": []}},
+               "metadata": {"scanFinishedOn": rfc3339(NOW - DAY)}}),
+    );
+    assert_eq!(findings(&sarif.1), None);
+    let verdict = vulnerabilities(&vulnerability_rule(Severity::Critical), &[sarif], NOW);
+    assert!(!verdict.passed);
+    assert!(
+        verdict.detail.contains("no format the promoter reads"),
+        "{}",
+        verdict.detail
+    );
+    let future = intoto_scan(NOW + 30 * DAY, json!([]));
+    assert!(!vulnerabilities(&vulnerability_rule(Severity::Critical), &[future], NOW).passed);
+    // Seven days and a few hours is older than seven days.
+    let late = intoto_scan(NOW - 7 * DAY - 3600, json!([]));
+    assert!(!vulnerabilities(&vulnerability_rule(Severity::Critical), &[late], NOW).passed);
+}
+
+#[test]
+fn only_the_built_source_counts_not_a_dependency() {
+    let rule = provenance_rule(&["https://github.com/example/app"]);
+    let fork_using_app = statement(
+        SLSA_PROVENANCE_V1,
+        json!({
+            "buildDefinition": {"resolvedDependencies": [
+                {"uri": "git+https://github.com/fork/app@refs/heads/main"},
+                {"uri": "git+https://github.com/example/app@refs/tags/v1"}
+            ]},
+            "runDetails": {"builder": {"id": "https://github.com/slsa-framework/slsa-github-generator@v2"}}
+        }),
+    );
+    assert!(!provenance(&rule, &[fork_using_app]).passed);
+    let upper = slsa_v1(
+        "https://github.com/slsa-framework/slsa-github-generator@v2",
+        "https://github.com/Example/App",
+    );
+    assert!(
+        provenance(&rule, &[upper]).passed,
+        "owners and names are case-insensitive"
     );
 }

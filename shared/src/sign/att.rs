@@ -18,17 +18,22 @@ pub const ENVELOPE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 const MAX_LAYERS: usize = 64;
 
 /// The DSSE envelopes in the attestation image of `digest` in `repository` (none when there is
-/// no such image); layers that are not envelopes are skipped.
+/// no such image); layers that are not envelopes are skipped. At most `budget` bytes are read
+/// (the layers' declared sizes are counted before reading; the budget is lowered by what was
+/// read): layers past it are left out.
 pub async fn envelopes(
     client: &Client,
     repository: &Repository,
     digest: &Digest,
+    budget: &mut usize,
 ) -> Result<Vec<Envelope>, SignError> {
     #[derive(Deserialize)]
     struct Layer {
         #[serde(rename = "mediaType")]
         media_type: String,
         digest: Digest,
+        #[serde(default)]
+        size: u64,
     }
     #[derive(Deserialize)]
     struct Image {
@@ -49,7 +54,19 @@ pub async fn envelopes(
         .filter(|l| l.media_type == ENVELOPE_MEDIA_TYPE)
         .take(MAX_LAYERS)
     {
-        let bytes = blob_bytes(client, repository, &layer.digest, MAX_ATTESTATION).await?;
+        let declared = usize::try_from(layer.size).unwrap_or(usize::MAX);
+        if declared > *budget {
+            tracing::warn!(%repository, %digest, "attestations past the read budget left out");
+            break;
+        }
+        let bytes = blob_bytes(
+            client,
+            repository,
+            &layer.digest,
+            MAX_ATTESTATION.min(*budget),
+        )
+        .await?;
+        *budget = budget.saturating_sub(bytes.len());
         if let Ok(envelope) = serde_json::from_slice::<Envelope>(&bytes) {
             out.push(envelope);
         }

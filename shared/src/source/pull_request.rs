@@ -153,6 +153,11 @@ pub async fn open(
     };
     check_name("the base branch", &base)?;
     let file = api.file(change.path, &base).await?;
+    if file.too_large {
+        return Err(PullRequestError::TooLarge {
+            path: change.path.to_owned(),
+        });
+    }
     if file.text.as_deref() != Some(change.before) {
         return Err(PullRequestError::Diverged {
             path: change.path.to_owned(),
@@ -212,6 +217,8 @@ struct File {
     sha: String,
     /// Its text, when it is UTF-8.
     text: Option<String>,
+    /// GitHub served no content (`encoding: none`: a file over 1 MiB).
+    too_large: bool,
 }
 
 /// Requests to one repository's API.
@@ -279,6 +286,7 @@ impl Api<'_> {
         Ok(File {
             sha: contents.sha,
             text,
+            too_large: contents.encoding == "none",
         })
     }
 }

@@ -96,6 +96,21 @@ fn a_key_that_is_not_p256_pem_is_refused() {
 }
 
 #[test]
+fn source_repositories_name_no_ref() {
+    let text = with_key(
+        "provenance:\n  mode: require\n  keys: [ci]\n  builders: [b]\n  sourceRepositories: [\"https://github.com/o/r@refs/heads/main\"]\n",
+    );
+    let (policy, messages) = read(&text);
+    assert!(policy.is_none());
+    assert_eq!(
+        messages,
+        [
+            "11:24: `https://github.com/o/r@refs/heads/main`: name the repository without a ref (`@…`): refs are not compared"
+        ]
+    );
+}
+
+#[test]
 fn rules_need_a_mode_and_keys() {
     let (policy, messages) = read("signature:\n  keys: []\nprovenance: yes\n");
     assert!(policy.is_none());
