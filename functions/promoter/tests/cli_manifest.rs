@@ -359,7 +359,11 @@ fn commit_records_the_addition_with_git() {
 
 /// A fake of the parts of GitHub's API `--pull-request` uses, for `org/manifests` whose `main`
 /// holds `path` as `served`; answers only the token `test-token`.
-fn fake_github(path: &str, served: &str) -> promoter_tests::harness::receiver::Receiver {
+fn fake_github(
+    path: &str,
+    served: &str,
+    pull_status: u16,
+) -> promoter_tests::harness::receiver::Receiver {
     use base64::Engine as _;
     use promoter_tests::harness::receiver::{Receiver, Reply};
     let encoded = base64::engine::general_purpose::STANDARD.encode(served);
@@ -393,10 +397,17 @@ fn fake_github(path: &str, served: &str) -> promoter_tests::harness::receiver::R
                 200,
                 serde_json::json!({"content": {"sha": "blob-2"}, "commit": {"sha": "c0ffee2"}}),
             ),
-            ("POST", p) if p == format!("{repo}/pulls") => json(
+            ("POST", p) if p == format!("{repo}/pulls") && pull_status == 201 => json(
                 201,
                 serde_json::json!({"number": 7, "html_url": "https://github.example/org/manifests/pull/7"}),
             ),
+            ("POST", p) if p == format!("{repo}/pulls") => Reply::new(
+                pull_status,
+                r#"{"message": "Validation Failed: a pull request already exists"}"#,
+            ),
+            ("DELETE", p) if p.starts_with(&format!("{repo}/git/refs/heads/promote/")) => {
+                Reply::new(204, "")
+            }
             _ => Reply::new(404, r#"{"message": "Not Found"}"#),
         }
     })
@@ -469,7 +480,7 @@ fn pull_request_opens_through_the_github_api() {
     let dir = tempfile::tempdir().expect("a folder");
     let original = repository_with_origin(dir.path());
     let path = format!("images/{PROJECT}/images.yaml");
-    let github = fake_github(&path, &original);
+    let github = fake_github(&path, &original, 201);
     let out = add_with_pull_request(dir.path(), &github.url(""));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -538,7 +549,7 @@ fn pull_request_is_refused_when_the_base_differs_from_the_checkout() {
     let dir = tempfile::tempdir().expect("a folder");
     let original = repository_with_origin(dir.path());
     let path = format!("images/{PROJECT}/images.yaml");
-    let github = fake_github(&path, &format!("{original}# changed on main since\n"));
+    let github = fake_github(&path, &format!("{original}# changed on main since\n"), 201);
     let out = add_with_pull_request(dir.path(), &github.url(""));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -549,5 +560,39 @@ fn pull_request_is_refused_when_the_base_differs_from_the_checkout() {
     assert!(
         github.requests().iter().all(|r| r.method == "GET"),
         "nothing written on GitHub"
+    );
+}
+
+#[test]
+fn a_failed_pull_request_removes_its_branch() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let original = repository_with_origin(dir.path());
+    let path = format!("images/{PROJECT}/images.yaml");
+    let github = fake_github(&path, &original, 422);
+    let out = add_with_pull_request(dir.path(), &github.url(""));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("422") && stderr.contains("Validation Failed"),
+        "{stderr}"
+    );
+    let requests = github.requests();
+    let created = requests
+        .iter()
+        .find(|r| r.method == "POST" && r.path.ends_with("/git/refs"))
+        .expect("the branch was created")
+        .json()["ref"]
+        .as_str()
+        .expect("ref")
+        .to_owned();
+    let last = requests.last().expect("requests");
+    assert_eq!(last.method, "DELETE");
+    assert_eq!(
+        last.path,
+        format!(
+            "/repos/org/manifests/git/{}",
+            created.trim_start_matches("refs/")
+        ),
+        "the branch it created is deleted again"
     );
 }

@@ -12,6 +12,9 @@
 //!    `sha` of step 2 makes GitHub refuse it if the file changed meanwhile);
 //! 6. `POST /repos/{r}/pulls`: the pull request.
 //!
+//! When step 5 or 6 fails, the branch is deleted again (`DELETE /repos/{r}/git/refs/heads/…`,
+//! best effort), so that running the same addition again can succeed.
+//!
 //! Reads are retried ([`GITHUB_RETRY`]); writes are sent once (a lost answer to a write that
 //! happened would make a retry fail on the branch it created). Errors name the request, never
 //! the token.
@@ -180,6 +183,31 @@ pub async fn open(
             &json!({"ref": format!("refs/heads/{}", change.branch), "sha": head.object.sha}),
         )
         .await?;
+    match commit_and_open(&api, change, &file.sha, &base).await {
+        Ok(number_and_url) => Ok(Opened {
+            number: number_and_url.0,
+            url: number_and_url.1,
+            base,
+        }),
+        Err(error) => {
+            // The branch would make the next run of the same addition fail ("Reference already
+            // exists"): removed, best effort; the error reported is the first one.
+            let branch = format!("/git/refs/heads/{}", change.branch);
+            if let Err(cleanup) = api.delete(&branch).await {
+                tracing::warn!(error = %cleanup, "could not delete the branch of a failed pull request");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The commit on the new branch, then the pull request: its number and page.
+async fn commit_and_open(
+    api: &Api<'_>,
+    change: &Change<'_>,
+    base_blob: &str,
+    base: &str,
+) -> Result<(u64, String), PullRequestError> {
     let _: serde_json::Value = api
         .write(
             Method::PUT,
@@ -187,7 +215,7 @@ pub async fn open(
             &json!({
                 "message": change.message,
                 "content": STANDARD.encode(change.after),
-                "sha": file.sha,
+                "sha": base_blob,
                 "branch": change.branch,
             }),
         )
@@ -204,11 +232,7 @@ pub async fn open(
             &json!({"title": change.title, "body": change.body, "head": change.branch, "base": base}),
         )
         .await?;
-    Ok(Opened {
-        number: pull.number,
-        url: pull.html_url,
-        base,
-    })
+    Ok((pull.number, pull.html_url))
 }
 
 /// A file as the contents API serves it.
@@ -259,6 +283,22 @@ impl Api<'_> {
         let request = api_call(self.http, self.repo, method, &url, JSON)?.json(body);
         let response = request.send().await.map_err(|e| transport(&what, e))?;
         answer(&what, response).await
+    }
+
+    /// `DELETE /repos/{r}{path}`, sent once (GitHub answers 204, no body).
+    async fn delete(&self, path: &str) -> Result<(), PullRequestError> {
+        let url = self.url(path);
+        let what = format!("DELETE {url}");
+        let request = api_call(self.http, self.repo, Method::DELETE, &url, JSON)?;
+        let response = request.send().await.map_err(|e| transport(&what, e))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Err(PullRequestError::Status {
+            what,
+            status: response.status(),
+            message: error_message(response).await,
+        })
     }
 
     /// `path` on branch `base`.
