@@ -589,10 +589,7 @@ fn a_failed_pull_request_removes_its_branch() {
     assert_eq!(last.method, "DELETE");
     assert_eq!(
         last.path,
-        format!(
-            "/repos/org/manifests/git/{}",
-            created.trim_start_matches("refs/")
-        ),
+        format!("/repos/org/manifests/git/{created}"),
         "the branch it created is deleted again"
     );
 }
