@@ -14,8 +14,9 @@
 #
 # and prints one Markdown document on stdout: the plan, or what was wrong, headed by the marker
 # <!-- promoter-presubmit --> by which the workflow finds its comment to update it. Exit status:
-# 0 when both commands pass, else the first failing command's (1 invalid manifests or a refused
-# removal, 2 usage error).
+# 0 when both commands pass, else the first failing command's (1 invalid manifests, a refused
+# removal, or a new digest failing a `require` rule of its project's policy; 2 usage error).
+# A policy failure prints the plan itself: its policy table says which rule failed and why.
 #
 # Environment: PROMOTER, the promoter binary (default: `promoter` on PATH);
 # PRESUBMIT_ALLOW_REMOVAL=true passes --allow-removal to plan (the workflow sets it from the
@@ -71,6 +72,12 @@ fi
 
 plan=$("$promoter" plan . --base "$base" "${allow[@]}" --output markdown 2>"$errors")
 status=$?
+if ((status == 1)) && [[ -n $plan ]]; then
+    # Planned, and a digest fails its project's policy: the plan's table says why.
+    echo "$plan"
+    cat "$errors" >&2
+    exit "$status"
+fi
 if ((status != 0)); then
     report_failure "promoter plan . --base BASE${allow:+ ${allow[*]}}" "$status" "$errors" \
         "A removal is refused: keep the entry (production keeps the image either way), or ask an owner for the label promoter/allow-removal."
