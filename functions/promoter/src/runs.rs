@@ -287,5 +287,13 @@ fn write_unit_record(out: &mut impl Write, r: &UnitRecord, carried: &str) -> std
         };
         writeln!(out, "      {kind} error: {}", clean(&error.message))?;
     }
+    for warning in r.policy.iter().flat_map(|p| p.warnings()) {
+        writeln!(
+            out,
+            "      policy warning: {}: {}",
+            warning.rule.as_str(),
+            clean(&warning.detail)
+        )?;
+    }
     Ok(())
 }
