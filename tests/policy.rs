@@ -497,6 +497,18 @@ async fn policy_passes_warns_and_refuses_units_and_shows_on_the_pull_request() {
         markdown = markdown.replace(&digest.short().to_string(), &name.to_uppercase());
     }
     assert_eq!(markdown, PRESUBMIT);
+    let mut json = Vec::new();
+    render::render(&plan, render::Format::Json, &mut json).expect("render");
+    let json: Value = serde_json::from_slice(&json).expect("JSON");
+    assert_eq!(json["policy"].as_array().map(Vec::len), Some(3));
+    assert!(
+        json["units"]
+            .as_array()
+            .expect("units")
+            .iter()
+            .all(|u| u.get("policies").is_none()),
+        "the plan's JSON lists the checks' results, not the policies' content"
+    );
 
     // The promotion: pass and warn copied (the warning kept), refuse refused before any write.
     let engine = Engine::new(Arc::clone(&client), CopyOptions::default());

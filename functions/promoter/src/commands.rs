@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use futures_util::StreamExt as _;
 use promoter::manifest::{self, Loaded};
 use promoter::plan::{self, Checked, render};
 
@@ -144,6 +145,9 @@ fn plan(
     }
 }
 
+/// Digests checked against their policy at the same time by `plan`.
+const POLICY_CHECKS_AT_ONCE: usize = 8;
+
 /// Checks each new digest of a project with a policy in staging (none: no registry is read).
 fn check_policies(plan: &plan::Plan, registries: &RegistryArgs) -> anyhow::Result<Vec<Checked>> {
     let units: Vec<&plan::Unit> = plan.units_to_check().collect();
@@ -153,10 +157,18 @@ fn check_policies(plan: &plan::Plan, registries: &RegistryArgs) -> anyhow::Resul
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let client = crate::config::client(registries).await?;
-        let mut checked = Vec::with_capacity(units.len());
-        for unit in units {
-            let report =
-                promoter::policy::check_all(&client, &unit.source, &unit.digest, &unit.policies)
+        // A few digests at a time: a release of many digests is read in a fraction of the
+        // time, and staging sees at most this many checks at once.
+        let results: Vec<anyhow::Result<Option<Checked>>> = futures_util::stream::iter(units)
+            .map(|unit| {
+                let client = &client;
+                async move {
+                    let report = promoter::policy::check_all(
+                        client,
+                        &unit.source,
+                        &unit.digest,
+                        &unit.policies,
+                    )
                     .await
                     .with_context(|| {
                         format!(
@@ -164,13 +176,19 @@ fn check_policies(plan: &plan::Plan, registries: &RegistryArgs) -> anyhow::Resul
                             unit.source, unit.digest
                         )
                     })?;
-            if let Some(report) = report {
-                checked.push(Checked {
-                    source: unit.source.clone(),
-                    digest: unit.digest.clone(),
-                    report,
-                });
-            }
+                    Ok(report.map(|report| Checked {
+                        source: unit.source.clone(),
+                        digest: unit.digest.clone(),
+                        report,
+                    }))
+                }
+            })
+            .buffered(POLICY_CHECKS_AT_ONCE)
+            .collect()
+            .await;
+        let mut checked = Vec::with_capacity(results.len());
+        for result in results {
+            checked.extend(result?);
         }
         anyhow::Ok(checked)
     })

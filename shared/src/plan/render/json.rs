@@ -42,10 +42,33 @@ pub const SCHEMA: &str = "promoter.plan/v1";
 struct Document<'p> {
     schema: &'static str,
     summary: Summary,
-    units: &'p [Unit],
+    units: Units<'p>,
     removals: &'p [Removal],
     #[serde(skip_serializing_if = "<[Checked]>::is_empty")]
     policy: &'p [Checked],
+}
+
+/// The units as the schema lists them: without the policies they carry (those are the policy
+/// files' content, recorded with a run for its workers; the check's results are in `policy`).
+struct Units<'p>(&'p [Unit]);
+
+#[derive(Serialize)]
+struct UnitView<'p> {
+    id: &'p str,
+    source: &'p crate::reference::Repository,
+    digest: &'p crate::reference::Digest,
+    destinations: &'p [crate::plan::Destination],
+}
+
+impl Serialize for Units<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|u| UnitView {
+            id: &u.id,
+            source: &u.source,
+            digest: &u.digest,
+            destinations: &u.destinations,
+        }))
+    }
 }
 
 /// Writes the plan as one compact JSON document followed by a newline, streaming (no copy of
@@ -55,7 +78,7 @@ pub fn write(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
     let document = Document {
         schema: SCHEMA,
         summary: plan.summary(),
-        units: &plan.units,
+        units: Units(&plan.units),
         removals: &plan.removals,
         policy: &plan.checked,
     };
