@@ -198,24 +198,54 @@ async fn attach_legacy_signature(
     ]))
     .expect("the maker prints JSON");
     let payload = Bytes::from(signed["payload"].as_str().expect("payload").to_owned());
+    let layer = (
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        payload,
+        json!({"dev.cosignproject.cosign/signature": signed["signature"]}),
+    );
+    attach_cosign_image(
+        client,
+        repository,
+        digest,
+        CosignArtifact::Signature,
+        &[layer],
+    )
+    .await;
+}
+
+/// Pushes an image of `layers` (media type, bytes, annotations) under `digest`'s cosign tag of
+/// `artifact` (`sha256-<hex>.sig`, `.att`), as cosign 2 does.
+async fn attach_cosign_image(
+    client: &Client,
+    repository: &Repository,
+    digest: &Digest,
+    artifact: CosignArtifact,
+    layers: &[(&str, Bytes, Value)],
+) {
     let config = Bytes::from_static(b"{}");
-    for blob in [&payload, &config] {
+    for blob in std::iter::once(&config).chain(layers.iter().map(|(_, bytes, _)| bytes)) {
         client
             .upload_bytes(repository, &Digest::of(blob), blob.clone())
             .await
             .expect("blob");
     }
+    let descriptors: Vec<Value> = layers
+        .iter()
+        .map(|(media_type, bytes, annotations)| {
+            json!({
+                "mediaType": media_type,
+                "digest": Digest::of(bytes),
+                "size": bytes.len(),
+                "annotations": annotations,
+            })
+        })
+        .collect();
     let bytes = Bytes::from(
         json!({
             "schemaVersion": 2,
             "mediaType": media_type::OCI_MANIFEST,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": Digest::of(&config), "size": config.len()},
-            "layers": [{
-                "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-                "digest": Digest::of(&payload),
-                "size": payload.len(),
-                "annotations": {"dev.cosignproject.cosign/signature": signed["signature"]},
-            }],
+            "layers": descriptors,
         })
         .to_string(),
     );
@@ -225,13 +255,9 @@ async fn attach_legacy_signature(
         bytes,
     };
     client
-        .manifest_put(
-            repository,
-            &digest.cosign_tag(CosignArtifact::Signature),
-            &manifest,
-        )
+        .manifest_put(repository, &digest.cosign_tag(artifact), &manifest)
         .await
-        .expect("attach the .sig image");
+        .expect("attach the cosign image");
 }
 
 /// Attaches the envelopes as cosign 2 does: one `sha256-<hex>.att` image, a layer each.
@@ -241,48 +267,24 @@ async fn attach_as_att_image(
     digest: &Digest,
     envelopes: &[(&str, Bytes)],
 ) {
-    let config = Bytes::from_static(b"{}");
-    let config_digest = Digest::of(&config);
-    client
-        .upload_bytes(repository, &config_digest, config.clone())
-        .await
-        .expect("config");
-    let mut layers = Vec::new();
-    for (predicate_type, envelope) in envelopes {
-        let layer_digest = Digest::of(envelope);
-        client
-            .upload_bytes(repository, &layer_digest, envelope.clone())
-            .await
-            .expect("layer");
-        layers.push(json!({
-            "mediaType": "application/vnd.dsse.envelope.v1+json",
-            "digest": layer_digest,
-            "size": envelope.len(),
-            "annotations": {"predicateType": predicate_type},
-        }));
-    }
-    let bytes = Bytes::from(
-        json!({
-            "schemaVersion": 2,
-            "mediaType": media_type::OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-            "layers": layers,
+    let layers: Vec<(&str, Bytes, Value)> = envelopes
+        .iter()
+        .map(|(predicate_type, envelope)| {
+            (
+                "application/vnd.dsse.envelope.v1+json",
+                envelope.clone(),
+                json!({"predicateType": predicate_type}),
+            )
         })
-        .to_string(),
-    );
-    let manifest = Manifest {
-        media_type: media_type::OCI_MANIFEST.to_owned(),
-        digest: Digest::of(&bytes),
-        bytes,
-    };
-    client
-        .manifest_put(
-            repository,
-            &digest.cosign_tag(CosignArtifact::Attestation),
-            &manifest,
-        )
-        .await
-        .expect("attach the .att image");
+        .collect();
+    attach_cosign_image(
+        client,
+        repository,
+        digest,
+        CosignArtifact::Attestation,
+        &layers,
+    )
+    .await;
 }
 
 /// A thin-manifest tree promoting the three images from `staging` to `production`, with the

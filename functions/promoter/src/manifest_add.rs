@@ -132,35 +132,41 @@ fn commit(file: &Path, image: &ImageName, added: &[String]) -> anyhow::Result<()
     let dir = file.parent().unwrap_or(Path::new("."));
     let name = file.file_name().context("the edited file has a name")?;
     let message = commit_message(image, added);
-    let git = |args: &[&std::ffi::OsStr]| -> anyhow::Result<()> {
-        let out = std::process::Command::new("git")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .context("running git")?;
-        if !out.status.success() {
-            bail!(
-                "git {}: {}",
-                args.iter()
-                    .map(|a| a.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
-    };
-    git(&["add".as_ref(), "--".as_ref(), name])?;
-    git(&[
-        "commit".as_ref(),
-        "--quiet".as_ref(),
-        "-m".as_ref(),
-        message.as_ref(),
-        "--".as_ref(),
-        name,
-    ])?;
+    git(dir, &["add".as_ref(), "--".as_ref(), name])?;
+    git(
+        dir,
+        &[
+            "commit".as_ref(),
+            "--quiet".as_ref(),
+            "-m".as_ref(),
+            message.as_ref(),
+            "--".as_ref(),
+            name,
+        ],
+    )?;
     println!("Committed {}.", file.display());
     Ok(())
+}
+
+/// Runs git in `dir`; its trimmed standard output, or its standard error as the error.
+pub fn git<A: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[A]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .context("running git")?;
+    if !out.status.success() {
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
+        bail!(
+            "git {}: {}",
+            shown.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// The commit message of an addition: what was added, one line each.

@@ -15,7 +15,7 @@ use promoter::reference::{Digest, ImageName, Tag};
 use promoter::source::GithubRepo;
 use promoter::source::pull_request::{self, Change};
 
-use crate::manifest_add::{PullRequest, commit_message};
+use crate::manifest_add::{PullRequest, commit_message, git};
 
 /// The default GitHub API.
 const GITHUB_API: &str = "https://api.github.com";
@@ -128,23 +128,6 @@ fn origin_repository(url: &str) -> Option<String> {
     let name = parts.next().filter(|p| !p.is_empty())?;
     let owner = parts.next().filter(|p| !p.is_empty())?;
     Some(format!("{owner}/{name}"))
-}
-
-/// Runs git in `dir`; its trimmed standard output.
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = std::process::Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .context("running git")?;
-    if !out.status.success() {
-        bail!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 #[cfg(test)]

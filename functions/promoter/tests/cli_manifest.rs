@@ -18,6 +18,27 @@ fn promoter(dir: &Path, args: &[&str]) -> Output {
         .expect("run the promoter binary")
 }
 
+/// Runs git in `dir` as a release engineer; its standard output.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Release Engineer",
+            "-c",
+            "user.email=re@example.org",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A thin tree holding one project copied from the corpus.
 fn corpus_project(dir: &Path, project: &str) -> String {
     let corpus = promoter_tests::registry_k8s_io_corpus();
@@ -292,28 +313,10 @@ fn all_new_adds_every_matching_staging_tag_not_listed_yet() {
 fn commit_records_the_addition_with_git() {
     let dir = tempfile::tempdir().expect("a folder");
     let original = corpus_project(dir.path(), PROJECT);
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=Release Engineer",
-                "-c",
-                "user.email=re@example.org",
-            ])
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    git(&["init", "-q"]);
-    git(&["add", "."]);
-    git(&["commit", "-qm", "the corpus project"]);
+    let dir_path = dir.path();
+    git(dir_path, &["init", "-q"]);
+    git(dir_path, &["add", "."]);
+    git(dir_path, &["commit", "-qm", "the corpus project"]);
     let digest = format!("sha256:{}", "d".repeat(64));
     let out = Command::new(env!("CARGO_BIN_EXE_promoter"))
         .args([
@@ -342,14 +345,18 @@ fn commit_records_the_addition_with_git() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let message = git(&["log", "-1", "--format=%B"]);
+    let message = git(dir_path, &["log", "-1", "--format=%B"]);
     assert!(message.starts_with("Promote etcd-dump\n"), "{message}");
     assert!(
         message.contains("- etcd-dump: v3.2.0 → sha256:dddddddddddd (a new digest)"),
         "{message}"
     );
-    assert_eq!(git(&["status", "--porcelain"]), "", "everything committed");
-    let changed = git(&["diff", "--numstat", "HEAD~1"]);
+    assert_eq!(
+        git(dir_path, &["status", "--porcelain"]),
+        "",
+        "everything committed"
+    );
+    let changed = git(dir_path, &["diff", "--numstat", "HEAD~1"]);
     assert_eq!(
         changed.trim(),
         format!("1\t0\timages/{PROJECT}/images.yaml")
@@ -416,36 +423,18 @@ fn fake_github(
 /// A git repository holding the corpus project, its `origin` on GitHub; the images file.
 fn repository_with_origin(dir: &Path) -> String {
     let original = corpus_project(dir, PROJECT);
-    for args in [
-        &["init", "-q", "-b", "main"][..],
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(
+        dir,
         &[
             "remote",
             "add",
             "origin",
             "git@github.com:org/manifests.git",
         ],
-        &["add", "."],
-        &[
-            "-c",
-            "user.name=R",
-            "-c",
-            "user.email=r@example.org",
-            "commit",
-            "-qm",
-            "corpus",
-        ],
-    ] {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    );
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "corpus"]);
     original
 }
 
